@@ -1,0 +1,292 @@
+"""The JSON API under /api/v1: operations, auth, the request's unit of work, RFC 9457 problems."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from idp_bridge import audit
+from idp_bridge.audit import Actor
+from idp_bridge.bridge import Bridge
+from idp_bridge.db import reset_write_intent, set_write_intent, transaction
+from idp_bridge.errors import (
+    BadRequest,
+    BridgeError,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ProviderError,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from idp_bridge.models import Organization
+from idp_bridge.services import api_keys, orgs
+from idp_bridge.services.api_keys import Principal
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE = "urn:idp-bridge:problem:"
+
+# The one place where domain errors become HTTP statuses.
+STATUS_BY_ERROR: list[tuple[type[BridgeError], int]] = [
+    (ValidationFailed, 422),
+    (BadRequest, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (ProviderError, 502),
+    (ConfigError, 500),
+]
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def status_for(error: BridgeError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
+def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> Response:
+    """An RFC 9457 problem response."""
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail,
+                            "code": code}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    resp = Response(json.dumps(body, default=str), status=status, mimetype=PROBLEM_JSON)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="idp-bridge"'
+    return resp
+
+
+def problem_from(error: BridgeError) -> Response:
+    extra = dict(error.extra)
+    if isinstance(error, ValidationFailed):
+        extra["errors"] = error.errors
+    return problem(status_for(error), error.title, error.detail, error.code, **extra)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A documented query parameter."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass
+class Operation:
+    """One API operation; the OpenAPI document is generated from these."""
+
+    method: str
+    rule: str
+    endpoint: str
+    summary: str
+    tag: str
+    permission: str | None
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    response: type[BaseModel] | None = None
+    status: int = 200
+    query: list[Query] = field(default_factory=list)
+    errors: tuple[int, ...] = ()
+    extra_responses: dict[str, Any] = field(default_factory=dict)
+    request_content: dict[str, Any] = field(default_factory=dict)
+
+
+OPERATIONS: list[Operation] = []
+
+
+@dataclass
+class Call:
+    """What a handler gets: the unit of work, the caller and the resolved organization."""
+
+    session: Session
+    bridge: Bridge
+    principal: Principal
+    org: Organization | None
+    body: Any
+
+    @property
+    def actor(self) -> Actor:
+        return self.principal.actor(client_ip())
+
+    def must_org(self) -> Organization:
+        assert self.org is not None
+        return self.org
+
+
+def bridge() -> Bridge:
+    b: Bridge = current_app.extensions["idp_bridge"]
+    return b
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _audit_denied(org_slug: str | None, reason: str, key_id: str | None = None) -> None:
+    """Refused calls leave an audit event and nothing else (written in its own transaction)."""
+    b = bridge()
+    with transaction(b.sessions) as session:
+        org_id = None
+        if org_slug:
+            try:
+                org_id = orgs.get(session, org_slug).id
+            except NotFound:
+                org_id = None
+        actor = Actor("api_key", key_id, client_ip()) if key_id else Actor("anonymous", "", client_ip())
+        audit.record(session, actor, "auth.denied", org_id=org_id, target_type="request",
+                     target_id=f"{request.method} {request.path}"[:200], details={"reason": reason})
+
+
+def _read_body(op: Operation) -> Any:
+    if op.body is None and not op.request_content:
+        return None
+    raw = request.get_data(cache=True)
+    if not raw:
+        if op.body_required and op.body is not None:
+            raise ValidationFailed({"body": ["a JSON body is required"]})
+        return {}
+    mimetype = request.mimetype
+    if op.request_content and mimetype in op.request_content and mimetype != "application/json":
+        return raw
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        accepted = ", ".join(op.request_content or {"application/json": None})
+        raise UnsupportedMediaType(f"send the body as {accepted}")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+Handler = Callable[..., Any]
+
+
+def operation(method: str, rule: str, *, summary: str, tag: str, permission: str | None,
+              body: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
+              query: list[Query] | None = None, errors: tuple[int, ...] = (), body_required: bool = True,
+              platform_only: bool = False, extra_responses: dict[str, Any] | None = None,
+              request_content: dict[str, Any] | None = None) -> Callable[[Handler], Handler]:
+    """Register an API operation: authenticate, authorize, run in one transaction, serialize."""
+
+    def decorate(fn: Handler) -> Handler:
+        op = Operation(method, rule, fn.__name__, summary, tag, permission, body, body_required, response,
+                       status, query or [], errors, extra_responses or {}, request_content or {})
+        OPERATIONS.append(op)
+
+        def view(**path: Any) -> Any:
+            b = bridge()
+            org_slug = path.get("org")
+            write = method not in ("GET", "HEAD")
+            token = set_write_intent(write)
+            denied: tuple[str, str | None] | None = None
+            try:
+                with transaction(b.sessions) as session:
+                    try:
+                        principal = api_keys.authenticate(session, _presented_key())
+                    except Unauthenticated:
+                        denied = ("invalid or missing API key", None)
+                        raise
+                    if platform_only and not principal.platform:
+                        denied = ("needs a platform-wide key", principal.key_id)
+                        raise Forbidden("this operation needs a platform-wide API key")
+                    if permission and not principal.may(permission):
+                        denied = (f"missing permission {permission}", principal.key_id)
+                        raise Forbidden(f"this API key lacks the permission {permission}",
+                                        missing_permission=permission)
+                    org = None
+                    if org_slug is not None:
+                        try:
+                            org = orgs.get(session, org_slug)
+                        except NotFound:
+                            if not principal.platform:
+                                # An org key learns nothing about other organizations.
+                                denied = ("key of another organization", principal.key_id)
+                                raise Forbidden("this API key belongs to another organization") from None
+                            raise
+                        if not principal.can_reach(org):
+                            denied = ("key of another organization", principal.key_id)
+                            raise Forbidden("this API key belongs to another organization")
+                    call = Call(session, b, principal, org, _read_body(op))
+                    result = fn(call, **{k: v for k, v in path.items() if k != "org"})
+                    if write:
+                        api_keys.touch(session, principal.key_id)
+            except BridgeError as exc:
+                if denied is not None:
+                    _audit_denied(org_slug, denied[0], denied[1])
+                return problem_from(exc)
+            finally:
+                reset_write_intent(token)
+            return _respond(op, result)
+
+        flask_rule = re.sub(r"\{(\w+)\}", r"<\1>", rule)
+        bp.add_url_rule(flask_rule, endpoint=fn.__name__, view_func=view, methods=[method])
+        return fn
+
+    return decorate
+
+
+def _respond(op: Operation, result: Any) -> Any:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status=204)
+    if isinstance(result, BaseModel):
+        payload = result.model_dump(mode="json", exclude_none=False)
+    else:
+        payload = result
+    return Response(json.dumps(payload, default=str), status=op.status, mimetype="application/json")
+
+
+def install(app: Flask) -> None:
+    """Register the API blueprint, its routes and its problem handlers."""
+    from idp_bridge.api import invites, members, orgs as org_routes  # noqa: F401  (routes register on import)
+
+    app.register_blueprint(bp)
+
+    @app.errorhandler(BridgeError)
+    def _domain_error(exc: BridgeError) -> Response:
+        return problem_from(exc)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        if not request.path.startswith("/api/") and request.path not in ("/openapi.json",):
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        resp = problem(exc.code or 500, exc.name or "Error", exc.description or "", code)
+        if exc.code == 405 and isinstance(exc.valid_methods, list | tuple | set):
+            resp.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        if request.path.startswith("/api/"):
+            return problem(500, "Internal server error", "the server failed; the request was rolled back",
+                           "internal_error")
+        return Response("Internal server error", status=500, mimetype="text/plain")

@@ -1,0 +1,51 @@
+"""The app factory: the one composition root that wires settings, database, providers and HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from idp_bridge.bridge import Bridge, build
+from idp_bridge.settings import load_settings
+from idp_bridge.worker import JobKind, Worker
+
+
+def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge | None = None) -> Flask:
+    """Build the Flask app; test_config overrides settings like environment variables do."""
+    from idp_bridge import api, ops, pages
+
+    if bridge is None:
+        bridge = build(load_settings(overrides=test_config))
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=bridge.settings.secret_key, MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+                      JSON_SORT_KEYS=False)
+    app.extensions["idp_bridge"] = bridge
+    if bridge.settings.trust_proxy_headers:
+        n = bridge.settings.trust_proxy_headers
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    api.install(app)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(pages.bp)
+    return app
+
+
+def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
+    """Every job kind this deployment runs: the core's and those its plugins contribute."""
+    from idp_bridge.handlers import core_kinds
+
+    kinds = core_kinds()
+    for provider in bridge.providers.values():
+        contribute = getattr(provider, "job_kinds", None)
+        if contribute is not None:
+            kinds.update(contribute())
+    return kinds
+
+
+def make_worker(bridge: Bridge, *, concurrency: int = 4) -> Worker:
+    """A worker with every job kind and periodic task wired."""
+    from idp_bridge.handlers import sweep_expired
+
+    return Worker(bridge, job_kinds(bridge), concurrency=concurrency, periodic=[sweep_expired])

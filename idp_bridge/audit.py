@@ -1,0 +1,36 @@
+"""Audit trail: who did what to whom, when, from where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp_bridge.models import AuditEvent
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: an API key, the CLI, an invitee, an IdP, the worker."""
+
+    kind: str
+    id: str = ""
+    ip: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}" if self.id else self.kind
+
+
+CLI = Actor("cli")
+WORKER = Actor("worker")
+
+
+def record(session: Session, actor: Actor, action: str, *, org_id: str | None = None,
+           target_type: str | None = None, target_id: str | None = None,
+           details: dict[str, Any] | None = None) -> AuditEvent:
+    """Add an audit event to the current unit of work."""
+    event = AuditEvent(org_id=org_id, actor=str(actor), action=action, target_type=target_type,
+                       target_id=target_id, ip=actor.ip, details=details or {})
+    session.add(event)
+    return event

@@ -1,0 +1,52 @@
+"""The composition root's product: settings, database, providers and mail, wired once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp_bridge.db import make_engine, make_session_factory
+from idp_bridge.idp import Provider, build_providers
+from idp_bridge.mail import MailTransport, Renderer, make_transport
+from idp_bridge.settings import Settings, ensure_instance
+
+
+@dataclass
+class Bridge:
+    """Everything services and handlers need, built from settings in one place."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    providers: dict[str, Provider]
+    mail: MailTransport
+    renderer: Renderer = field(default_factory=Renderer)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def provider(self, name: str) -> Provider | None:
+        return self.providers.get(name)
+
+    def link(self, token: str) -> str:
+        """The invite link; always built from public_url, never from a request's Host header."""
+        return f"{self.settings.public_url}/invite/{token}"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(settings: Settings, *, mail: MailTransport | None = None,
+          providers: dict[str, Provider] | None = None) -> Bridge:
+    """Wire a Bridge from settings; configuration errors surface here, before serving."""
+    ensure_instance(settings)
+    engine = make_engine(settings.database_url)
+    return Bridge(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        providers=providers if providers is not None else build_providers(
+            settings.providers, public_url=settings.public_url),
+        mail=mail or make_transport(settings),
+    )

@@ -1,0 +1,219 @@
+"""The `idp-bridge` command: serve, worker, db, org, api-key, invite."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import click
+
+from idp_bridge import audit
+from idp_bridge.bridge import Bridge, build
+from idp_bridge.db import transaction
+from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
+from idp_bridge.inputs import OrgCreate, parse
+from idp_bridge.permissions import ALL_PERMISSIONS
+from idp_bridge.settings import load_settings
+
+
+class State:
+    """Lazily built Bridge, so `--help` works without a database or valid configuration."""
+
+    def __init__(self) -> None:
+        self._bridge: Bridge | None = None
+
+    @property
+    def bridge(self) -> Bridge:
+        if self._bridge is None:
+            self._bridge = build(load_settings())
+        return self._bridge
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _upgrade(bridge: Bridge) -> None:
+    from idp_bridge.migrate import upgrade
+
+    upgrade(bridge.engine)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def cli(verbose: bool) -> None:
+    """idp-bridge: organization invitations on real identity providers."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Migrations are routine at every start; their step-by-step log is noise.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", "web_workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="HTTP worker processes.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Threads per process.")
+@click.option("--with-worker/--no-worker", default=True, show_default=True,
+              help="Also run the job worker (mail, provisioning, webhooks) beside the server.")
+@pass_state
+def serve(state: State, host: str, port: int, web_workers: int, threads: int, with_worker: bool) -> None:
+    """Run the service (creates or upgrades the database first)."""
+    from gunicorn.app.base import BaseApplication
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    bridge.close()
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", web_workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("timeout", 60)
+
+        def load(self) -> Any:
+            from idp_bridge.app import create_app
+
+            return create_app()
+
+    worker_proc = None
+    if with_worker:
+        worker_proc = subprocess.Popen([sys.executable, "-m", "idp_bridge.cli", "worker"], env=os.environ.copy())
+    try:
+        Server().run()
+    finally:
+        if worker_proc is not None and worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)
+            try:
+                worker_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run what is due now, then exit.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
+@pass_state
+def worker(state: State, once: bool, concurrency: int) -> None:
+    """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps."""
+    from idp_bridge.app import make_worker
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    runner = make_worker(bridge, concurrency=concurrency)
+    if once:
+        counts = runner.run_once()
+        click.echo(f"jobs: {counts['done']} done, {counts['retry']} to retry, {counts['failed']} failed")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"worker {runner.worker_id} running; Ctrl-C stops it")
+    runner.run_forever(stop)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Apply Alembic migrations up to the newest."""
+    _upgrade(state.bridge)
+    click.echo("database is up to date")
+
+
+@cli.group()
+def org() -> None:
+    """Organizations."""
+
+
+@org.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--member-limit", type=int, default=10, show_default=True)
+@click.option("--invite-ttl-hours", type=int, default=336, show_default=True)
+@click.option("--require-invite-code", is_flag=True)
+@click.option("--redirect-url", default=None)
+@pass_state
+def org_create(state: State, slug: str, name: str, member_limit: int, invite_ttl_hours: int,
+               require_invite_code: bool, redirect_url: str | None) -> None:
+    """Create an organization."""
+    from idp_bridge.services import orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    data = parse(OrgCreate, {"slug": slug, "name": name, "member_limit": member_limit,
+                             "invite_ttl_hours": invite_ttl_hours, "require_invite_code": require_invite_code,
+                             "redirect_url": redirect_url})
+    with transaction(bridge.sessions) as session:
+        created = orgs.create(session, bridge, audit.CLI, data)
+        click.echo(f"created organization {created.slug} ({created.id})")
+
+
+@cli.group("api-key")
+def api_key() -> None:
+    """API keys."""
+
+
+@api_key.command("create")
+@click.option("--org", "org_slug", help="Scope the key to this organization.")
+@click.option("--platform", is_flag=True, help="A platform-wide key (all organizations).")
+@click.option("--permission", "permissions", multiple=True, required=True,
+              type=click.Choice(sorted(ALL_PERMISSIONS)), help="Repeat for each permission.")
+@click.option("--name", default="", help="A label for the key.")
+@pass_state
+def api_key_create(state: State, org_slug: str | None, platform: bool, permissions: tuple[str, ...],
+                   name: str) -> None:
+    """Create an API key; it is printed once and only its hash is kept."""
+    from idp_bridge.services import api_keys, orgs
+
+    if bool(org_slug) == platform:
+        fail("give exactly one of --org SLUG or --platform", 2)
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        scope = orgs.get(session, org_slug) if org_slug else None
+        key, secret = api_keys.create(session, audit.CLI, org=scope, permissions=list(permissions), name=name)
+        click.echo(secret)
+        click.echo(f"key id {key.id}; scope {org_slug or 'platform'}; permissions {', '.join(key.permissions)}",
+                   err=True)
+        click.echo("Store it now: it is not shown again.", err=True)
+
+
+@cli.group()
+def invite() -> None:
+    """Invitations."""
+
+
+def main() -> None:
+    """Entry point: turns expected errors into one clear line and a non-zero exit."""
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as exc:
+        fail(f"configuration: {exc.detail}", 2)
+    except ValidationFailed as exc:
+        details = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in exc.errors.items())
+        fail(details, 2)
+    except BridgeError as exc:
+        fail(exc.detail, 1)
+
+
+if __name__ == "__main__":
+    main()

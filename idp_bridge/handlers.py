@@ -1,0 +1,85 @@
+"""The core's job kinds: mailing invitations and sweeping expired invites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from idp_bridge import audit
+from idp_bridge.bridge import Bridge
+from idp_bridge.db import transaction
+from idp_bridge.idp import ANY
+from idp_bridge.jobs import PermanentFailure
+from idp_bridge.models import Invite, InviteStatus, Organization
+from idp_bridge.security import unseal
+from idp_bridge.services import invites
+from idp_bridge.worker import JobKind, JobView
+
+SEALED_KEYS = ("link", "code")
+
+
+def invite_email_context(bridge: Bridge, org: Organization, invite: Invite, link: str, code: str | None,
+                         inviter: str) -> dict[str, Any]:
+    """Everything the invitation templates show."""
+    provider = bridge.provider(invite.provider) if invite.provider != ANY else None
+    target = invites.target_of(invite, org, link)
+    return {
+        "org_name": org.name,
+        "inviter": inviter if inviter and not inviter.startswith(("api_key:", "cli")) else f"An admin of {org.name}",
+        "role": invite.role.replace("_", " ").title(),
+        "name": invite.name,
+        "link": link,
+        "code": code,
+        "expires": invite.expires_at.strftime("%d %B %Y, %H:%M UTC"),
+        "account_hint": provider.account_description(target) if provider is not None else "",
+        "support_contact": bridge.settings.support_contact,
+    }
+
+
+def send_invite_email(bridge: Bridge, job: JobView) -> None:
+    """Mail the invitation with the link sealed into the job; skip invites that are no longer pending."""
+    if "link" not in job.payload:
+        raise PermanentFailure("job has no link (already sent, or wiped)")
+    key = bridge.settings.secret_key
+    link_token = unseal(key, job.payload["link"])
+    code = unseal(key, job.payload["code"]) if job.payload.get("code") else None
+    with transaction(bridge.sessions) as session:
+        invite = session.get(Invite, job.payload["invite_id"])
+        if invite is None or invites.effective_status(invite) != InviteStatus.PENDING:
+            return
+        if invites.by_token(session, link_token).superseded:
+            return  # a resend issued a newer link; its own job mails that one
+        org = session.get(Organization, invite.org_id)
+        assert org is not None
+        to = invite.notification_email or invite.identifier
+        context = invite_email_context(bridge, org, invite, bridge.link(link_token), code,
+                                       str(job.payload.get("inviter", "")))
+        message = bridge.renderer.message("invite", sender=bridge.settings.mail_from, to=to,
+                                          subject=f"You're invited to join {org.name}", context=context)
+        invite_id, org_id = invite.id, org.id
+    bridge.mail.send(message)
+    with transaction(bridge.sessions) as session:
+        audit.record(session, audit.WORKER, "invite.email_sent", org_id=org_id, target_type="invite",
+                     target_id=invite_id, details={"to": to})
+
+
+def sweep_expired(bridge: Bridge) -> int:
+    """Mark every invite past its expiry EXPIRED and emit invite.expired, in bounded batches."""
+    total = 0
+    for _ in range(100):
+        with transaction(bridge.sessions) as session:
+            done = invites.expire_due(session, audit.WORKER, limit=500)
+        total += done
+        if done < 500:
+            break
+    return total
+
+
+def core_kinds() -> dict[str, JobKind]:
+    """Job kinds the core itself runs."""
+    return {
+        invites.SEND_EMAIL_JOB: JobKind(run=send_invite_email, wipe=SEALED_KEYS,
+                                        rate=lambda b: b.settings.email_rate_per_second),
+    }
+
+

@@ -1,0 +1,157 @@
+"""Validated input shapes shared by the API, the CLI and bulk import."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from idp_bridge.errors import ValidationFailed
+
+SLUG = re.compile(r"^[a-z0-9-]{2,63}$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+MAX_ATTRIBUTES_BYTES = 16_384
+M = TypeVar("M", bound="BaseModel")
+
+
+def normalize_email(value: str) -> str:
+    """Validate email syntax (no DNS) and return its normalized form."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def identifier_key(identifier: str) -> str:
+    """The form identifiers are compared in: case-insensitive, surrounding space ignored."""
+    return identifier.strip().casefold()
+
+
+def looks_like_email(value: str) -> bool:
+    return "@" in value
+
+
+def errors_from(exc: ValidationError, prefix: str = "") -> dict[str, list[str]]:
+    """Pydantic errors as field → messages."""
+    out: dict[str, list[str]] = {}
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__") or "body"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        out.setdefault(prefix + loc, []).append(msg)
+    return out
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate data into model or raise ValidationFailed with per-field messages."""
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": ["must be a JSON object"]})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(errors_from(exc)) from exc
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+Name = Annotated[str, Field(max_length=200)]
+
+
+class InviteInput(Strict):
+    """One invitation as an admin describes it."""
+
+    identifier: str = Field(min_length=1, max_length=320,
+                            validation_alias=AliasChoices("identifier", "email"),
+                            description="The username the IdP will show; usually an email address.")
+    notification_email: str | None = Field(default=None, max_length=320,
+                                           description="Where the invitation is mailed, if not the identifier.")
+    provider: str = Field(default="any", max_length=64,
+                          description="`any`, or the name of a configured provider.")
+    tenant_id: str | None = Field(default=None, description="Entra tenant GUID (Entra providers only).")
+    hosted_domain: str | None = Field(default=None, max_length=253,
+                                      description="Google Workspace domain (Google providers only).")
+    keycloak_idp: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                                     description="Keycloak identity-provider alias used as kc_idp_hint.")
+    role: str | None = Field(default=None, max_length=64, description="A configured role; default role if omitted.")
+    name: Name = ""
+    attributes: dict[str, Any] = Field(default_factory=dict,
+                                       description="Free JSON passed through to the host platform.")
+    ttl_hours: int | None = Field(default=None, ge=1, le=720, description="Overrides the org's invite lifetime.")
+    send_email: bool = Field(default=True, description="Mail the invitation (false: the host delivers the link).")
+
+    @field_validator("notification_email")
+    @classmethod
+    def _notification_email(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value else None
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else None
+
+    @field_validator("hosted_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.strip().lower()
+        if not DOMAIN.match(value):
+            raise ValueError("must be a domain name like example.com")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
+            raise ValueError(f"must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+        return value
+
+
+class OrgCreate(Strict):
+    slug: str = Field(pattern=SLUG.pattern, description="Unique, [a-z0-9-]{2,63}.")
+    name: str = Field(min_length=1, max_length=200)
+    member_limit: int = Field(default=10, ge=1, le=1_000_000)
+    invite_ttl_hours: int = Field(default=336, ge=1, le=720)
+    require_invite_code: bool = False
+    allowed_providers: list[str] | None = None
+    redirect_url: str | None = Field(default=None, max_length=2000)
+    match: Literal["email", "link"] = "email"
+    keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
+
+
+class OrgUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    member_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    invite_ttl_hours: int | None = Field(default=None, ge=1, le=720)
+    require_invite_code: bool | None = None
+    allowed_providers: list[str] | None = None
+    redirect_url: str | None = Field(default=None, max_length=2000)
+    match: Literal["email", "link"] | None = None
+    keycloak_email: Literal["keycloak", "ours", "both"] | None = None
+
+
+class MemberUpdate(Strict):
+    role: str = Field(min_length=1, max_length=64)
+
+
+class MemberBulk(Strict):
+    action: Literal["change_role", "remove", "deactivate", "reactivate"]
+    ids: list[str] = Field(min_length=1, max_length=1000)
+    role: str | None = Field(default=None, max_length=64)
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(default="", max_length=200)
+    permissions: list[str] = Field(min_length=1)
+    platform: bool = Field(default=False, description="Platform-wide (needs a platform key).")

@@ -1,0 +1,90 @@
+"""Outgoing mail: rendering from templates, and transports (file outbox or SMTP)."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import tempfile
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from idp_bridge.settings import Settings
+
+
+class MailTransport(Protocol):
+    """Delivers one message or raises."""
+
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class FileTransport:
+    """Writes each message as an .eml file: the service runs with nothing else installed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{formatdate(usegmt=True).replace(' ', '_').replace(',', '')}-{uuid.uuid4().hex[:12]}.eml"
+        # Write then rename, so a reader never sees half a message.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(message))
+        os.replace(tmp, self.directory / name)
+
+
+class SMTPTransport:
+    """Sends through an SMTP server, with STARTTLS or implicit TLS when configured."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def send(self, message: EmailMessage) -> None:
+        s = self.settings
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if s.smtp_security == "ssl":
+            smtp = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+        with smtp:
+            if s.smtp_security == "starttls":
+                smtp.starttls(context=context)
+            if s.smtp_username:
+                smtp.login(s.smtp_username, s.smtp_password)
+            smtp.send_message(message)
+
+
+def make_transport(settings: Settings) -> MailTransport:
+    """The transport the settings ask for."""
+    if settings.mail_transport == "smtp":
+        return SMTPTransport(settings)
+    return FileTransport(settings.mail_dir)
+
+
+class Renderer:
+    """Renders mail templates (HTML + plain text) shipped with the package."""
+
+    def __init__(self) -> None:
+        self.env = Environment(loader=PackageLoader("idp_bridge", "templates/mail"),
+                               autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+
+    def message(self, template: str, *, sender: str, to: str, subject: str,
+                context: dict[str, Any]) -> EmailMessage:
+        """Build a multipart/alternative message from `<template>.txt` and `<template>.html`."""
+        msg = EmailMessage()
+        msg["Subject"] = subject
+        msg["From"] = sender
+        msg["To"] = to
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = make_msgid(domain="idp-bridge")
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(self.env.get_template(f"{template}.txt").render(**context))
+        msg.add_alternative(self.env.get_template(f"{template}.html").render(**context), subtype="html")
+        return msg

@@ -1,0 +1,72 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document and its page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from sqlalchemy import func, select, text
+
+from idp_bridge.api.openapi import document
+from idp_bridge.bridge import Bridge
+from idp_bridge.db import read_only, transaction
+from idp_bridge.models import Job
+
+bp = Blueprint("ops", __name__)
+
+JOBS_DUE = Gauge("idp_bridge_jobs_queued", "Outbox jobs waiting to run")
+
+DOCS_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>idp-bridge API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;color:#1b1f24}
+code{background:#f1f3f5;padding:1px 4px;border-radius:3px}h2{margin-top:2rem}li{margin:.3rem 0}</style></head>
+<body><h1>idp-bridge API</h1><p>The machine-readable document is at <a href="/openapi.json">/openapi.json</a>.
+Authenticate with <code>Authorization: Bearer ibk_…</code>.</p>{body}</body></html>"""
+
+
+def _bridge() -> Bridge:
+    b: Bridge = current_app.extensions["idp_bridge"]
+    return b
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """The database answers and its schema is current."""
+    try:
+        with read_only(), transaction(_bridge().sessions) as session:
+            session.execute(text("SELECT 1"))
+            queued = session.scalar(select(func.count(Job.id)).where(Job.status == "queued")) or 0
+    except Exception as exc:
+        return jsonify(status="unavailable", detail=type(exc).__name__), 503
+    JOBS_DUE.set(queued)
+    return jsonify(status="ok", jobs_queued=queued), 200
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(document(server_url=_bridge().settings.public_url))
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    """A browsable list of operations, generated from the same document."""
+    from html import escape
+
+    doc = document(server_url=_bridge().settings.public_url)
+    sections: dict[str, list[str]] = {}
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            sections.setdefault(op["tags"][0], []).append(
+                f"<li><code>{method.upper()} {escape(path)}</code> — {escape(op['summary'])}</li>")
+    body = "".join(f"<h2>{escape(tag)}</h2><ul>{''.join(items)}</ul>" for tag, items in sections.items())
+    return Response(DOCS_PAGE.replace("{body}", body), mimetype="text/html")

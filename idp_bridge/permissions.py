@@ -1,0 +1,13 @@
+"""The permission strings the API checks."""
+
+USERS_READ = "users:read"
+USERS_INVITE = "users:invite"
+USERS_EDIT = "users:edit"
+USERS_DELETE = "users:delete"
+WEBHOOKS_MANAGE = "webhooks:manage"
+AUDIT_READ = "audit:read"
+ORGS_MANAGE = "orgs:manage"
+
+ALL_PERMISSIONS = frozenset(
+    {USERS_READ, USERS_INVITE, USERS_EDIT, USERS_DELETE, WEBHOOKS_MANAGE, AUDIT_READ, ORGS_MANAGE}
+)

@@ -1,0 +1,1 @@
+"""Service layer: use cases over a Session; they flush but never commit."""

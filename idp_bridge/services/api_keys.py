@@ -1,0 +1,114 @@
+"""API keys: issued once, stored hashed, scoped to an org or the platform; rotation kills the old key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp_bridge import audit
+from idp_bridge.audit import Actor
+from idp_bridge.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
+from idp_bridge.models import ApiKey, Organization, utcnow
+from idp_bridge.permissions import ALL_PERMISSIONS, ORGS_MANAGE
+from idp_bridge.security import API_KEY_PREFIX, new_api_key, same, token_hash
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller behind a valid API key."""
+
+    key_id: str
+    org_id: str | None
+    permissions: frozenset[str]
+
+    @property
+    def platform(self) -> bool:
+        return self.org_id is None
+
+    def actor(self, ip: str | None = None) -> Actor:
+        return Actor("api_key", self.key_id, ip)
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def can_reach(self, org: Organization) -> bool:
+        return self.platform or self.org_id == org.id
+
+
+def _check_permissions(permissions: list[str]) -> list[str]:
+    unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+    if unknown:
+        raise ValidationFailed({"permissions": [f"unknown permission {p}" for p in unknown]})
+    return sorted(set(permissions))
+
+
+def create(session: Session, actor: Actor, *, org: Organization | None, permissions: list[str],
+           name: str = "", grantor: Principal | None = None) -> tuple[ApiKey, str]:
+    """Issue a key; returns the row and the only copy of the secret."""
+    perms = _check_permissions(permissions)
+    if org is not None and ORGS_MANAGE in perms and grantor is not None and not grantor.platform:
+        raise Forbidden("an org key cannot grant orgs:manage")
+    if grantor is not None and not grantor.platform:
+        # A key can hand out at most what it holds itself.
+        beyond = sorted(set(perms) - grantor.permissions)
+        if beyond:
+            raise Forbidden(f"cannot grant permissions this key does not hold: {', '.join(beyond)}")
+    secret = new_api_key()
+    key = ApiKey(org_id=org.id if org else None, name=name, prefix=secret[:12],
+                 key_hash=token_hash(secret), permissions=perms, created_by=str(actor))
+    session.add(key)
+    session.flush()
+    audit.record(session, actor, "api_key.created", org_id=key.org_id, target_type="api_key",
+                 target_id=key.id, details={"permissions": perms, "name": name, "platform": org is None})
+    return key, secret
+
+
+def authenticate(session: Session, presented: str | None) -> Principal:
+    """The principal for a presented key, or Unauthenticated."""
+    if not presented:
+        raise Unauthenticated("send an API key as 'Authorization: Bearer ibk_…'")
+    if not presented.startswith(API_KEY_PREFIX):
+        raise Unauthenticated("the API key is not valid")
+    digest = token_hash(presented)
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    if key is None or not same(key.key_hash, digest) or key.revoked_at is not None:
+        raise Unauthenticated("the API key is not valid")
+    return Principal(key_id=key.id, org_id=key.org_id, permissions=frozenset(key.permissions))
+
+
+def touch(session: Session, key_id: str) -> None:
+    """Record use, at most once a minute per key so reads do not turn into writes."""
+    key = session.get(ApiKey, key_id)
+    now = utcnow()
+    if key is not None and (key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60):
+        key.last_used_at = now
+
+
+def get(session: Session, org: Organization, key_id: str) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.org_id != org.id or key.revoked_at is not None:
+        raise NotFound(f"API key {key_id} does not exist in {org.slug}")
+    return key
+
+
+def list_for(session: Session, org: Organization) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.org_id == org.id, ApiKey.revoked_at.is_(None))
+                                .order_by(ApiKey.created_at)))
+
+
+def rotate(session: Session, actor: Actor, org: Organization, key_id: str) -> tuple[ApiKey, str]:
+    """A new key with the same scope and permissions; the old one stops working at once."""
+    old = get(session, org, key_id)
+    old.revoked_at = utcnow()
+    new, secret = create(session, actor, org=org, permissions=list(old.permissions), name=old.name)
+    audit.record(session, actor, "api_key.rotated", org_id=org.id, target_type="api_key", target_id=old.id,
+                 details={"new_key_id": new.id})
+    return new, secret
+
+
+def delete(session: Session, actor: Actor, org: Organization, key_id: str) -> None:
+    key = get(session, org, key_id)
+    key.revoked_at = utcnow()
+    audit.record(session, actor, "api_key.deleted", org_id=org.id, target_type="api_key", target_id=key.id)

@@ -1,0 +1,410 @@
+"""Invites: create, list, resend, revoke, expire; the seat limit and duplicate rules live here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from idp_bridge import audit, events, jobs
+from idp_bridge.audit import Actor
+from idp_bridge.bridge import Bridge
+from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed
+from idp_bridge.idp import ANY, InviteTarget
+from idp_bridge.inputs import InviteInput, identifier_key, looks_like_email, normalize_email
+from idp_bridge.models import (
+    SEAT_STATUSES,
+    Invite,
+    InviteLink,
+    InviteStatus,
+    MatchPolicy,
+    Member,
+    MemberStatus,
+    Organization,
+    ProvisioningState,
+    utcnow,
+)
+from idp_bridge.pagination import Page, paginate, parse_sort
+from idp_bridge.security import (
+    keyed_hash,
+    new_invite_code,
+    new_token,
+    normalize_code,
+    same,
+    seal,
+    token_hash,
+)
+from idp_bridge.services import orgs
+
+SEND_EMAIL_JOB = "send_invite_email"
+PROVISION_JOB = "provision_invite"
+DEPROVISION_JOB = "deprovision_invite"
+
+INVITE_SORTS = {
+    "created_at": Invite.created_at,
+    "expires_at": Invite.expires_at,
+    "identifier": Invite.identifier_key,
+    "status": Invite.status,
+    "role": Invite.role,
+}
+
+
+@dataclass
+class IssuedInvite:
+    """An invite together with the secrets that are shown only now."""
+
+    invite: Invite
+    link: str
+    code: str | None = None
+
+
+def effective_status(invite: Invite, now: datetime | None = None) -> str:
+    """EXPIRED as soon as expires_at passes, whether or not the sweeper has run."""
+    if invite.status == InviteStatus.PENDING and invite.expires_at <= (now or utcnow()):
+        return InviteStatus.EXPIRED.value
+    return invite.status
+
+
+def target_of(invite: Invite, org: Organization, link: str = "") -> InviteTarget:
+    """What a provider needs to know about this invite."""
+    remaining = max(0, int((invite.expires_at - utcnow()).total_seconds()))
+    email = invite.identifier if looks_like_email(invite.identifier) else invite.notification_email
+    return InviteTarget(invite_id=invite.id, org_slug=org.slug, identifier=invite.identifier, email=email,
+                        name=invite.name, tenant_id=invite.tenant_id, hosted_domain=invite.hosted_domain,
+                        keycloak_idp=invite.keycloak_idp, idp_user_id=invite.idp_user_id, link=link,
+                        expires_in_seconds=remaining)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An invite input checked against the org and the deployment, ready to insert."""
+
+    data: InviteInput
+    identifier: str
+    key: str
+    role: str
+
+
+def prepare(bridge: Bridge, org: Organization, data: InviteInput) -> Prepared:
+    """Check an invite against configuration and org settings; raise ValidationFailed with every error."""
+    errors: dict[str, list[str]] = {}
+    identifier = data.identifier
+    if looks_like_email(identifier) or org.match != MatchPolicy.LINK:
+        try:
+            identifier = normalize_email(identifier)
+        except ValueError as exc:
+            hint = "" if looks_like_email(identifier) else " (org match policy 'link' allows non-email identifiers)"
+            errors["identifier"] = [f"{exc}{hint}"]
+    role = data.role or bridge.settings.default_role()
+    if role not in bridge.settings.roles:
+        errors["role"] = [f"unknown role {role!r}; one of {', '.join(bridge.settings.role_names())}"]
+    allowed = org.allowed_providers if org.allowed_providers is not None else list(bridge.providers)
+    if data.provider != ANY:
+        provider = bridge.provider(data.provider)
+        if provider is None:
+            configured = ", ".join(["any", *sorted(bridge.providers)])
+            errors["provider"] = [f"unknown provider {data.provider!r}; one of {configured}"]
+        elif data.provider not in allowed:
+            errors["provider"] = [f"provider {data.provider!r} is not allowed in {org.slug}"]
+        else:
+            for field, messages in provider.invite_errors(tenant_id=data.tenant_id,
+                                                          hosted_domain=data.hosted_domain).items():
+                errors.setdefault(field, []).extend(messages)
+    else:
+        if data.tenant_id:
+            errors["tenant_id"] = ["needs an Entra provider; set provider to one"]
+        if data.hosted_domain:
+            errors["hosted_domain"] = ["needs a Google provider; set provider to one"]
+    if data.keycloak_idp and (data.provider == ANY or getattr(bridge.provider(data.provider), "kind", "")
+                              != "keycloak"):
+        errors.setdefault("keycloak_idp", []).append("needs a Keycloak provider")
+    if errors:
+        raise ValidationFailed(errors)
+    return Prepared(data=data, identifier=identifier, key=identifier_key(identifier), role=role)
+
+
+def expire_due(session: Session, actor: Actor, *, org_id: str | None = None, limit: int = 500) -> int:
+    """Turn PENDING invites past their expiry into EXPIRED and their INVITED members into DELETED."""
+    now = utcnow()
+    stmt = (select(Invite).where(Invite.status == InviteStatus.PENDING, Invite.expires_at <= now)
+            .order_by(Invite.expires_at).limit(limit))
+    if org_id is not None:
+        stmt = stmt.where(Invite.org_id == org_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=Invite)
+    due = list(session.scalars(stmt).unique())
+    org_cache: dict[str, Organization] = {}
+    for invite in due:
+        org = org_cache.get(invite.org_id) or session.get(Organization, invite.org_id)
+        assert org is not None
+        org_cache[org.id] = org
+        _close(session, org, invite, InviteStatus.EXPIRED, actor, "invite.expired")
+    return len(due)
+
+
+def _close(session: Session, org: Organization, invite: Invite, status: InviteStatus, actor: Actor,
+           event_type: str) -> None:
+    """End a PENDING invite (revoked or expired): its INVITED member goes with it."""
+    invite.status = status.value
+    now = utcnow()
+    if status == InviteStatus.REVOKED:
+        invite.revoked_at = now
+    member = invite.member
+    if member.status == MemberStatus.INVITED:
+        member.status = MemberStatus.DELETED.value
+        member.deleted_at = now
+    if invite.idp_user_id or invite.provisioning_state in (ProvisioningState.PENDING, ProvisioningState.DONE):
+        jobs.enqueue(session, DEPROVISION_JOB, {"invite_id": invite.id}, org_id=org.id)
+    audit.record(session, actor, event_type, org_id=org.id, target_type="invite", target_id=invite.id,
+                 details={"identifier": invite.identifier})
+    events.emit(session, org, event_type, member=member, invite=invite)
+
+
+def seats_used(session: Session, org: Organization) -> int:
+    return int(session.scalar(select(func.count(Member.id)).where(
+        Member.org_id == org.id, Member.status.in_([s.value for s in SEAT_STATUSES]))) or 0)
+
+
+def existing_for(session: Session, org: Organization, key: str) -> Member | None:
+    """The live member (INVITED, ACTIVE or DEACTIVATED) holding this identifier, if any."""
+    return session.scalar(select(Member).where(Member.org_id == org.id, Member.identifier_key == key,
+                                               Member.status != MemberStatus.DELETED))
+
+
+def pending_invite_of(session: Session, member: Member) -> Invite | None:
+    return session.scalar(select(Invite).where(Invite.member_id == member.id,
+                                               Invite.status == InviteStatus.PENDING))
+
+
+def duplicate_error(session: Session, org: Organization, member: Member) -> AlreadyExists:
+    """A 409 pointing at what already holds the identifier."""
+    if member.status == MemberStatus.INVITED:
+        invite = pending_invite_of(session, member)
+        return AlreadyExists(f"{member.identifier} already has a pending invitation",
+                             existing_type="invite", existing_id=invite.id if invite else member.id,
+                             member_id=member.id)
+    return AlreadyExists(f"{member.identifier} is already a member ({member.status})",
+                         existing_type="member", existing_id=member.id, member_id=member.id)
+
+
+def _new_link(session: Session, invite: Invite) -> str:
+    token = new_token()
+    session.add(InviteLink(token_hash=token_hash(token), invite_id=invite.id))
+    return token
+
+
+def _new_code(bridge: Bridge, invite: Invite) -> str:
+    code = new_invite_code()
+    invite.code_hash = keyed_hash(bridge.settings.secret_key, code)
+    invite.code_failures = 0
+    return code
+
+
+def check_code(bridge: Bridge, invite: Invite, presented: str) -> bool:
+    """Compare an invite code in constant time; the caller counts failures."""
+    if not invite.code_hash:
+        return True
+    return same(invite.code_hash, keyed_hash(bridge.settings.secret_key, normalize_code(presented)))
+
+
+def _dispatch(session: Session, bridge: Bridge, org: Organization, invite: Invite, token: str,
+              code: str | None, inviter: str) -> None:
+    """Queue what follows an issued link: provisioning at the IdP and/or our email."""
+    secret = bridge.settings.secret_key
+    payload: dict[str, Any] = {"invite_id": invite.id, "link": seal(secret, token), "inviter": inviter}
+    if code:
+        payload["code"] = seal(secret, code)
+    provider = bridge.provider(invite.provider)
+    if provider is not None and provider.provisions():
+        # The provisioning job decides about our mail: a Keycloak user it creates gets Keycloak's own
+        # password-setup mail, and ours only when the org asks for it.
+        invite.provisioning_state = ProvisioningState.PENDING.value
+        jobs.enqueue(session, PROVISION_JOB, payload, org_id=org.id, dedupe_key=f"provision:{invite.id}",
+                     max_attempts=bridge.settings.job_max_attempts)
+    elif invite.send_email:
+        jobs.enqueue(session, SEND_EMAIL_JOB, payload, org_id=org.id,
+                     max_attempts=bridge.settings.job_max_attempts)
+
+
+def create(session: Session, bridge: Bridge, actor: Actor, org: Organization, data: InviteInput,
+           *, inviter: str = "") -> IssuedInvite:
+    """Invite one person: a PENDING invite, its INVITED member, a link (and code), and the outbox rows."""
+    prepared = prepare(bridge, org, data)
+    orgs.lock(session, org)
+    expire_due(session, actor, org_id=org.id)
+    existing = existing_for(session, org, prepared.key)
+    if existing is not None:
+        raise duplicate_error(session, org, existing)
+    used = seats_used(session, org)
+    if used >= org.member_limit:
+        raise SeatLimitReached(f"{org.slug} has {used} of {org.member_limit} seats in use",
+                               member_limit=org.member_limit, seats_used=used, seats_missing=1)
+    issued = insert(session, bridge, actor, org, prepared, inviter=inviter)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # Another transaction took this identifier between our check and insert.
+        raise AlreadyExists(f"{prepared.identifier} already has a pending invitation or membership") from exc
+    return issued
+
+
+def insert(session: Session, bridge: Bridge, actor: Actor, org: Organization, prepared: Prepared,
+           *, inviter: str = "") -> IssuedInvite:
+    """Write one prepared invite and everything that goes with it; the caller has checked seats."""
+    data = prepared.data
+    now = utcnow()
+    ttl = data.ttl_hours or org.invite_ttl_hours
+    member = Member(org_id=org.id, identifier=prepared.identifier, identifier_key=prepared.key,
+                    email=prepared.identifier if looks_like_email(prepared.identifier) else data.notification_email,
+                    name=data.name, role=prepared.role, status=MemberStatus.INVITED.value, provider=data.provider,
+                    attributes=data.attributes, created_at=now, updated_at=now)
+    session.add(member)
+    invite = Invite(org_id=org.id, member=member, identifier=prepared.identifier, identifier_key=prepared.key,
+                    notification_email=data.notification_email, provider=data.provider, tenant_id=data.tenant_id,
+                    hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp, role=prepared.role,
+                    name=data.name, attributes=data.attributes, status=InviteStatus.PENDING.value,
+                    expires_at=now + timedelta(hours=ttl), ttl_hours=ttl, created_by=str(actor),
+                    send_email=data.send_email, send_count=1 if data.send_email else 0,
+                    last_sent_at=now if data.send_email else None, created_at=now, updated_at=now)
+    session.add(invite)
+    session.flush()
+    token = _new_link(session, invite)
+    code = _new_code(bridge, invite) if org.require_invite_code else None
+    _dispatch(session, bridge, org, invite, token, code, inviter or str(actor))
+    audit.record(session, actor, "invite.created", org_id=org.id, target_type="invite", target_id=invite.id,
+                 details={"identifier": invite.identifier, "role": invite.role, "provider": invite.provider})
+    events.emit(session, org, "invite.created", member=member, invite=invite)
+    return IssuedInvite(invite, bridge.link(token), code)
+
+
+def get(session: Session, org: Organization, invite_id: str) -> Invite:
+    invite = session.get(Invite, invite_id)
+    if invite is None or invite.org_id != org.id:
+        raise NotFound(f"invite {invite_id} does not exist in {org.slug}")
+    return invite
+
+
+def get_for_update(session: Session, org: Organization, invite_id: str) -> Invite:
+    """The invite with its row locked until commit (PostgreSQL; SQLite writes are serialized)."""
+    invite = get(session, org, invite_id)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Invite.id).where(Invite.id == invite.id).with_for_update())
+        session.refresh(invite)
+    return invite
+
+
+def search(session: Session, org: Organization, *, status: str | None = None, provider: str | None = None,
+           q: str | None = None, sort: str | None = None, limit: int, cursor: str | None) -> Page[Invite]:
+    """Invites of an org, filtered, sorted and one page at a time."""
+    stmt: Select[tuple[Invite]] = select(Invite).where(Invite.org_id == org.id)
+    now = utcnow()
+    if status:
+        wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
+        bad = [s for s in wanted if s not in InviteStatus.__members__]
+        if bad:
+            raise ValidationFailed({"status": [f"must be among {', '.join(InviteStatus.__members__)}"]})
+        clauses = []
+        for s in wanted:
+            if s == InviteStatus.PENDING:
+                clauses.append((Invite.status == s) & (Invite.expires_at > now))
+            elif s == InviteStatus.EXPIRED:
+                clauses.append((Invite.status == s) |
+                               ((Invite.status == InviteStatus.PENDING) & (Invite.expires_at <= now)))
+            else:
+                clauses.append(Invite.status == s)
+        stmt = stmt.where(or_(*clauses))
+    if provider:
+        stmt = stmt.where(Invite.provider == provider)
+    if q:
+        pattern = f"%{q.strip().casefold()}%"
+        stmt = stmt.where(or_(Invite.identifier_key.like(pattern), func.lower(Invite.name).like(pattern),
+                              func.lower(Invite.notification_email).like(pattern)))
+    order = parse_sort(sort, INVITE_SORTS, "-created_at")
+    return paginate(session, stmt, sort=order, id_column=Invite.id, limit=limit, cursor=cursor)
+
+
+def resend(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite_id: str,
+           *, inviter: str = "") -> IssuedInvite:
+    """Mail the invite again with a new link; an EXPIRED invite becomes PENDING again."""
+    orgs.lock(session, org)
+    invite = get_for_update(session, org, invite_id)
+    status = effective_status(invite)
+    if status in (InviteStatus.ACCEPTED, InviteStatus.REVOKED):
+        raise InvalidState(f"invite {invite.id} is {status}; only a pending or expired invite can be resent",
+                           status=status)
+    now = utcnow()
+    if status == InviteStatus.EXPIRED:
+        if invite.status == InviteStatus.PENDING:
+            # Expired by time only: record the expiry first, so the host sees both transitions.
+            _close(session, org, invite, InviteStatus.EXPIRED, actor, "invite.expired")
+        _reopen(session, org, invite)
+    for link in session.scalars(select(InviteLink).where(InviteLink.invite_id == invite.id,
+                                                         InviteLink.superseded_at.is_(None))):
+        link.superseded_at = now
+    token = _new_link(session, invite)
+    code = _new_code(bridge, invite) if org.require_invite_code else None
+    invite.expires_at = now + timedelta(hours=invite.ttl_hours)
+    invite.send_email = True
+    invite.send_count += 1
+    invite.last_sent_at = now
+    _dispatch(session, bridge, org, invite, token, code, inviter or str(actor))
+    audit.record(session, actor, "invite.resent", org_id=org.id, target_type="invite", target_id=invite.id,
+                 details={"send_count": invite.send_count, "was": status})
+    events.emit(session, org, "invite.resent", member=invite.member, invite=invite)
+    session.flush()
+    return IssuedInvite(invite, bridge.link(token), code)
+
+
+def _reopen(session: Session, org: Organization, invite: Invite) -> None:
+    """Bring an EXPIRED invite and its member back, if the identifier and a seat are still free."""
+    existing = existing_for(session, org, invite.identifier_key)
+    if existing is not None and existing.id != invite.member_id:
+        raise duplicate_error(session, org, existing)
+    member = invite.member
+    if member.status == MemberStatus.DELETED:
+        used = seats_used(session, org)
+        if used >= org.member_limit:
+            raise SeatLimitReached(f"{org.slug} has {used} of {org.member_limit} seats in use",
+                                   member_limit=org.member_limit, seats_used=used, seats_missing=1)
+        member.status = MemberStatus.INVITED.value
+        member.deleted_at = None
+    invite.status = InviteStatus.PENDING.value
+    if invite.provisioning_state == ProvisioningState.DONE and not invite.idp_user_id:
+        invite.provisioning_state = ProvisioningState.NONE.value
+
+
+def revoke(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite_id: str) -> Invite:
+    """Withdraw a pending invite; its link stops working and its INVITED member is removed."""
+    orgs.lock(session, org)
+    invite = get_for_update(session, org, invite_id)
+    status = effective_status(invite)
+    if status != InviteStatus.PENDING:
+        raise InvalidState(f"invite {invite.id} is {status}; only a pending invite can be revoked", status=status)
+    _close(session, org, invite, InviteStatus.REVOKED, actor, "invite.revoked")
+    session.flush()
+    return invite
+
+
+@dataclass
+class LinkLookup:
+    """What a presented invite token resolves to."""
+
+    invite: Invite | None
+    superseded: bool = False
+
+
+def by_token(session: Session, token: str) -> LinkLookup:
+    """Resolve a link token; a superseded link is reported as such, never as the invite itself."""
+    if not token or len(token) > 200:
+        return LinkLookup(None)
+    link = session.get(InviteLink, token_hash(token))
+    if link is None:
+        return LinkLookup(None)
+    invite = session.get(Invite, link.invite_id)
+    if link.superseded_at is not None:
+        return LinkLookup(invite, superseded=True)
+    return LinkLookup(invite)

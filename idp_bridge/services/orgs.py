@@ -1,0 +1,97 @@
+"""Organizations: create, read, change settings, and the row lock that serializes seat changes."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from idp_bridge import audit
+from idp_bridge.audit import Actor
+from idp_bridge.bridge import Bridge
+from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
+from idp_bridge.inputs import OrgCreate, OrgUpdate
+from idp_bridge.models import Organization
+
+
+def get(session: Session, slug: str) -> Organization:
+    """The organization with this slug, or NotFound."""
+    org = session.scalar(select(Organization).where(Organization.slug == slug))
+    if org is None:
+        raise NotFound(f"organization {slug!r} does not exist")
+    return org
+
+
+def lock(session: Session, org: Organization) -> Organization:
+    """Hold the org row until commit, so seat counts and invite checks cannot interleave.
+
+    PostgreSQL takes a row lock; SQLite write transactions already run one at a time (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Organization.id).where(Organization.id == org.id).with_for_update())
+        session.refresh(org)
+    return org
+
+
+def redirect_allowed(bridge: Bridge, url: str) -> bool:
+    """Whether url is an absolute http(s) URL under one of the configured allowlist prefixes."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        return False
+    for allowed in bridge.settings.redirect_allowlist:
+        allowed_parts = urlsplit(allowed)
+        same_origin = (parts.scheme, parts.netloc.lower()) == (allowed_parts.scheme, allowed_parts.netloc.lower())
+        if same_origin and parts.path.startswith(allowed_parts.path or "/"):
+            return True
+    return False
+
+
+def _check_settings(bridge: Bridge, values: dict[str, Any]) -> None:
+    errors: dict[str, list[str]] = {}
+    providers = values.get("allowed_providers")
+    if providers is not None:
+        unknown = [p for p in providers if p not in bridge.providers]
+        if unknown:
+            configured = ", ".join(sorted(bridge.providers)) or "none"
+            errors["allowed_providers"] = [f"unknown provider {', '.join(unknown)} (configured: {configured})"]
+    url = values.get("redirect_url")
+    if url and not redirect_allowed(bridge, url):
+        errors["redirect_url"] = ["is not on the configured redirect allowlist (redirect_allowlist)"]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def create(session: Session, bridge: Bridge, actor: Actor, data: OrgCreate) -> Organization:
+    """Create an organization; the slug must be new."""
+    values = data.model_dump()
+    _check_settings(bridge, values)
+    if session.scalar(select(Organization.id).where(Organization.slug == data.slug)):
+        raise AlreadyExists(f"organization {data.slug!r} already exists")
+    org = Organization(**values)
+    session.add(org)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists(f"organization {data.slug!r} already exists") from exc
+    audit.record(session, actor, "org.created", org_id=org.id, target_type="org", target_id=org.slug,
+                 details={"name": org.name, "member_limit": org.member_limit})
+    return org
+
+
+def update(session: Session, bridge: Bridge, actor: Actor, org: Organization, data: OrgUpdate) -> Organization:
+    """Change settings; only the fields given change."""
+    changes = data.model_dump(exclude_unset=True)
+    nullable = {"allowed_providers", "redirect_url"}
+    changes = {k: v for k, v in changes.items() if v is not None or k in nullable}
+    _check_settings(bridge, changes)
+    lock(session, org)
+    before = {k: getattr(org, k) for k in changes}
+    for key, value in changes.items():
+        setattr(org, key, value)
+    session.flush()
+    audit.record(session, actor, "org.updated", org_id=org.id, target_type="org", target_id=org.slug,
+                 details={"before": before, "after": changes})
+    return org

@@ -1,0 +1,246 @@
+"""Settings: a TOML file overridden by IDP_BRIDGE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from idp_bridge.errors import ConfigError
+
+ENV_PREFIX = "IDP_BRIDGE_"
+DEFAULT_CONFIG = Path("config/idp-bridge.toml")
+# Keys whose values may be given as KEY_file = "/path" so the secret itself stays out of the TOML.
+SECRET_SUFFIX = "_file"
+
+
+class RoleSettings(BaseModel):
+    """One role: its permissions and whether new invites get it by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    permissions: list[str] = Field(default_factory=list)
+    default: bool = False
+    owner: bool = False
+    description: str = ""
+
+
+DEFAULT_ROLES: dict[str, RoleSettings] = {
+    "OWNER": RoleSettings(
+        permissions=["users:read", "users:invite", "users:edit", "users:delete", "webhooks:manage",
+                     "audit:read"],
+        owner=True, description="Full control of the organization, including its owners."),
+    "ADMIN": RoleSettings(
+        permissions=["users:read", "users:invite", "users:edit", "users:delete", "webhooks:manage",
+                     "audit:read"],
+        description="Manages members and invitations."),
+    "MEMBER": RoleSettings(permissions=["users:read"], default=True, description="Uses the organization."),
+}
+
+
+class Settings(BaseModel):
+    """Everything the service reads from configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instance_dir: Path = Path("instance")
+    database_url: str = ""
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: str = ""
+    redirect_allowlist: list[str] = Field(default_factory=list)
+    support_contact: str = ""
+    product_name: str = "idp-bridge"
+
+    roles_file: str = ""
+    roles: dict[str, RoleSettings] = Field(default_factory=dict)
+
+    mail_transport: Literal["file", "smtp"] = "file"
+    mail_from: str = "idp-bridge <no-reply@localhost>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_timeout: float = 10.0
+
+    worker_poll_seconds: float = 1.0
+    job_max_attempts: int = Field(default=8, ge=1, le=100)
+    job_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    job_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    email_rate_per_second: float = Field(default=10.0, gt=0)
+
+    rate_limit_storage_url: str = "memory://"
+    trust_proxy_headers: int = Field(default=0, ge=0, le=5)
+
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_absolute(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the file transport writes one .eml per message."""
+        return self.instance_dir / "mail"
+
+    def role_names(self) -> list[str]:
+        """Configured role names, in configuration order."""
+        return list(self.roles)
+
+    def default_role(self) -> str:
+        """The role an invite gets when it names none."""
+        for name, role in self.roles.items():
+            if role.default:
+                return name
+        return next(iter(self.roles))
+
+
+def _coerce(raw: str) -> Any:
+    """Read an environment value: TOML syntax when it parses, the plain string otherwise."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn IDP_BRIDGE_A__B__C=value into {"a": {"b": {"c": value}}}."""
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__") if part]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            leaf = path[-1]
+            # Provider keys and secrets stay strings; scalar settings get TOML typing (numbers, bools, lists).
+            node[leaf] = raw if len(path) > 1 else _coerce(raw)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_secret_files(tree: dict[str, Any]) -> dict[str, Any]:
+    """Replace `x_file = "/path"` by `x = <file contents>` wherever x is not set directly."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out[key] = _resolve_secret_files(value)
+        elif key.endswith(SECRET_SUFFIX) and key != "roles_file" and isinstance(value, str):
+            target = key[: -len(SECRET_SUFFIX)]
+            if not tree.get(target):
+                try:
+                    out[target] = Path(value).read_text().strip()
+                except OSError as exc:
+                    raise ConfigError(key, f"cannot read {value}: {exc.strerror}") from exc
+        else:
+            out.setdefault(key, value)
+    return out
+
+
+def _load_roles(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError("roles_file", f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("roles_file", f"{path} is not valid TOML: {exc}") from exc
+    roles = data.get("roles", data)
+    if not isinstance(roles, dict):
+        raise ConfigError("roles_file", f"{path} must contain [roles.NAME] tables")
+    return roles
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file, apply environment overrides and explicit overrides, validate."""
+    env = os.environ if environ is None else environ
+    config_path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG)))
+    tree: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            tree = tomllib.loads(config_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("IDP_BRIDGE_CONFIG", f"{config_path} is not valid TOML: {exc}") from exc
+    elif ENV_PREFIX + "CONFIG" in env:
+        raise ConfigError("IDP_BRIDGE_CONFIG", f"{config_path} does not exist")
+    tree = _merge(tree, _env_overrides(env))
+    tree = _merge(tree, dict(overrides or {}))
+    tree = _resolve_secret_files(tree)
+
+    if tree.get("roles_file") and not tree.get("roles"):
+        roles_path = Path(str(tree["roles_file"]))
+        if not roles_path.is_absolute():
+            roles_path = config_path.parent / roles_path if config_path.is_file() else roles_path
+        tree["roles"] = _load_roles(roles_path)
+    try:
+        settings = Settings.model_validate(tree)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(_field_name(first["loc"]), first["msg"]) from exc
+
+    if not settings.roles:
+        settings.roles = dict(DEFAULT_ROLES)
+    _check_roles(settings)
+    settings.instance_dir = settings.instance_dir.resolve()
+    if not settings.database_url:
+        settings.database_url = f"sqlite:///{settings.instance_dir / 'idp-bridge.sqlite3'}"
+    if not settings.redirect_allowlist:
+        settings.redirect_allowlist = [settings.public_url + "/"]
+    return settings
+
+
+def _check_roles(settings: Settings) -> None:
+    from idp_bridge.permissions import ALL_PERMISSIONS
+
+    defaults = [name for name, role in settings.roles.items() if role.default]
+    if len(defaults) > 1:
+        raise ConfigError("roles", f"only one role may be the default, not {', '.join(defaults)}")
+    for name, role in settings.roles.items():
+        unknown = sorted(set(role.permissions) - ALL_PERMISSIONS)
+        if unknown:
+            raise ConfigError(f"roles.{name}.permissions", f"unknown permission {', '.join(unknown)}")
+
+
+def ensure_instance(settings: Settings) -> None:
+    """Create the instance dir and, when no secret key is configured, generate one into it."""
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    if settings.secret_key:
+        return
+    key_file = settings.instance_dir / "secret_key"
+    if not key_file.exists():
+        # O_EXCL so two processes starting at once cannot write different keys.
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+    settings.secret_key = key_file.read_text().strip()

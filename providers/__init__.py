@@ -1,0 +1,1 @@
+"""Built-in identity provider plugins; each implements idp_bridge.idp.Provider."""

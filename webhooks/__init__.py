@@ -1,0 +1,1 @@
+"""Webhooks: IdP events in, signed events out."""

@@ -1,0 +1,1 @@
+"""Outbound events to the host platform, signed per Standard Webhooks."""
