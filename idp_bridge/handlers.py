@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from idp_bridge import audit
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction

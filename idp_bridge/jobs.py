@@ -40,7 +40,8 @@ class Backoff:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         # Half fixed, half jitter: spreads retries without ever retrying immediately.
-        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+        jitter = float((rng or random).uniform(0, ceiling / 2))
+        return ceiling / 2 + jitter
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any] | None = None, *,

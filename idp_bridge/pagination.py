@@ -77,7 +77,7 @@ def _decode(sort: Sort, cursor: str) -> tuple[Any, str]:
     return value, id_
 
 
-def paginate(session: Session, stmt: Select[tuple[T]], *, sort: Sort, id_column: InstrumentedAttribute[str],
+def paginate(session: Session, stmt: Select[T], *, sort: Sort, id_column: InstrumentedAttribute[str],
              limit: int, cursor: str | None) -> Page[T]:
     """One page of stmt's rows after the cursor, and the cursor for the next page."""
     if cursor:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
@@ -31,11 +32,15 @@ from idp_bridge.errors import (
     ValidationFailed,
 )
 from idp_bridge.models import Organization
-from idp_bridge.services import api_keys, orgs
+
+# Aliased: route submodules named orgs/invites/members become attributes of this package on import.
+from idp_bridge.services import api_keys as key_service
+from idp_bridge.services import orgs as org_service
 from idp_bridge.services.api_keys import Principal
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE = "urn:idp-bridge:problem:"
+RESERVED_PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "code"})
 
 # The one place where domain errors become HTTP statuses.
 STATUS_BY_ERROR: list[tuple[type[BridgeError], int]] = [
@@ -73,7 +78,9 @@ def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> Re
 
 
 def problem_from(error: BridgeError) -> Response:
-    extra = dict(error.extra)
+    # RFC 9457 reserves type/title/status/detail; a domain detail of the same name (an invite's
+    # current `status`) is published as current_<name> instead of clashing with them.
+    extra = {(f"current_{k}" if k in RESERVED_PROBLEM_KEYS else k): v for k, v in error.extra.items()}
     if isinstance(error, ValidationFailed):
         extra["errors"] = error.errors
     return problem(status_for(error), error.title, error.detail, error.code, **extra)
@@ -154,7 +161,7 @@ def _audit_denied(org_slug: str | None, reason: str, key_id: str | None = None) 
         org_id = None
         if org_slug:
             try:
-                org_id = orgs.get(session, org_slug).id
+                org_id = org_service.get(session, org_slug).id
             except NotFound:
                 org_id = None
         actor = Actor("api_key", key_id, client_ip()) if key_id else Actor("anonymous", "", client_ip())
@@ -206,7 +213,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
             try:
                 with transaction(b.sessions) as session:
                     try:
-                        principal = api_keys.authenticate(session, _presented_key())
+                        principal = key_service.authenticate(session, _presented_key())
                     except Unauthenticated:
                         denied = ("invalid or missing API key", None)
                         raise
@@ -220,7 +227,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                     org = None
                     if org_slug is not None:
                         try:
-                            org = orgs.get(session, org_slug)
+                            org = org_service.get(session, org_slug)
                         except NotFound:
                             if not principal.platform:
                                 # An org key learns nothing about other organizations.
@@ -233,7 +240,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                     call = Call(session, b, principal, org, _read_body(op))
                     result = fn(call, **{k: v for k, v in path.items() if k != "org"})
                     if write:
-                        api_keys.touch(session, principal.key_id)
+                        key_service.touch(session, principal.key_id)
             except BridgeError as exc:
                 if denied is not None:
                     _audit_denied(org_slug, denied[0], denied[1])
@@ -254,16 +261,19 @@ def _respond(op: Operation, result: Any) -> Any:
         return result
     if result is None:
         return Response(status=204)
-    if isinstance(result, BaseModel):
-        payload = result.model_dump(mode="json", exclude_none=False)
-    else:
-        payload = result
+    payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
     return Response(json.dumps(payload, default=str), status=op.status, mimetype="application/json")
+
+
+# Route modules under idp_bridge/api/; add a feature's module here to publish its operations.
+ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints"]
 
 
 def install(app: Flask) -> None:
     """Register the API blueprint, its routes and its problem handlers."""
-    from idp_bridge.api import invites, members, orgs as org_routes  # noqa: F401  (routes register on import)
+    for module in ROUTE_MODULES:
+        # Operations register themselves when their module is first imported.
+        importlib.import_module(f"idp_bridge.api.{module}")
 
     app.register_blueprint(bp)
 
@@ -277,8 +287,9 @@ def install(app: Flask) -> None:
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         resp = problem(exc.code or 500, exc.name or "Error", exc.description or "", code)
-        if exc.code == 405 and isinstance(exc.valid_methods, list | tuple | set):
-            resp.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        valid = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and valid:
+            resp.headers["Allow"] = ", ".join(sorted(valid))
         return resp
 
     @app.errorhandler(Exception)

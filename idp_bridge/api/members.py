@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request, stream_with_context
+
 from idp_bridge.api import Call, operation, problem_from
 from idp_bridge.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sort_param, status_param
 from idp_bridge.api.schemas import BulkMemberResult, BulkMemberRow, MemberList, MemberOut, member_out
@@ -35,7 +36,7 @@ def _filters() -> dict[str, Any]:
 
 def _wants_csv() -> bool:
     accept = request.accept_mimetypes
-    return accept.best_match(["application/json", "text/csv"]) == "text/csv" and "text/csv" in accept
+    return accept.best_match(["application/json", "text/csv"]) == "text/csv" and accept["text/csv"] > 0
 
 
 def _csv_export(bridge: Bridge, org: Organization, filters: dict[str, Any], sort: str | None) -> Response:

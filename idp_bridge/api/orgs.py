@@ -21,7 +21,7 @@ from idp_bridge.api.schemas import (
 from idp_bridge.errors import Forbidden, ValidationFailed
 from idp_bridge.inputs import ApiKeyCreate, OrgCreate, OrgUpdate, parse
 from idp_bridge.models import AuditEvent
-from idp_bridge.pagination import Sort, paginate
+from idp_bridge.pagination import Page, Sort, paginate
 from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE
 from idp_bridge.services import api_keys, invites, orgs
 
@@ -106,5 +106,6 @@ def list_audit_events(call: Call) -> AuditEventList:
         if moment.tzinfo is None:
             raise ValidationFailed({"since": ["must include a time zone, e.g. 2026-01-01T00:00:00Z"]})
         stmt = stmt.where(AuditEvent.at >= moment)
-    page = paginate(call.session, stmt, sort=AUDIT_SORT, id_column=AuditEvent.id, **page_args())  # type: ignore[arg-type]
+    page: Page[AuditEvent] = paginate(call.session, stmt, sort=AUDIT_SORT, id_column=AuditEvent.id,
+                                      **page_args())  # type: ignore[arg-type]
     return AuditEventList(items=[audit_out(e) for e in page.items], next_cursor=page.next_cursor)

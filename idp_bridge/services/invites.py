@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -300,14 +300,14 @@ def get_for_update(session: Session, org: Organization, invite_id: str) -> Invit
 def search(session: Session, org: Organization, *, status: str | None = None, provider: str | None = None,
            q: str | None = None, sort: str | None = None, limit: int, cursor: str | None) -> Page[Invite]:
     """Invites of an org, filtered, sorted and one page at a time."""
-    stmt: Select[tuple[Invite]] = select(Invite).where(Invite.org_id == org.id)
+    stmt: Select[Invite] = select(Invite).where(Invite.org_id == org.id)
     now = utcnow()
     if status:
         wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
         bad = [s for s in wanted if s not in InviteStatus.__members__]
         if bad:
             raise ValidationFailed({"status": [f"must be among {', '.join(InviteStatus.__members__)}"]})
-        clauses = []
+        clauses: list[ColumnElement[bool]] = []
         for s in wanted:
             if s == InviteStatus.PENDING:
                 clauses.append((Invite.status == s) & (Invite.expires_at > now))

@@ -37,7 +37,7 @@ def get(session: Session, org: Organization, member_id: str) -> Member:
 
 
 def filtered(org: Organization, *, status: str | None = None, role: str | None = None,
-             provider: str | None = None, q: str | None = None) -> Select[tuple[Member]]:
+             provider: str | None = None, q: str | None = None) -> Select[Member]:
     """The members of org matching the filters (DELETED only when asked for)."""
     stmt = select(Member).where(Member.org_id == org.id)
     if status:

@@ -1,0 +1,38 @@
+# Two entry points do all the set-up on a fresh machine:
+#   make run    run the service on SQLite with the file mail outbox (http://127.0.0.1:8080)
+#   make test   install everything the tests need, then run them on SQLite and on PostgreSQL
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-postgres install system-deps lint bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/idp-bridge serve --host $(HOST) --port $(PORT)
+
+system-deps:
+	bash scripts/test-deps.sh
+
+test: install system-deps test-sqlite test-postgres
+
+test-sqlite: install
+	IDP_BRIDGE_TEST_DB=sqlite $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-postgres: install
+	IDP_BRIDGE_TEST_DB=postgres $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench
+
+bench: install
+	$(PY) bench/bulk_invite.py
