@@ -1,0 +1,289 @@
+"""Run a real OpenID Provider (Node's oidc-provider, tests/e2e/op/server.mjs) for e2e tests."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+
+OP_DIR = Path(__file__).resolve().parent / "op"
+SERVER_SCRIPT = OP_DIR / "server.mjs"
+NPM_CI_TIMEOUT_S = 300.0
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+START_ATTEMPTS = 3
+
+
+class OPError(RuntimeError):
+    """The OpenID Provider could not be installed, started or queried."""
+
+
+@dataclass(frozen=True)
+class OPClient:
+    """A confidential client registered at the OP (code flow, client_secret_basic)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uris: Sequence[str]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_config(self) -> dict[str, Any]:
+        """Return the client as oidc-provider client metadata."""
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "redirect_uris": list(self.redirect_uris),
+            **self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class OPAccount:
+    """An account one signs in as by typing its `login`; its claims go into the ID token."""
+
+    login: str
+    sub: str
+    email: str | None = None
+    email_verified: bool = True
+    name: str | None = None
+    extra_claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """Return every claim the OP releases for this account."""
+        claims: dict[str, Any] = {"sub": self.sub}
+        if self.email is not None:
+            claims["email"] = self.email
+            claims["email_verified"] = self.email_verified
+        if self.name is not None:
+            claims["name"] = self.name
+        claims.update(self.extra_claims)
+        return claims
+
+    def to_config(self) -> dict[str, Any]:
+        """Return the account in server.mjs's config shape."""
+        return {"login": self.login, "claims": self.claims}
+
+
+ClientSpec = OPClient | Mapping[str, Any]
+AccountSpec = OPAccount | Mapping[str, Any]
+
+
+def _client_config(client: ClientSpec) -> dict[str, Any]:
+    return client.to_config() if isinstance(client, OPClient) else dict(client)
+
+
+def _account_config(account: AccountSpec) -> dict[str, Any]:
+    return account.to_config() if isinstance(account, OPAccount) else dict(account)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialize npm runs across pytest-xdist workers sharing one checkout."""
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_node_modules(timeout: float = NPM_CI_TIMEOUT_S) -> None:
+    """Install the OP's npm dependencies from package-lock.json when they are missing."""
+    marker = OP_DIR / "node_modules" / "oidc-provider" / "package.json"
+    if marker.exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise OPError("npm is not on PATH; install Node.js 20+ to run the e2e OpenID Provider")
+    lock = Path(tempfile.gettempdir()) / f"idp-bridge-e2e-npm-{os.getuid()}.lock"
+    with _file_lock(lock):
+        if marker.exists():
+            return
+        try:
+            result = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=OP_DIR,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise OPError(f"npm ci in {OP_DIR} did not finish within {timeout:.0f}s") from exc
+        if result.returncode != 0:
+            raise OPError(f"npm ci in {OP_DIR} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+
+
+def free_loopback_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OpenIDProvider:
+    """A real OpenID Provider on 127.0.0.1, started on enter and stopped on exit."""
+
+    def __init__(
+        self,
+        clients: Sequence[ClientSpec],
+        accounts: Sequence[AccountSpec],
+        *,
+        issuer_path: str = "",
+        start_timeout: float = START_TIMEOUT_S,
+    ) -> None:
+        self._clients = [_client_config(c) for c in clients]
+        self._accounts = [_account_config(a) for a in accounts]
+        self._issuer_path = "/" + issuer_path.strip("/") if issuer_path.strip("/") else ""
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._log_path: Path | None = None
+        self._port: int | None = None
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def port(self) -> int:
+        """Return the port the OP listens on."""
+        if self._port is None:
+            raise OPError("the OpenID Provider is not running")
+        return self._port
+
+    @property
+    def issuer(self) -> str:
+        """Return the issuer URL, exactly as it appears in `iss`."""
+        return f"http://127.0.0.1:{self.port}{self._issuer_path}"
+
+    @property
+    def discovery_url(self) -> str:
+        """Return the URL of the OpenID discovery document."""
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    @property
+    def authorization_endpoint(self) -> str:
+        """Return the authorization endpoint from discovery."""
+        return str(self.metadata["authorization_endpoint"])
+
+    @property
+    def token_endpoint(self) -> str:
+        """Return the token endpoint from discovery."""
+        return str(self.metadata["token_endpoint"])
+
+    @property
+    def jwks_uri(self) -> str:
+        """Return the JWKS URL from discovery."""
+        return str(self.metadata["jwks_uri"])
+
+    def jwks(self) -> dict[str, Any]:
+        """Fetch the OP's current public signing keys."""
+        response = requests.get(self.jwks_uri, timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def authorization_requests(self) -> list[dict[str, str]]:
+        """Return the query parameters of every authorization request the OP has received."""
+        response = requests.get(f"{self.issuer}/__harness/authorizations", timeout=5)
+        response.raise_for_status()
+        return list(response.json())
+
+    def log(self) -> str:
+        """Return what the OP process has printed so far (for failure messages)."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return self._log_path.read_text(errors="replace")
+
+    def __enter__(self) -> Self:
+        ensure_node_modules()
+        node = shutil.which("node")
+        if node is None:
+            raise OPError("node is not on PATH; install Node.js 20+ to run the e2e OpenID Provider")
+        self._workdir = tempfile.TemporaryDirectory(prefix="idp-bridge-op-")
+        try:
+            # A port picked by bind(0) can be taken before node binds it; retry a few times.
+            for _ in range(START_ATTEMPTS):
+                if self._start(node):
+                    return self
+                self._stop_process()
+            raise OPError(f"the OpenID Provider did not start:\n{self.log()[-4000:]}")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop_process()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def _start(self, node: str) -> bool:
+        """Start node once on a fresh port; return whether discovery answered in time."""
+        assert self._workdir is not None
+        self._port = free_loopback_port()
+        workdir = Path(self._workdir.name)
+        config_path = workdir / f"op-{self._port}.json"
+        config = {
+            "issuer": self.issuer,
+            "port": self._port,
+            "clients": self._clients,
+            "accounts": self._accounts,
+        }
+        config_path.write_text(json.dumps(config))
+        self._log_path = workdir / f"op-{self._port}.log"
+        with self._log_path.open("wb") as log:
+            # Own process group so stopping also ends anything node spawned; output goes
+            # to a file because an unread pipe would eventually block the server.
+            self._process = subprocess.Popen(
+                [node, str(SERVER_SCRIPT), str(config_path)],
+                cwd=OP_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            try:
+                response = requests.get(self.discovery_url, timeout=2)
+                if response.status_code == 200:
+                    self.metadata = dict(response.json())
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def _stop_process(self) -> None:
+        """Send SIGTERM to the OP's process group, then SIGKILL if it lingers."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT_S)
