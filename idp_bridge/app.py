@@ -28,15 +28,24 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     api.install(app)
     app.register_blueprint(ops.bp)
-    app.register_blueprint(pages.bp)
+    pages.install(app)
+    from webhooks.inbound.routes import bp as inbound_webhooks
+
+    app.register_blueprint(inbound_webhooks)
     return app
 
 
 def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
     """Every job kind this deployment runs: the core's and those its plugins contribute."""
     from idp_bridge.handlers import core_kinds
+    from idp_bridge.provisioning import provisioning_kinds
+    from webhooks.inbound import routes as inbound
+    from webhooks.outbound import delivery
 
     kinds = core_kinds()
+    kinds.update(inbound.job_kinds())
+    kinds.update(provisioning_kinds())
+    kinds.update(delivery.job_kinds())
     for provider in bridge.providers.values():
         contribute = getattr(provider, "job_kinds", None)
         if contribute is not None:
@@ -47,5 +56,9 @@ def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
 def make_worker(bridge: Bridge, *, concurrency: int = 4) -> Worker:
     """A worker with every job kind and periodic task wired."""
     from idp_bridge.handlers import sweep_expired
+    from webhooks.inbound.microsoft_graph import renew_due
+    from webhooks.outbound.delivery import fan_out
 
-    return Worker(bridge, job_kinds(bridge), concurrency=concurrency, periodic=[sweep_expired])
+    # Every few seconds, so outbound webhooks leave soon after the change that emitted them.
+    return Worker(bridge, job_kinds(bridge), concurrency=concurrency, periodic_every=5.0,
+                  periodic=[sweep_expired, fan_out, renew_due])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -48,7 +49,21 @@ def _upgrade(bridge: Bridge) -> None:
     upgrade(bridge.engine)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class BridgeGroup(click.Group):
+    """Turns expected errors into one clear line and a non-zero exit, however the CLI is invoked."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            fail(f"configuration: {exc.detail}", 2)
+        except ValidationFailed as exc:
+            fail("; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in exc.errors.items()), 2)
+        except BridgeError as exc:
+            fail(exc.detail, 1)
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def cli(verbose: bool) -> None:
     """idp-bridge: organization invitations on real identity providers."""
@@ -202,17 +217,51 @@ def invite() -> None:
     """Invitations."""
 
 
+@invite.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--org", "org_slug", required=True, help="The organization to invite into.")
+@click.option("--dry-run", is_flag=True, help="Check every row and show the result; write nothing.")
+@click.option("--atomic", is_flag=True, help="Write nothing when any row is invalid.")
+@click.option("--role", default=None, help="Role for rows that name none.")
+@click.option("--errors-out", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write the failed rows with their reasons here, to fix and import again.")
+@pass_state
+def invite_import(state: State, file: Path, org_slug: str, dry_run: bool, atomic: bool, role: str | None,
+                  errors_out: Path | None) -> None:
+    """Invite everyone in a CSV file (header row with an identifier or email column); exit 1 if a row fails."""
+    from idp_bridge.cli_import import run
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    sys.exit(run(bridge, file, org_slug, dry_run=dry_run, atomic=atomic, role=role, errors_out=errors_out))
+
+
+@cli.group()
+def graph() -> None:
+    """Microsoft Graph change notifications."""
+
+
+@graph.command("subscribe")
+@click.option("--provider", "provider_names", multiple=True,
+              help="Entra provider name (default: every entra provider with graph_client_state).")
+@pass_state
+def graph_subscribe(state: State, provider_names: tuple[str, ...]) -> None:
+    """Create the users subscription of each Entra provider; the worker renews it before it expires."""
+    from webhooks.inbound import microsoft_graph
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    names = list(provider_names) or [p.name for p in microsoft_graph.entra_providers(bridge)
+                                      if p.options.get("graph_client_state")]
+    if not names:
+        fail("no entra provider with graph_client_state is configured", 2)
+    for name in names:
+        sub = microsoft_graph.subscribe(bridge, name)
+        click.echo(f"{name}: subscription {sub.id} on {sub.resource} until {sub.expires_at.isoformat()}")
+
 def main() -> None:
-    """Entry point: turns expected errors into one clear line and a non-zero exit."""
-    try:
-        cli(standalone_mode=True)
-    except ConfigError as exc:
-        fail(f"configuration: {exc.detail}", 2)
-    except ValidationFailed as exc:
-        details = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in exc.errors.items())
-        fail(details, 2)
-    except BridgeError as exc:
-        fail(exc.detail, 1)
+    """Entry point of the `idp-bridge` console script."""
+    cli()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from idp_bridge.idp import ANY
 from idp_bridge.jobs import PermanentFailure
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.security import unseal
-from idp_bridge.services import invites
+from idp_bridge.services import invites, redeem
 from idp_bridge.worker import JobKind, JobView
 
 SEALED_KEYS = ("link", "code")
@@ -71,6 +71,9 @@ def sweep_expired(bridge: Bridge) -> int:
         total += done
         if done < 500:
             break
+    with transaction(bridge.sessions) as session:
+        # Login states live minutes; a day-old one is only clutter (it can no longer be used anyway).
+        redeem.purge_login_states(session)
     return total
 
 

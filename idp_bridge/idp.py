@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -31,6 +32,87 @@ class InviteTarget:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class LoginFailed(Exception):
+    """An OIDC login that did not produce a trustworthy identity; `reason` is a stable code for audit."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class LoginIdentity:
+    """The IdP account a validated login proved; (provider, issuer, subject) is its key."""
+
+    provider: str
+    issuer: str
+    subject: str
+    tenant_id: str | None = None
+    email: str | None = None
+    email_verified: bool = False
+    # What the person would recognise as the account they used (email or username).
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class IdentityCheck:
+    """A provider's verdict on a login for an invite: the identity, and the broken rule if any."""
+
+    identity: LoginIdentity
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """The IdP account an invite is bound to, and whether the IdP mailed the invitee itself."""
+
+    user_id: str
+    created: bool
+    data: Mapping[str, Any] = field(default_factory=dict)
+    mailed: bool = False
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How hard the worker may push one provider: calls per second (0: unlimited) and parallel calls."""
+
+    rate_per_second: float
+    concurrency: int
+
+
+@runtime_checkable
+class Provisioner(Protocol):
+    """A provider that creates, binds and removes IdP accounts for invites (provisions() is true)."""
+
+    name: str
+
+    def pacing(self) -> Pacing:
+        """Rate and concurrency limits for this provider's jobs."""
+        ...
+
+    def provision(self, target: InviteTarget, *, idp_mail: bool, since: datetime | None,
+                  before_create: Callable[[], None] | None = None) -> ProvisionResult:
+        """Find-or-create the invitee's account; idempotent, safe to repeat after a crash.
+
+        `since`: when an earlier attempt first tried to create the account (None: never);
+        `before_create`: called right before an account is created, to record that moment durably.
+        """
+        ...
+
+    def deprovision(self, user_id: str, *, created: bool) -> str:
+        """Undo provisioning of a closed invite; never deletes an account that existed before it."""
+        ...
+
+    def set_enabled(self, user_id: str, enabled: bool) -> str:
+        """Disable or enable the bound account."""
+        ...
+
+
 @runtime_checkable
 class Provider(Protocol):
     """An identity provider configured under [providers.NAME]."""
@@ -54,6 +136,19 @@ class Provider(Protocol):
 
     def provisions(self) -> bool:
         """Whether invites for this provider need an IdP account created or invited first."""
+        ...
+
+    def authorization_url(self, target: InviteTarget, *, state: str, nonce: str, code_verifier: str,
+                          select_account: bool = False) -> str:
+        """Where to send the invitee to sign in (PKCE S256, state, nonce, login hints for this invite)."""
+        ...
+
+    def complete_login(self, *, code: str, code_verifier: str, nonce: str) -> Mapping[str, Any]:
+        """Exchange the code and return fully validated ID token claims; raise LoginFailed otherwise."""
+        ...
+
+    def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:
+        """Apply this provider's identity rules (tenant, domain, account match) to validated claims."""
         ...
 
 
@@ -104,3 +199,34 @@ def require_url(options: Mapping[str, Any], name: str, key: str) -> str:
     if not value.startswith(("https://", "http://")) or "://" not in value or len(value.split("://", 1)[1]) == 0:
         raise ConfigError(f"providers.{name}.{key}", f"{value!r} is not an absolute http(s) URL")
     return value
+
+
+def number(options: Mapping[str, Any], name: str, key: str, default: float, *, minimum: float = 0.0) -> float:
+    """An optional numeric provider setting, at least `minimum`."""
+    raw = options.get(key, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"providers.{name}.{key}", f"{raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"providers.{name}.{key}", f"must be at least {minimum:g}")
+    return value
+
+
+def pacing_from(options: Mapping[str, Any], name: str, *, rate: float, concurrency: int) -> Pacing:
+    """`rate_limit_per_second` (0 = unlimited) and `max_concurrency` of a provider, with its defaults."""
+    return Pacing(rate_per_second=number(options, name, "rate_limit_per_second", rate),
+                  concurrency=int(number(options, name, "max_concurrency", concurrency, minimum=1)))
+
+
+def flag(options: Mapping[str, Any], name: str, key: str, default: bool) -> bool:
+    """An optional yes/no provider setting; environment values arrive as strings like "false"."""
+    raw = options.get(key, default)
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(f"providers.{name}.{key}", f"{raw!r} is not true or false")

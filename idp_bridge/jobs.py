@@ -38,7 +38,7 @@ class Backoff:
     cap: float = 3600.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        ceiling = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
         # Half fixed, half jitter: spreads retries without ever retrying immediately.
         jitter = float((rng or random).uniform(0, ceiling / 2))
         return ceiling / 2 + jitter

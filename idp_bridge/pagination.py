@@ -36,9 +36,10 @@ class Sort:
 
 def parse_sort(raw: str | None, allowed: Mapping[str, InstrumentedAttribute[Any]], default: str) -> Sort:
     """`name` ascending, `-name` descending; only whitelisted names."""
-    value = (raw or default).strip()
+    # Exactly the documented values: a present but empty or decorated sort is a mistake, not the default.
+    value = default if raw is None else raw
     descending = value.startswith("-")
-    name = value.lstrip("-+")
+    name = value[1:] if descending else value
     if name not in allowed:
         choices = ", ".join(sorted(allowed))
         raise ValidationFailed({"sort": [f"must be one of {choices} (prefix - for descending)"]})
@@ -46,7 +47,7 @@ def parse_sort(raw: str | None, allowed: Mapping[str, InstrumentedAttribute[Any]
 
 
 def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_LIMIT
     try:
         limit = int(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,6 +63,12 @@ def _fernet(secret_key: str) -> Fernet:
 def seal(secret_key: str, plaintext: str) -> str:
     """Encrypt a value that must wait in the outbox (a link to mail); wiped once used."""
     return _fernet(secret_key).encrypt(plaintext.encode()).decode()
+
+
+def sealer(secret_key: str) -> Callable[[str], str]:
+    """seal() for many values in a row: the key is derived once."""
+    fernet = _fernet(secret_key)
+    return lambda plaintext: fernet.encrypt(plaintext.encode()).decode()
 
 
 def unseal(secret_key: str, sealed: str) -> str:

@@ -75,6 +75,9 @@ class Settings(BaseModel):
     email_rate_per_second: float = Field(default=10.0, gt=0)
 
     rate_limit_storage_url: str = "memory://"
+    # Per client IP, Flask-Limiter notation; code tries get their own, tighter limit.
+    invite_page_rate_limit: str = "120/minute"
+    invite_code_rate_limit: str = "20/minute"
     trust_proxy_headers: int = Field(default=0, ge=0, le=5)
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)

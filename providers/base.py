@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from idp_bridge.idp import InviteTarget
+from idp_bridge.idp import IdentityCheck, InviteTarget, LoginIdentity
+from providers.oidc_login import OIDCClient
 
 
 class OIDCProviderBase:
@@ -38,3 +40,75 @@ class OIDCProviderBase:
 
     def provisions(self) -> bool:
         return False
+
+    @functools.cached_property
+    def oidc(self) -> OIDCClient:
+        """The relying-party client; built once so discovery and JWKS stay cached."""
+        return OIDCClient(issuer=self.issuer, client_id=self.client_id, client_secret=self.client_secret,
+                          redirect_uri=self.redirect_uri, discovery_issuer_ok=self.discovery_issuer_ok,
+                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo)
+
+    use_userinfo: ClassVar[bool] = True
+
+    def discovery_issuer_ok(self, issuer: str) -> bool:
+        """The discovery document must name exactly the configured issuer."""
+        return issuer == self.issuer
+
+    def token_issuers(self, claims: Mapping[str, Any]) -> set[str]:
+        """The `iss` values an ID token of this provider may carry."""
+        return {self.issuer}
+
+    def login_params(self, target: InviteTarget, *, select_account: bool) -> dict[str, str]:
+        """Authorization parameters the invite implies (hints only; the rules are checked afterwards)."""
+        params: dict[str, str] = {}
+        if target.email:
+            params["login_hint"] = target.email
+        if select_account:
+            params["prompt"] = "select_account"
+        return params
+
+    def authorization_url(self, target: InviteTarget, *, state: str, nonce: str, code_verifier: str,
+                          select_account: bool = False) -> str:
+        params = self.login_params(target, select_account=select_account)
+        return self.oidc.authorization_request(state=state, nonce=nonce, code_verifier=code_verifier,
+                                               params=params).url
+
+    def complete_login(self, *, code: str, code_verifier: str, nonce: str) -> Mapping[str, Any]:
+        return self.oidc.finish(code=code, code_verifier=code_verifier, nonce=nonce)
+
+    def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
+        """The account the claims describe, keyed on the issuer's `sub`."""
+        email = claims.get("email")
+        email = email.strip() if isinstance(email, str) and email.strip() else None
+        account = email or str(claims.get("preferred_username") or claims.get("sub"))
+        return LoginIdentity(provider=self.name, issuer=str(claims["iss"]), subject=str(claims["sub"]),
+                             email=email, email_verified=email_verified(claims), account=account)
+
+    def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:
+        identity = self.identity_from(claims)
+        return IdentityCheck(identity, self.account_problem(identity, claims, target, match=match))
+
+    def account_problem(self, identity: LoginIdentity, claims: Mapping[str, Any], target: InviteTarget,
+                        *, match: str) -> str | None:
+        """Rule 5 for Google and generic OIDC: a verified email equal to the identifier."""
+        if match == "link":
+            return None
+        return verified_email_problem(identity, target)
+
+
+def email_verified(claims: Mapping[str, Any]) -> bool:
+    """Only a JSON true (or the string "true" some IdPs send) counts; the string "false" is false."""
+    value = claims.get("email_verified")
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, str) and value.strip().lower() == "true"
+
+
+def verified_email_problem(identity: LoginIdentity, target: InviteTarget) -> str | None:
+    if not identity.email:
+        return "no_email"
+    if not identity.email_verified:
+        return "email_not_verified"
+    if identity.email.casefold() != target.identifier.strip().casefold():
+        return "different_account"
+    return None

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from idp_bridge.errors import ConfigError
-from idp_bridge.idp import InviteTarget, require
+from idp_bridge.idp import (
+    IdentityCheck,
+    InviteTarget,
+    LoginIdentity,
+    Pacing,
+    ProvisionResult,
+    flag,
+    number,
+    pacing_from,
+    require,
+)
 from providers.base import OIDCProviderBase
+from providers.entra_graph import GraphGuests
+
+_build_lock = threading.Lock()
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MULTI_TENANT = ("common", "organizations", "consumers")
@@ -24,6 +40,10 @@ class EntraProvider(OIDCProviderBase):
         super().__init__(name, **kwargs)
         self.tenant = tenant
         self.authority = authority
+        # Graph allows about 30 invitations and 20 identity writes per second per tenant.
+        self._pacing = pacing_from(self.options, name, rate=10.0, concurrency=4)
+        self._timeout = number(self.options, name, "timeout_seconds", 10.0, minimum=0.1)
+        self._guests: GraphGuests | None = None
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str) -> EntraProvider:
@@ -35,6 +55,12 @@ class EntraProvider(OIDCProviderBase):
         authority = str(options.get("authority") or DEFAULT_AUTHORITY).rstrip("/")
         if not authority.startswith("https://"):
             raise ConfigError(f"providers.{name}.authority", f"{authority!r} is not an https URL")
+        if flag(options, name, "b2b_invite", False) and not GUID.match(tenant):
+            raise ConfigError(f"providers.{name}.tenant", "b2b_invite = true needs the resource tenant's GUID "
+                              f"(app-only Graph tokens cannot be issued for {tenant!r})")
+        graph_url = str(options.get("graph_url") or "https://graph.microsoft.com").rstrip("/")
+        if not graph_url.startswith("https://"):
+            raise ConfigError(f"providers.{name}.graph_url", f"{graph_url!r} is not an https URL")
         issuer = f"{authority}/{tenant}/v2.0"
         return cls(name, tenant=tenant, authority=authority, issuer=issuer, public_url=public_url,
                    options=options, **creds)
@@ -55,4 +81,109 @@ class EntraProvider(OIDCProviderBase):
         return f"the Microsoft account {target.identifier}"
 
     def provisions(self) -> bool:
-        return bool(self.options.get("b2b_invite", False))
+        return flag(self.options, self.name, "b2b_invite", False)
+
+    def guests(self) -> GraphGuests:
+        """The Graph client for B2B invitations, built on first use and shared by every worker thread."""
+        with _build_lock:
+            if self._guests is None:
+                self._guests = GraphGuests(
+                    authority=self.authority, tenant=self.tenant, client_id=self.client_id,
+                    client_secret=self.client_secret,
+                    graph_url=self.options.get("graph_url") or "https://graph.microsoft.com",
+                    send_message=flag(self.options, self.name, "b2b_send_invitation_message", True),
+                    timeout=self._timeout, verify=self.options.get("ca_file") or True)
+        return self._guests
+
+    def pacing(self) -> Pacing:
+        return self._pacing
+
+    def provision(self, target: InviteTarget, *, idp_mail: bool, since: datetime | None,
+                  before_create: Callable[[], None] | None = None) -> ProvisionResult:
+        # Graph returns the existing guest for a known address, so a repeated invitation is harmless.
+        return self.guests().invite(target)
+
+    def deprovision(self, user_id: str, *, created: bool) -> str:
+        if not created:
+            return "kept: the guest existed before the invite"
+        return self.guests().remove_unredeemed(user_id)
+
+    def set_enabled(self, user_id: str, enabled: bool) -> str:
+        return self.guests().set_enabled(user_id, enabled)
+
+    # Entra's userinfo comes from Microsoft Graph and lacks tid/oid; every claim the rules need is signed
+    # in the ID token.
+    use_userinfo = False
+
+    def issuer_of(self, tenant_id: str) -> str:
+        return f"{self.authority}/{tenant_id}/v2.0"
+
+    def discovery_issuer_ok(self, issuer: str) -> bool:
+        if self.tenant in MULTI_TENANT:
+            # Multi-tenant discovery documents carry a template, or the personal-account tenant for consumers.
+            allowed = {self.issuer_of("{tenantid}")}
+            if self.tenant == "consumers":
+                allowed.add(self.issuer_of(PERSONAL_ACCOUNT_TENANT))
+            return issuer in allowed
+        return issuer.lower() == self.issuer.lower()
+
+    def token_issuers(self, claims: Mapping[str, Any]) -> set[str]:
+        # Multi-tenant issuers are validated by substituting the token's own tid, never skipped (rule 3).
+        tid = claims.get("tid")
+        if not isinstance(tid, str) or not GUID.match(tid):
+            return set()
+        if self.tenant not in MULTI_TENANT and tid.lower() != self.tenant.lower():
+            return set()
+        if self.tenant == "consumers" and tid.lower() != PERSONAL_ACCOUNT_TENANT:
+            return set()
+        return {self.issuer_of(tid)}
+
+    def login_params(self, target: InviteTarget, *, select_account: bool) -> dict[str, str]:
+        params = super().login_params(target, select_account=select_account)
+        if target.tenant_id == PERSONAL_ACCOUNT_TENANT:
+            params["domain_hint"] = "consumers"
+        elif target.tenant_id:
+            # Without a tenant the email's domain may not be an Entra domain at all; login_hint suffices.
+            params["domain_hint"] = target.tenant_id
+        return params
+
+    def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
+        """Entra identities are keyed on (tid, oid); `sub` is pairwise and email is mutable."""
+        tid = str(claims.get("tid") or "").lower()
+        oid = str(claims.get("oid") or "")
+        raw = claims.get("email") or claims.get("preferred_username")
+        email = raw.strip() if isinstance(raw, str) and "@" in raw else None
+        return LoginIdentity(provider=self.name, issuer=str(claims["iss"]), subject=oid, tenant_id=tid or None,
+                             email=email, email_verified=self._email_trusted(claims, None),
+                             account=email or str(claims.get("preferred_username") or oid))
+
+    @staticmethod
+    def _email_trusted(claims: Mapping[str, Any], invite_tenant: str | None) -> bool:
+        """nOAuth: the email claim is admin-editable; it counts only from the invite's tenant, with
+        xms_edov true, or from a personal Microsoft account."""
+        tid = str(claims.get("tid") or "").lower()
+        return (bool(invite_tenant) and tid == str(invite_tenant).lower()) or claims.get("xms_edov") is True \
+            or tid == PERSONAL_ACCOUNT_TENANT
+
+    def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:
+        identity = self.identity_from(claims)
+        trusted = self._email_trusted(claims, target.tenant_id)
+        identity = replace(identity, email_verified=trusted)
+        return IdentityCheck(identity, self.account_problem(identity, claims, target, match=match))
+
+    def account_problem(self, identity: LoginIdentity, claims: Mapping[str, Any], target: InviteTarget,
+                        *, match: str) -> str | None:
+        if not identity.subject or not identity.tenant_id:
+            return "no_subject"
+        if target.tenant_id and identity.tenant_id != target.tenant_id.lower():
+            if identity.tenant_id == PERSONAL_ACCOUNT_TENANT:
+                return "personal_account"
+            return "wrong_tenant"
+        if not target.tenant_id and self.tenant == "organizations" and identity.tenant_id == PERSONAL_ACCOUNT_TENANT:
+            return "personal_account"
+        if match == "link":
+            return None
+        if target.idp_user_id and self.tenant not in MULTI_TENANT:
+            # A B2B guest idp-bridge invited signs in to the resource tenant with the object id it bound.
+            return None if identity.subject == target.idp_user_id else "different_account"
+        return super().account_problem(identity, claims, target, match=match)

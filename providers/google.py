@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from idp_bridge.idp import InviteTarget, require
+from idp_bridge.idp import InviteTarget, LoginIdentity, require
 from providers.base import OIDCProviderBase
 
 GOOGLE_ISSUER = "https://accounts.google.com"
+# Google documents both forms of `iss` in its ID tokens.
+GOOGLE_TOKEN_ISSUERS = frozenset({GOOGLE_ISSUER, "accounts.google.com"})
 
 
 class GoogleProvider(OIDCProviderBase):
@@ -27,3 +30,26 @@ class GoogleProvider(OIDCProviderBase):
         if target.hosted_domain:
             return f"a Google Workspace account of {target.hosted_domain} ({target.identifier})"
         return f"the Google account {target.identifier}"
+
+    def token_issuers(self, claims: Mapping[str, Any]) -> set[str]:
+        return set(GOOGLE_TOKEN_ISSUERS)
+
+    def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
+        # One account, one key: both documented `iss` forms are stored as the https one.
+        identity = super().identity_from(claims)
+        return replace(identity, issuer=GOOGLE_ISSUER)
+
+    def login_params(self, target: InviteTarget, *, select_account: bool) -> dict[str, str]:
+        params = super().login_params(target, select_account=select_account)
+        if target.hosted_domain:
+            params["hd"] = target.hosted_domain
+        return params
+
+    def account_problem(self, identity: LoginIdentity, claims: Mapping[str, Any], target: InviteTarget,
+                        *, match: str) -> str | None:
+        # The `hd` request parameter is only a hint; the signed `hd` claim decides (rule 4).
+        if target.hosted_domain:
+            hd = claims.get("hd")
+            if not isinstance(hd, str) or hd.lower() != target.hosted_domain.lower():
+                return "wrong_domain"
+        return super().account_problem(identity, claims, target, match=match)

@@ -184,9 +184,41 @@ def _read_body(op: Operation) -> Any:
         accepted = ", ".join(op.request_content or {"application/json": None})
         raise UnsupportedMediaType(f"send the body as {accepted}")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    if (where := _nul_at(data, "")) is not None:
+        raise ValidationFailed({where or "body": ["must not contain NUL (\\u0000) characters"]})
+    return data
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The location of a NUL character in parsed JSON, if any."""
+    # PostgreSQL text cannot hold NUL; refusing it up front makes both databases answer alike.
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return path or "body"
+            if (found := _nul_at(item, inner)) is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _nul_at(item, f"{path}.{i}" if path else str(i))) is not None:
+                return found
+    return None
+
+
+def _refuse_nul_in_url(op: Operation, path: dict[str, Any]) -> None:
+    """NUL in a path segment names nothing; in a documented query parameter it is invalid input."""
+    if any("\x00" in str(v) for v in path.values()):
+        raise NotFound("no such resource")
+    bad = {q.name: ["must not contain NUL characters"] for q in op.query
+           if "\x00" in "".join(request.args.getlist(q.name))}
+    if bad:
+        raise ValidationFailed(bad)
 
 
 Handler = Callable[..., Any]
@@ -224,6 +256,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         denied = (f"missing permission {permission}", principal.key_id)
                         raise Forbidden(f"this API key lacks the permission {permission}",
                                         missing_permission=permission)
+                    _refuse_nul_in_url(op, path)
                     org = None
                     if org_slug is not None:
                         try:
@@ -266,7 +299,7 @@ def _respond(op: Operation, result: Any) -> Any:
 
 
 # Route modules under idp_bridge/api/; add a feature's module here to publish its operations.
-ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints"]
+ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints", "bulk", "provisioning"]
 
 
 def install(app: Flask) -> None:

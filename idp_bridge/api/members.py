@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, request, stream_with_context
 
-from idp_bridge.api import Call, operation, problem_from
+from idp_bridge.api import Call, Query, operation, problem_from
 from idp_bridge.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sort_param, status_param
 from idp_bridge.api.schemas import BulkMemberResult, BulkMemberRow, MemberList, MemberOut, member_out
 from idp_bridge.bridge import Bridge
@@ -60,7 +60,8 @@ def _csv_export(bridge: Bridge, org: Organization, filters: dict[str, Any], sort
 
 @operation("GET", "/orgs/{org}/members", summary="List members (Accept: text/csv exports them all)",
            tag="members", permission=USERS_READ, response=MemberList,
-           query=[status_param([s.value for s in MemberStatus]), PROVIDER, Q,
+           query=[status_param([s.value for s in MemberStatus]),
+                  Query("role", {"type": "string"}, "Role name(s), comma-separated."), PROVIDER, Q,
                   *[sort_param(list(MEMBER_SORTS), "-created_at")], LIMIT, CURSOR],
            extra_responses={"text/csv": {"schema": {"type": "string"}}})
 def list_members(call: Call) -> Any:

@@ -61,7 +61,9 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, 
         content.update(op.extra_responses)
         responses[str(op.status)] = {"description": "OK", "content": content}
     for status in sorted({401, 403, *op.errors, *((404,) if "{" in op.rule else ()),
-                          *((400, 415, 422) if op.body is not None else ())}):
+                          *((400, 415, 422) if op.body is not None else ()),
+                          # A bad cursor, filter or date in the query is answered with a 422 problem.
+                          *((422,) if op.query else ())}):
         responses[str(status)] = _problem(status)
     out: dict[str, Any] = {"operationId": op.endpoint, "summary": op.summary, "tags": [op.tag],
                            "parameters": params, "responses": responses,

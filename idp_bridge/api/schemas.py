@@ -149,6 +149,26 @@ class BulkMemberResult(BaseModel):
     results: list[BulkMemberRow]
 
 
+class BulkInviteSummary(BaseModel):
+    created: int
+    duplicate: int
+    invalid: int
+
+
+class BulkInviteRow(BaseModel):
+    row: int = Field(description="1-based position in `invites`; for CSV the spreadsheet row (header = 1).")
+    status: Literal["created", "duplicate", "invalid"] = Field(
+        description="With dry_run, `created` means the row would be created.")
+    id: str | None = Field(default=None, description="The new invite.")
+    existing_id: str | None = Field(default=None, description="The pending invite or member already there.")
+    errors: dict[str, list[str]] | None = Field(default=None, description="Column → messages.")
+
+
+class BulkInviteResult(BaseModel):
+    summary: BulkInviteSummary
+    rows: list[BulkInviteRow]
+
+
 def invite_out(invite: Invite, org_slug: str) -> InviteOut:
     return InviteOut(
         id=invite.id, org=org_slug, member_id=invite.member_id, identifier=invite.identifier,

@@ -21,6 +21,7 @@ from idp_bridge.models import (
     Invite,
     InviteLink,
     InviteStatus,
+    Job,
     MatchPolicy,
     Member,
     MemberStatus,
@@ -223,8 +224,18 @@ def _dispatch(session: Session, bridge: Bridge, org: Organization, invite: Invit
         # The provisioning job decides about our mail: a Keycloak user it creates gets Keycloak's own
         # password-setup mail, and ours only when the org asks for it.
         invite.provisioning_state = ProvisioningState.PENDING.value
-        jobs.enqueue(session, PROVISION_JOB, payload, org_id=org.id, dedupe_key=f"provision:{invite.id}",
+        key = f"provision:{invite.id}"
+        # A resend while provisioning is still retrying: the live job takes over the new link.
+        live = session.scalar(select(Job).where(Job.dedupe_key == key))
+        if live is not None:
+            live.dedupe_key = None
+            session.flush()
+        jobs.enqueue(session, PROVISION_JOB, payload, org_id=org.id, dedupe_key=key,
                      max_attempts=bridge.settings.job_max_attempts)
+        if live is not None and live.status == jobs.QUEUED:
+            live.status = jobs.DONE
+            live.finished_at = utcnow()
+            live.payload = {"invite_id": invite.id, "superseded": True}
     elif invite.send_email:
         jobs.enqueue(session, SEND_EMAIL_JOB, payload, org_id=org.id,
                      max_attempts=bridge.settings.job_max_attempts)
@@ -302,10 +313,10 @@ def search(session: Session, org: Organization, *, status: str | None = None, pr
     """Invites of an org, filtered, sorted and one page at a time."""
     stmt: Select[Invite] = select(Invite).where(Invite.org_id == org.id)
     now = utcnow()
-    if status:
+    if status is not None:
         wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
         bad = [s for s in wanted if s not in InviteStatus.__members__]
-        if bad:
+        if bad or not wanted:
             raise ValidationFailed({"status": [f"must be among {', '.join(InviteStatus.__members__)}"]})
         clauses: list[ColumnElement[bool]] = []
         for s in wanted:

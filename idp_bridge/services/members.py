@@ -40,10 +40,10 @@ def filtered(org: Organization, *, status: str | None = None, role: str | None =
              provider: str | None = None, q: str | None = None) -> Select[Member]:
     """The members of org matching the filters (DELETED only when asked for)."""
     stmt = select(Member).where(Member.org_id == org.id)
-    if status:
+    if status is not None:
         wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
         bad = [s for s in wanted if s not in MemberStatus.__members__]
-        if bad:
+        if bad or not wanted:
             raise ValidationFailed({"status": [f"must be among {', '.join(MemberStatus.__members__)}"]})
         stmt = stmt.where(Member.status.in_(wanted))
     else:

@@ -61,6 +61,7 @@ class FakeOP:
     keys: list[RSAKey] = field(default_factory=list)
     published: list[RSAKey] = field(default_factory=list)
     codes: dict[str, Authorization] = field(default_factory=dict)
+    access_tokens: dict[str, Authorization] = field(default_factory=dict)
     jwks_fetches: int = 0
     token_requests: int = 0
 
@@ -161,14 +162,13 @@ class FakeOP:
             return self._error(400, "invalid_grant")
         id_token = entry.id_token or self.sign(self.id_token_claims(entry))
         access = "at-" + secrets.token_urlsafe(12)
-        self._access = getattr(self, "_access", {})
-        self._access[access] = entry
+        self.access_tokens[access] = entry
         body = {"access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": id_token}
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _userinfo(self, req: PreparedRequest) -> tuple[int, dict[str, str], str]:
         token = req.headers.get("Authorization", "").removeprefix("Bearer ")
-        entry = getattr(self, "_access", {}).get(token)
+        entry = self.access_tokens.get(token)
         if entry is None:
             return self._error(401, "invalid_token")
         info = entry.userinfo if entry.userinfo is not None else {

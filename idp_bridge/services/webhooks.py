@@ -1,0 +1,216 @@
+"""Outbound webhook endpoints of an org: register, rotate secrets, read the delivery log, redeliver."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import secrets
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from idp_bridge import audit, jobs
+from idp_bridge.audit import Actor
+from idp_bridge.errors import InvalidState, NotFound, ValidationFailed
+from idp_bridge.events import EVENT_TYPES
+from idp_bridge.models import Event, Job, Organization, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from idp_bridge.pagination import Page, Sort, paginate
+
+DELIVER_JOB = "deliver_webhook"
+# How long the previous secret keeps signing after a rotation, so receivers can switch over.
+ROTATION_GRACE = timedelta(hours=24)
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+LOOPBACK_HOSTS = {"localhost"}
+
+
+class EndpointInput(BaseModel):
+    """What the host sends to register an endpoint."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    url: str = Field(max_length=2000)
+    description: str = Field(default="", max_length=500)
+    event_types: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: whsec_ + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(data: EndpointInput) -> None:
+    """https URLs anywhere; plain http only to this machine (local receivers, development)."""
+    errors: dict[str, list[str]] = {}
+    parts = urlsplit(data.url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        errors["url"] = ["must be an absolute https URL"]
+    elif parts.scheme == "http" and not _is_loopback(host):
+        errors["url"] = ["must use https (plain http only for localhost)"]
+    elif parts.username or parts.password:
+        errors["url"] = ["must not carry credentials"]
+    unknown = [t for t in data.event_types if t not in EVENT_TYPES]
+    if unknown:
+        errors["event_types"] = [f"unknown event types {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def create(session: Session, actor: Actor, org: Organization, data: EndpointInput) -> WebhookEndpoint:
+    """Register an endpoint; its secret is returned to the caller this once."""
+    validate(data)
+    endpoint = WebhookEndpoint(org_id=org.id, url=data.url.strip(), description=data.description,
+                               event_types=list(dict.fromkeys(data.event_types)), enabled=data.enabled,
+                               secret=new_secret())
+    session.add(endpoint)
+    session.flush()
+    audit.record(session, actor, "webhook_endpoint.created", org_id=org.id, target_type="webhook_endpoint",
+                 target_id=endpoint.id, details={"url": endpoint.url, "event_types": endpoint.event_types})
+    return endpoint
+
+
+def get(session: Session, org: Organization, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.org_id != org.id:
+        raise NotFound(f"webhook endpoint {endpoint_id} does not exist in {org.slug}")
+    return endpoint
+
+
+def listing(session: Session, org: Organization, *, limit: int, cursor: str | None) -> Page[WebhookEndpoint]:
+    stmt = select(WebhookEndpoint).where(WebhookEndpoint.org_id == org.id)
+    sort = Sort("created_at", WebhookEndpoint.created_at, False)
+    return paginate(session, stmt, sort=sort, id_column=WebhookEndpoint.id,
+                    limit=limit, cursor=cursor)
+
+
+def delete(session: Session, actor: Actor, org: Organization, endpoint_id: str) -> None:
+    endpoint = get(session, org, endpoint_id)
+    audit.record(session, actor, "webhook_endpoint.deleted", org_id=org.id, target_type="webhook_endpoint",
+                 target_id=endpoint.id, details={"url": endpoint.url})
+    session.delete(endpoint)
+
+
+def rotate(session: Session, actor: Actor, org: Organization, endpoint_id: str) -> WebhookEndpoint:
+    """New secret now; the old one keeps signing alongside it for ROTATION_GRACE."""
+    endpoint = get(session, org, endpoint_id)
+    endpoint.previous_secret = endpoint.secret
+    grace_until = utcnow() + ROTATION_GRACE
+    endpoint.previous_secret_expires_at = grace_until
+    endpoint.secret = new_secret()
+    audit.record(session, actor, "webhook_endpoint.secret_rotated", org_id=org.id, target_type="webhook_endpoint",
+                 target_id=endpoint.id, details={"previous_valid_until": grace_until.isoformat()})
+    return endpoint
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime | None = None) -> list[str]:
+    """The secrets a delivery is signed with: the current one, plus the previous one during its grace."""
+    now = now or utcnow()
+    found = [endpoint.secret]
+    if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
+        found.append(endpoint.previous_secret)
+    return found
+
+
+def deliveries(session: Session, org: Organization, endpoint_id: str, *, limit: int,
+               cursor: str | None) -> Page[tuple[WebhookDelivery, Event]]:
+    """The endpoint's deliveries, newest first."""
+    endpoint = get(session, org, endpoint_id)
+    stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    sort = Sort("created_at", WebhookDelivery.created_at, True)
+    page = paginate(session, stmt, sort=sort, id_column=WebhookDelivery.id,
+                    limit=limit, cursor=cursor)
+    events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_([d.event_id for d in page.items])))}
+    return Page([(d, events[d.event_id]) for d in page.items], page.next_cursor)
+
+
+def attempts_of(session: Session, delivery_ids: list[str]) -> dict[str, list[WebhookAttempt]]:
+    found: dict[str, list[WebhookAttempt]] = {d: [] for d in delivery_ids}
+    stmt = select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(delivery_ids)).order_by(
+        WebhookAttempt.at, WebhookAttempt.attempt)
+    for row in session.scalars(stmt):
+        found[row.delivery_id].append(row)
+    return found
+
+
+def schedule(session: Session, delivery: WebhookDelivery, *, org_id: str, manual: bool = False) -> None:
+    """Queue the job that sends this delivery (at most one live job per delivery)."""
+    key = f"webhook:{delivery.id}"
+    live = session.scalar(select(Job).where(Job.dedupe_key == key))
+    if live is not None:
+        if live.status == jobs.QUEUED and live.run_after > delivery.next_attempt_at:
+            live.run_after = delivery.next_attempt_at
+        return
+    try:
+        with session.begin_nested():
+            jobs.enqueue(session, DELIVER_JOB, {"delivery_id": delivery.id, "manual": manual}, org_id=org_id,
+                         dedupe_key=key, max_attempts=10_000, run_after=delivery.next_attempt_at)
+    except IntegrityError:
+        pass  # a job for this delivery is already queued or running; it will send it
+
+
+def redeliver(session: Session, actor: Actor, org: Organization, endpoint_id: str,
+              delivery_id: str) -> WebhookDelivery:
+    """Send a delivery again now, whatever its past outcome (the host asked for it)."""
+    endpoint = get(session, org, endpoint_id)
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != endpoint.id:
+        raise NotFound(f"webhook delivery {delivery_id} does not exist in {org.slug}")
+    if not endpoint.enabled:
+        raise InvalidState("the endpoint is disabled; enable it before redelivering", status="disabled")
+    delivery.status = PENDING
+    delivery.next_attempt_at = utcnow()
+    schedule(session, delivery, org_id=org.id, manual=True)
+    audit.record(session, actor, "webhook_delivery.redelivered", org_id=org.id, target_type="webhook_delivery",
+                 target_id=delivery.id, details={"event_id": delivery.event_id})
+    return delivery
+
+
+class EndpointUpdate(BaseModel):
+    """Fields of an endpoint the host may change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    enabled: bool | None = None
+    event_types: list[str] | None = None
+    description: str | None = Field(default=None, max_length=500)
+
+
+def update(session: Session, actor: Actor, org: Organization, endpoint_id: str,
+           data: EndpointUpdate) -> WebhookEndpoint:
+    """Change an endpoint; enabling it again clears an automatic disable."""
+    endpoint = get(session, org, endpoint_id)
+    if data.event_types is not None:
+        validate(EndpointInput(url=endpoint.url, event_types=data.event_types))
+        endpoint.event_types = list(dict.fromkeys(data.event_types))
+    if data.description is not None:
+        endpoint.description = data.description
+    if data.enabled is not None:
+        set_enabled(session, actor, org, endpoint_id, data.enabled)
+    return endpoint
+
+
+def set_enabled(session: Session, actor: Actor, org: Organization, endpoint_id: str, enabled: bool) -> WebhookEndpoint:
+    endpoint = get(session, org, endpoint_id)
+    endpoint.enabled = enabled
+    if enabled:
+        endpoint.disabled_reason = None
+        endpoint.failing_since = None
+    audit.record(session, actor, "webhook_endpoint.enabled" if enabled else "webhook_endpoint.disabled",
+                 org_id=org.id, target_type="webhook_endpoint", target_id=endpoint.id, details={})
+    return endpoint

@@ -1,0 +1,168 @@
+"""The `idp-bridge` command: org and key creation, the worker, serve, and clear configuration errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from idp_bridge.app import create_app
+from idp_bridge.bridge import build
+from idp_bridge.cli import cli
+from idp_bridge.db import transaction
+from idp_bridge.models import ApiKey
+from idp_bridge.security import token_hash
+from idp_bridge.settings import load_settings
+from tests.dbstate import make_active
+from tests.helpers import Api
+
+ALL_USER_PERMISSIONS = ["users:invite", "users:read", "users:edit", "users:delete"]
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> dict[str, str | None]:
+    """IDP_BRIDGE_* variables for a temp instance dir on the test database (and none of the test runner's)."""
+    config = tmp_path / "idp-bridge.toml"
+    config.write_text('public_url = "http://127.0.0.1:8080"\n')
+    return {"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
+            "IDP_BRIDGE_DATABASE_URL": database_url, "IDP_BRIDGE_TEST_DB": None,
+            "IDP_BRIDGE_TEST_PG_ADMIN": None}
+
+
+def invoke(env: dict[str, str | None], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_readme_walkthrough_works_from_the_command_line(env: dict[str, str | None]) -> None:
+    code, out, _ = invoke(env, "org", "create", "acme", "--name", "Acme")
+    assert code == 0 and "created organization acme" in out
+    args = [a for p in ALL_USER_PERMISSIONS for a in ("--permission", p)]
+    code, out, err = invoke(env, "api-key", "create", "--org", "acme", *args)
+    assert code == 0, err
+    key = out.strip().splitlines()[0]
+    assert key.startswith("ibk_") and "not shown again" in err
+
+    settings = load_settings(environ={k: v for k, v in env.items() if v is not None})
+    bridge = build(settings)
+    try:
+        with transaction(bridge.sessions) as session:
+            stored = session.scalars(select(ApiKey)).one()
+            assert stored.key_hash == token_hash(key) and key not in stored.key_hash
+        api = Api(create_app(bridge=bridge).test_client(), key)
+        ada = api.invite("ada@example.com", role="ADMIN", name="Ada")
+        bob = api.invite("bob@example.com")
+        assert {i["id"] for i in api.get("/invites").get_json()["items"]} == {ada["id"], bob["id"]}
+        resent = api.post(f"/invites/{ada['id']}/resend").get_json()
+        assert api.post(f"/invites/{bob['id']}/revoke").status_code == 200
+
+        code, out, err = invoke(env, "worker", "--once")
+        assert code == 0 and "0 failed" in out, err
+        mails = list((settings.instance_dir / "mail").glob("*.eml"))
+        # Bob's invite was revoked and Ada's first link superseded before the worker ran: one mail.
+        assert len(mails) == 1
+        assert resent["link"].encode() in mails[0].read_bytes()
+        assert b"ada@example.com" in mails[0].read_bytes()
+
+        make_active(bridge, ada["member_id"])
+        m = f"/members/{ada['member_id']}"
+        assert api.get("/members").status_code == 200
+        assert api.patch(m, {"role": "MEMBER"}).get_json()["role"] == "MEMBER"
+        assert api.post(f"{m}/deactivate").get_json()["status"] == "DEACTIVATED"
+        assert api.post(f"{m}/reactivate").get_json()["status"] == "ACTIVE"
+        assert api.delete(m).get_json()["status"] == "DELETED"
+    finally:
+        bridge.close()
+
+
+def test_a_platform_key_needs_platform_and_not_org(env: dict[str, str | None]) -> None:
+    assert invoke(env, "api-key", "create", "--permission", "users:read")[0] == 2
+    code, out, _ = invoke(env, "api-key", "create", "--platform", "--permission", "orgs:manage")
+    assert code == 0 and out.startswith("ibk_")
+
+
+def test_cli_input_errors_are_one_clear_line(env: dict[str, str | None]) -> None:
+    code, _, err = invoke(env, "org", "create", "Not A Slug", "--name", "X")
+    assert code == 2 and "slug" in err and "Traceback" not in err
+    invoke(env, "org", "create", "acme", "--name", "Acme")
+    code, _, err = invoke(env, "org", "create", "acme", "--name", "Acme")
+    assert code == 1 and "already exists" in err
+    code, _, err = invoke(env, "api-key", "create", "--org", "ghost", "--permission", "users:read")
+    assert code == 1 and "ghost" in err
+
+
+@pytest.mark.parametrize(("variable", "value", "setting"), [
+    ("IDP_BRIDGE_PROVIDERS__CORP__TYPE", "okta", "providers.corp.type"),
+    ("IDP_BRIDGE_MAIL_TRANSPORT", "pigeon", "mail_transport"),
+])
+def test_a_configuration_error_stops_the_cli_naming_the_setting(env: dict[str, str | None], variable: str,
+                                                                 value: str, setting: str) -> None:
+    code, _, err = invoke({**env, variable: value}, "org", "create", "acme", "--name", "Acme")
+    assert code == 2
+    assert err.startswith("Error: configuration:") and setting in err and "Traceback" not in err
+
+
+def test_a_missing_client_secret_stops_serve_with_a_clear_message(env: dict[str, str | None]) -> None:
+    bad = {**env, "IDP_BRIDGE_PROVIDERS__CORP__TYPE": "google", "IDP_BRIDGE_PROVIDERS__CORP__CLIENT_ID": "x"}
+    code, _, err = invoke(bad, "serve", "--no-worker")
+    assert code == 2 and "providers.corp.client_secret" in err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def console_script() -> list[str]:
+    script = Path(sys.executable).with_name("idp-bridge")
+    return [str(script)] if script.exists() else [shutil.which("idp-bridge") or "idp-bridge"]
+
+
+@pytest.mark.slow
+def test_serve_starts_the_service_on_loopback(env: dict[str, str | None]) -> None:
+    port = free_port()
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_BRIDGE_")}
+    child_env |= {k: v for k, v in env.items() if v is not None}
+    proc = subprocess.Popen([*console_script(), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--threads", "2", "--no-worker"],
+                            env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        status = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    status = resp.status
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200, proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_serve_refuses_to_start_on_a_bad_config_with_a_non_zero_exit(env: dict[str, str | None]) -> None:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_BRIDGE_")}
+    child_env |= {k: v for k, v in env.items() if v is not None}
+    child_env["IDP_BRIDGE_PROVIDERS__CORP__TYPE"] = "okta"
+    done = subprocess.run([*console_script(), "serve", "--no-worker"], env=child_env, capture_output=True,
+                          timeout=60, text=True)
+    assert done.returncode == 2
+    assert "providers.corp.type" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,171 @@
+"""Google Cross-Account Protection (RISC): Security Event Tokens verified against Google's RISC configuration."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import requests
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, KeySetSerialization
+from joserfc.jws import JWSRegistry
+
+from idp_bridge.bridge import Bridge
+from idp_bridge.inbox import IdpSignal, InboundView
+
+SOURCE = "google-risc"
+ISSUER = "https://accounts.google.com"
+RISC_CONFIGURATION = "https://accounts.google.com/.well-known/risc-configuration"
+RISC = "https://schemas.openid.net/secevent/risc/event-type/"
+OAUTH = "https://schemas.openid.net/secevent/oauth/event-type/"
+ALGORITHMS = ["RS256"]
+SIGNALS: Mapping[str, str] = {
+    RISC + "account-disabled": "deactivated",
+    RISC + "account-enabled": "reactivated",
+    RISC + "sessions-revoked": "noted",
+    OAUTH + "tokens-revoked": "noted",
+    OAUTH + "token-revoked": "noted",
+    RISC + "account-purged": "noted",
+    RISC + "account-credential-change-required": "noted",
+}
+
+
+class InvalidToken(Exception):
+    """The SET failed verification; the receiver answers 400."""
+
+
+class RiscVerifier:
+    """Verifies SETs with the keys named by Google's RISC configuration (refetched once on an unknown kid)."""
+
+    def __init__(self, configuration_url: str = RISC_CONFIGURATION, timeout: float = 10.0) -> None:
+        self.configuration_url = configuration_url
+        self.timeout = timeout
+        self.http = requests.Session()
+        self._config: dict[str, Any] | None = None
+        self._keys: KeySet | None = None
+        self._lock = threading.Lock()
+
+    def _get(self, url: str) -> dict[str, Any]:
+        try:
+            resp = self.http.get(url, timeout=self.timeout)
+            body = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise InvalidToken(f"cannot read {url}: {exc}") from exc
+        if resp.status_code != 200 or not isinstance(body, dict):
+            raise InvalidToken(f"{url} answered {resp.status_code}")
+        return body
+
+    def configuration(self) -> dict[str, Any]:
+        with self._lock:
+            if self._config is not None:
+                return self._config
+        config = self._get(self.configuration_url)
+        with self._lock:
+            self._config = config
+        return config
+
+    def keys(self, refresh: bool = False) -> KeySet:
+        with self._lock:
+            if self._keys is not None and not refresh:
+                return self._keys
+        doc = self._get(str(self.configuration().get("jwks_uri") or ""))
+        try:
+            keys = KeySet.import_key_set(cast(KeySetSerialization, doc))
+        except (JoseError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidToken("the RISC JWKS could not be read") from exc
+        with self._lock:
+            self._keys = keys
+        return keys
+
+    def verify(self, token: str, audiences: set[str]) -> dict[str, Any]:
+        """The SET's claims, after signature, issuer, audience and jti checks (exp is optional for SETs)."""
+        header = _segment(token, 0)
+        kid = header.get("kid")
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidToken(f"alg {header.get('alg')!r} is not accepted")
+        keys = self.keys()
+        if kid is not None and not any(k.kid == kid for k in keys.keys):
+            keys = self.keys(refresh=True)
+        try:
+            claims = dict(jwt.decode(token, keys, algorithms=ALGORITHMS,
+                                     registry=JWSRegistry(algorithms=ALGORITHMS)).claims)
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken(f"signature: {type(exc).__name__}") from exc
+        issuer = str(self.configuration().get("issuer") or ISSUER)
+        if claims.get("iss") != issuer:
+            raise InvalidToken(f"iss {claims.get('iss')!r}")
+        aud = claims.get("aud")
+        presented = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+        if not presented & audiences:
+            raise InvalidToken(f"aud {aud!r}")
+        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+            raise InvalidToken("no jti")
+        if not isinstance(claims.get("events"), dict):
+            raise InvalidToken("no events")
+        return claims
+
+
+def _segment(token: str, index: int) -> dict[str, Any]:
+    try:
+        part = token.split(".")[index]
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise InvalidToken("not a JWT") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken("not a JWT")
+    return value
+
+
+def _google(bridge: Bridge) -> list[Any]:
+    return [p for p in bridge.providers.values() if p.kind == "google"]
+
+
+def audiences(bridge: Bridge) -> dict[str, str]:
+    """Our Google client ids, each mapped to its provider name."""
+    return {str(getattr(p, "client_id", "")): p.name for p in _google(bridge)}
+
+
+def verifier(bridge: Bridge) -> RiscVerifier:
+    """One verifier per bridge; its configuration URL may be overridden per deployment."""
+    found = bridge.extras.get("google_risc")
+    if found is None:
+        urls = [getattr(p, "options", {}).get("risc_configuration_url") for p in _google(bridge)]
+        url = next((str(u) for u in urls if u), RISC_CONFIGURATION)
+        found = bridge.extras["google_risc"] = RiscVerifier(url)
+    assert isinstance(found, RiscVerifier)
+    return found
+
+
+def verify(bridge: Bridge, token: str) -> tuple[str, dict[str, Any]]:
+    """(provider name, claims) of a valid SET; raises InvalidToken."""
+    ours = audiences(bridge)
+    if not ours:
+        raise InvalidToken("no Google provider is configured")
+    claims = verifier(bridge).verify(token.strip(), set(ours))
+    aud = claims["aud"]
+    matched = next(a for a in ([aud] if isinstance(aud, str) else aud) if a in ours)
+    return ours[matched], claims
+
+
+def interpret(bridge: Bridge, view: InboundView) -> list[IdpSignal]:
+    """The account events of a stored SET; verification events and unknown types change nothing."""
+    claims = _segment(view.body, 1)
+    provider = view.source.split(":", 1)[1]
+    iat = claims.get("iat")
+    when = datetime.fromtimestamp(iat, UTC) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+    signals = []
+    for event_type, event in (claims.get("events") or {}).items():
+        action = SIGNALS.get(event_type)
+        subject = (event or {}).get("subject") or {}
+        # Only iss-sub subjects name an account unambiguously; an email-only subject is never acted on.
+        if action is None or subject.get("subject_type") != "iss-sub" or not subject.get("sub"):
+            continue
+        name = event_type.rsplit("/", 1)[-1]
+        details = {"event": name, "jti": claims.get("jti"), "reason": (event or {}).get("reason")}
+        signals.append(IdpSignal(action, provider, str(subject["sub"]), when, details))  # type: ignore[arg-type]
+    return signals

@@ -1,0 +1,238 @@
+"""Outbound webhooks: fan events out to endpoints, sign them (Standard Webhooks) and deliver with backoff."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import requests
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from standardwebhooks.webhooks import Webhook
+
+from idp_bridge import audit, jobs
+from idp_bridge.bridge import Bridge
+from idp_bridge.db import is_sqlite, read_only, transaction
+from idp_bridge.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
+from idp_bridge.services.webhooks import DELIVER_JOB, FAILED, PENDING, SUCCEEDED, signing_secrets
+from idp_bridge.worker import JobKind, JobView
+
+log = logging.getLogger(__name__)
+
+# Deliveries are retried for this long; an endpoint failing without a break for as long is disabled.
+RETRY_WINDOW = timedelta(hours=24)
+DISABLE_AFTER = timedelta(hours=24)
+TIMEOUT = (5.0, 15.0)
+FAN_OUT_BATCH = 500
+USER_AGENT = "idp-bridge-webhooks/1"
+
+
+def sign(secrets: list[str], msg_id: str, timestamp: datetime, body: str) -> str:
+    """The webhook-signature header: one v1 signature per active secret, space-separated."""
+    return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets)
+
+
+def body_of(event: Event) -> str:
+    return json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def fan_out(bridge: Bridge) -> int:
+    """Turn undispatched events into one delivery (and one job) per matching enabled endpoint."""
+    total = 0
+    for _ in range(100):
+        with transaction(bridge.sessions) as session:
+            done = _fan_out_batch(session)
+        total += done
+        if done < FAN_OUT_BATCH:
+            break
+    return total
+
+
+def _fan_out_batch(session: Session) -> int:
+    stmt = select(Event).where(Event.dispatched.is_(False)).order_by(Event.created_at).limit(FAN_OUT_BATCH)
+    if session.get_bind().dialect.name == "postgresql":
+        # Two workers fanning out at once take disjoint events, so no event gets two deliveries per endpoint.
+        stmt = stmt.with_for_update(skip_locked=True)
+    events = list(session.scalars(stmt))
+    if not events:
+        return 0
+    endpoints: dict[str, list[WebhookEndpoint]] = {}
+    rows = session.scalars(select(WebhookEndpoint).where(
+        WebhookEndpoint.org_id.in_({e.org_id for e in events}), WebhookEndpoint.enabled.is_(True)))
+    for endpoint in rows:
+        endpoints.setdefault(endpoint.org_id, []).append(endpoint)
+    now = utcnow()
+    for event in events:
+        for endpoint in endpoints.get(event.org_id, []):
+            if endpoint.event_types and event.type not in endpoint.event_types:
+                continue
+            delivery = WebhookDelivery(id=new_id(), endpoint_id=endpoint.id, event_id=event.id, status=PENDING,
+                                       attempts=0, next_attempt_at=now, created_at=now)
+            session.add(delivery)
+            jobs.enqueue(session, DELIVER_JOB, {"delivery_id": delivery.id}, org_id=event.org_id,
+                         dedupe_key=f"webhook:{delivery.id}", max_attempts=10_000, run_after=now)
+        event.dispatched = True
+    return len(events)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Everything one HTTP attempt needs, read in a short transaction."""
+
+    delivery_id: str
+    endpoint_id: str
+    event_id: str
+    org_id: str
+    url: str
+    body: str
+    secrets: list[str]
+    attempt: int
+    created_at: datetime
+
+
+def _http(bridge: Bridge) -> requests.Session:
+    """One pooled HTTP session per bridge: keep-alive to busy receivers."""
+    http = bridge.extras.get("webhook_http")
+    if http is None:
+        http = requests.Session()
+        http.headers["User-Agent"] = USER_AGENT
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
+        http.mount("http://", adapter)
+        http.mount("https://", adapter)
+        bridge.extras["webhook_http"] = http
+    return http
+
+
+def _prepare(bridge: Bridge, delivery_id: str) -> Outgoing | None:
+    # Read-only: on SQLite the write lock is taken only to record the outcome, not while reading.
+    with read_only(), transaction(bridge.sessions) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != PENDING:
+            return None  # already delivered, given up on, or deleted with its endpoint
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        event = session.get(Event, delivery.event_id)
+        if endpoint is None or event is None:
+            return None
+        out = Outgoing(delivery.id, endpoint.id, event.id, endpoint.org_id, endpoint.url, body_of(event),
+                       signing_secrets(endpoint), delivery.attempts + 1, delivery.created_at)
+        enabled = endpoint.enabled
+    if not enabled:
+        with transaction(bridge.sessions) as session:
+            session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
+                                                          WebhookDelivery.status == PENDING)
+                            .values(status=FAILED, last_error="endpoint disabled"))
+        return None
+    return out
+
+
+def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
+    """POST once; returns (status code, error) with error None on a 2xx."""
+    now = utcnow()
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": out.event_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": sign(out.secrets, out.event_id, now, out.body),
+    }
+    try:
+        resp = _http(bridge).post(out.url, data=out.body.encode(), headers=headers, timeout=TIMEOUT,
+                                  allow_redirects=False)
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= resp.status_code < 300:
+        return resp.status_code, None
+    return resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}"
+
+
+_SQLITE_WRITES = threading.Lock()
+
+
+@contextmanager
+def _writing(bridge: Bridge) -> Iterator[None]:
+    """On SQLite, this process's delivery threads queue here for the one write lock.
+
+    Waiting on a thread lock wakes the next writer at once; SQLite's busy handler instead sleeps in
+    growing steps, which under many delivery threads costs more than the writes themselves.
+    """
+    if not is_sqlite(bridge.engine):
+        yield
+        return
+    with _SQLITE_WRITES:
+        yield
+
+
+def deliver(bridge: Bridge, job: JobView) -> None:
+    """Send one delivery; on failure retry with backoff until the retry window closes."""
+    out = _prepare(bridge, job.payload["delivery_id"])
+    if out is None:
+        return
+    started = time.monotonic()
+    status_code, error = _send(bridge, out)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    manual = bool(job.payload.get("manual"))
+    with _writing(bridge), transaction(bridge.sessions) as session:
+        now = utcnow()
+        if error is None:
+            _record_success(session, out, status_code, duration_ms, manual, now)
+            return
+        retry_in = _record_failure(bridge, session, out, status_code, error, duration_ms, manual, now)
+    if retry_in is not None:
+        raise jobs.RetryLater(error, delay=retry_in)
+
+
+def _record_success(session: Session, out: Outgoing, status_code: int | None, duration_ms: int, manual: bool,
+                    now: datetime) -> None:
+    # Only the attempt that flips pending to succeeded counts as the success; a late duplicate never does.
+    flipped = session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.id == out.delivery_id, WebhookDelivery.status == PENDING)
+        .values(status=SUCCEEDED, succeeded_at=now, last_status_code=status_code, last_error=None,
+                attempts=out.attempt, last_attempt_at=now)
+    ).rowcount  # type: ignore[attr-defined]
+    session.add(WebhookAttempt(delivery_id=out.delivery_id, endpoint_id=out.endpoint_id, event_id=out.event_id,
+                               attempt=out.attempt, manual=manual, success=bool(flipped), status_code=status_code,
+                               error=None if flipped else "already delivered", duration_ms=duration_ms, at=now))
+    session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == out.endpoint_id,
+                                                  WebhookEndpoint.failing_since.is_not(None))
+                    .values(failing_since=None))
+
+
+def _record_failure(bridge: Bridge, session: Session, out: Outgoing, status_code: int | None, error: str,
+                    duration_ms: int, manual: bool, now: datetime) -> float | None:
+    """Log the failed attempt; returns the delay before the next one, or None when giving up."""
+    session.add(WebhookAttempt(delivery_id=out.delivery_id, endpoint_id=out.endpoint_id, event_id=out.event_id,
+                               attempt=out.attempt, manual=manual, success=False, status_code=status_code,
+                               error=error, duration_ms=duration_ms, at=now))
+    delivery = session.get(WebhookDelivery, out.delivery_id)
+    endpoint = session.get(WebhookEndpoint, out.endpoint_id)
+    if delivery is None or endpoint is None or delivery.status != PENDING:
+        return None
+    delivery.attempts = max(delivery.attempts, out.attempt)
+    delivery.last_attempt_at = now
+    delivery.last_status_code = status_code
+    delivery.last_error = error
+    if endpoint.failing_since is None:
+        endpoint.failing_since = now
+    elif endpoint.enabled and now - endpoint.failing_since >= DISABLE_AFTER:
+        endpoint.enabled = False
+        endpoint.disabled_reason = f"every delivery failed since {endpoint.failing_since.isoformat()}"
+        audit.record(session, audit.WORKER, "webhook_endpoint.disabled", org_id=out.org_id,
+                     target_type="webhook_endpoint", target_id=endpoint.id,
+                     details={"failing_since": endpoint.failing_since.isoformat(), "last_error": error[:200]})
+    if not endpoint.enabled or now - out.created_at >= RETRY_WINDOW:
+        delivery.status = FAILED
+        return None
+    s = bridge.settings
+    delay = jobs.Backoff(base=s.job_backoff_base_seconds, cap=s.job_backoff_max_seconds).delay(out.attempt)
+    delivery.next_attempt_at = now + timedelta(seconds=delay)
+    return delay
+
+
+def job_kinds() -> dict[str, JobKind]:
+    """The job kinds of outbound webhooks."""
+    return {DELIVER_JOB: JobKind(run=deliver)}
