@@ -10,12 +10,13 @@ from itertools import islice
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from idp_bridge import jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
+from idp_bridge.bulkwrite import BulkWriter
 from idp_bridge.errors import PayloadTooLarge, SeatLimitReached, ValidationFailed
 from idp_bridge.events import new_event_id
 from idp_bridge.inputs import BulkInviteBody, InviteDefaults, InviteInput, errors_from, looks_like_email
@@ -41,13 +42,13 @@ CREATED = "created"
 DUPLICATE = "duplicate"
 INVALID = "invalid"
 
-# Built once: Core inserts of plain dicts run as one executemany per table and chunk.
-INSERT_MEMBERS = insert(Member.__table__)  # type: ignore[arg-type]
-INSERT_INVITES = insert(Invite.__table__)  # type: ignore[arg-type]
-INSERT_LINKS = insert(InviteLink.__table__)  # type: ignore[arg-type]
-INSERT_JOBS = insert(Job.__table__)  # type: ignore[arg-type]
-INSERT_EVENTS = insert(Event.__table__)  # type: ignore[arg-type]
-INSERT_AUDIT = insert(AuditEvent.__table__)  # type: ignore[arg-type]
+# Rows are written as plain tuples, one executemany per table and chunk (see idp_bridge.bulkwrite).
+MEMBERS: Table = Member.__table__  # type: ignore[assignment]
+INVITES: Table = Invite.__table__  # type: ignore[assignment]
+LINKS: Table = InviteLink.__table__  # type: ignore[assignment]
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+AUDIT: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 Progress = Callable[[int], None]
 
@@ -296,6 +297,7 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
     org_id, slug, default_ttl, with_code = org.id, org.slug, org.invite_ttl_hours, org.require_invite_code
     invited, pending = MemberStatus.INVITED.value, InviteStatus.PENDING.value
     no_provisioning, provisioning_pending = ProvisioningState.NONE.value, ProvisioningState.PENDING.value
+    writer = BulkWriter(session.get_bind().dialect)
     for start in range(0, len(valid), CHUNK_ROWS):
         chunk = valid[start:start + CHUNK_ROWS]
         now = utcnow()
@@ -358,13 +360,10 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
                 "target_type": "invite", "target_id": invite_id, "ip": actor.ip, "at": now,
                 "details": {"identifier": identifier, "role": v.prepared.role, "provider": data.provider}})
             v.result.id = invite_id
-        session.execute(INSERT_MEMBERS, members)
-        session.execute(INSERT_INVITES, invite_rows)
-        session.execute(INSERT_LINKS, links)
-        if job_rows:
-            session.execute(INSERT_JOBS, job_rows)
-        session.execute(INSERT_EVENTS, event_rows)
-        session.execute(INSERT_AUDIT, audit_rows)
+        connection = session.connection()
+        for table, table_rows in ((MEMBERS, members), (INVITES, invite_rows), (LINKS, links), (JOBS, job_rows),
+                                  (EVENTS, event_rows), (AUDIT, audit_rows)):
+            writer.insert(connection, table, table_rows)
         if progress is not None:
             progress(len(chunk))
 
