@@ -41,11 +41,14 @@ def serve_fake(faults: bool) -> None:
     from tests.fakes import FakeKeycloak, FakeRequest, FaultPlan
 
     class IndexedKeycloak(FakeKeycloak):
-        """The fake with an email index, as Keycloak's database has: its linear scan would be the bottleneck."""
+        """The fake with email and username indexes, as Keycloak's database has: linear scans in search and in
+        the create's uniqueness check would make the fake, not the clients, the bottleneck past a few
+        thousand users."""
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.by_email: dict[str, str] = {}
+            self.by_username: dict[str, str] = {}
 
         def _filtered(self, request: FakeRequest) -> list[dict[str, Any]]:
             email, exact = request.arg("email"), (request.arg("exact") or "").lower() == "true"
@@ -54,11 +57,19 @@ def serve_fake(faults: bool) -> None:
             user = self.users.get(self.by_email.get(email.lower(), ""))
             return [user] if user is not None and user["email"] == email.lower() else []
 
+        def _conflict(self, username: str, email: str | None, except_id: str | None) -> Any:
+            if except_id is not None:
+                return super()._conflict(username, email, except_id)
+            # Same answers as the scan: the username first, then the email unless duplicates are allowed.
+            taken = [self.users[i] for i in (self.by_username.get(username), self.by_email.get(email or ""))
+                     if i in self.users]
+            return super()._conflict(username, email, None) if taken else None
+
         def _create_user(self, request: FakeRequest, realm: str) -> Any:
             answer = super()._create_user(request, realm)
             if answer.status == 201:
-                user_id = answer.headers["Location"].rsplit("/", 1)[-1]
-                self.by_email[str(self.users[user_id]["email"])] = user_id
+                user = self.users[answer.headers["Location"].rsplit("/", 1)[-1]]
+                self.by_email[str(user["email"])] = self.by_username[str(user["username"])] = str(user["id"])
             return answer
 
     plan = FaultPlan(p_503=0.15, p_timeout=0.15, hang_s=0.3, retry_after=0, seed=1) if faults else None

@@ -29,9 +29,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
     api.install(app)
     app.register_blueprint(ops.bp)
     pages.install(app)
-    from webhooks.inbound.routes import bp as inbound_webhooks
+    from webhooks.inbound.routes import mount as mount_inbound_webhooks
 
-    app.register_blueprint(inbound_webhooks)
+    mount_inbound_webhooks(app)
     return app
 
 

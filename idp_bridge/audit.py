@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp_bridge.models import AuditEvent
+from idp_bridge.models import AuditEvent, new_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,14 @@ def record(session: Session, actor: Actor, action: str, *, org_id: str | None = 
            target_type: str | None = None, target_id: str | None = None,
            details: dict[str, Any] | None = None) -> AuditEvent:
     """Add an audit event to the current unit of work."""
-    event = AuditEvent(org_id=org_id, actor=str(actor), action=action, target_type=target_type,
-                       target_id=target_id, ip=actor.ip, details=details or {})
+    event = AuditEvent(**entry(actor, action, org_id=org_id, target_type=target_type, target_id=target_id,
+                               details=details))
     session.add(event)
     return event
+
+
+def entry(actor: Actor, action: str, *, org_id: str | None = None, target_type: str | None = None,
+          target_id: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of one audit event, for record() or a batched insert."""
+    return {"id": new_id(), "org_id": org_id, "actor": str(actor), "action": action, "target_type": target_type,
+            "target_id": target_id, "ip": actor.ip, "at": utcnow(), "details": details or {}}

@@ -88,6 +88,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 
     bridge = state.bridge
     _upgrade(bridge)
+    access_log = bridge.settings.access_log
     bridge.close()
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -96,7 +97,10 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             self.cfg.set("workers", web_workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("accesslog", "-")
+            # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over them;
+            # on one shared socket a single worker can win every accept and carry all keep-alive clients alone.
+            self.cfg.set("reuse_port", True)
+            self.cfg.set("accesslog", "-" if access_log else None)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("timeout", 60)
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextvars
+import logging
+import os
+import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -18,6 +24,15 @@ from sqlalchemy.pool import NullPool
 # SQLITE_BUSY when a read lock is upgraded mid-transaction; that queue is what makes seat limits
 # and single redemption hold on SQLite.
 _write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=True)
+
+log = logging.getLogger(__name__)
+
+# SQLite checkpoints its WAL inside whichever commit pushes the log past wal_autocheckpoint pages, and that
+# commit then waits for the copy and the fsyncs (15-120 ms). A background thread per engine checkpoints
+# instead; connections keep a far higher threshold only as a bound for when that thread cannot keep up.
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+AUTOCHECKPOINT_FALLBACK_PAGES = 10000
+_checkpointers: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.WeakKeyDictionary()
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -37,7 +52,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_deserializer", orjson.loads)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-        _configure_sqlite(engine)
+        path = parsed.database or ""
+        in_memory = path in ("", ":memory:") or path.startswith("file:") or "memory" in str(parsed.query)
+        _configure_sqlite(engine, None if in_memory else WalCheckpointer(path))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -48,7 +65,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
@@ -58,11 +75,68 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        if checkpointer is not None:
+            cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_FALLBACK_PAGES}")
+            checkpointer.start()
         cur.close()
+
+    if checkpointer is not None:
+        _checkpointers[engine] = checkpointer
+        event.listen(engine, "engine_disposed", lambda _engine: checkpointer.stop())
+        weakref.finalize(engine, checkpointer.stop)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
+
+
+def checkpointer_of(engine: Engine) -> WalCheckpointer | None:
+    """The WAL checkpointer of a file-backed SQLite engine (None for PostgreSQL and in-memory SQLite)."""
+    return _checkpointers.get(engine)
+
+
+class WalCheckpointer:
+    """Checkpoints one SQLite database's WAL every interval from a daemon thread, off every request's path.
+
+    PASSIVE never waits for readers or writers; what it cannot copy now is copied on a later round.
+    """
+
+    def __init__(self, path: str, interval: float = CHECKPOINT_INTERVAL_SECONDS) -> None:
+        self.path = os.path.abspath(path)
+        self.interval = interval
+        self.rounds = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread unless it runs (called on every new connection; after dispose it starts again)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), name="sqlite-checkpoint",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def checkpoint(self) -> None:
+        """One PASSIVE checkpoint on a short-lived connection that may not create the file."""
+        conn = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True, timeout=5, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+        self.rounds += 1
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            try:
+                self.checkpoint()
+            except sqlite3.Error as exc:
+                log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
 
 
 @contextmanager
@@ -73,6 +147,16 @@ def read_only() -> Iterator[None]:
         yield
     finally:
         _write_intent.reset(token)
+
+
+@contextmanager
+def single_read(engine: Engine) -> Iterator[Connection]:
+    """A connection for one standalone read: on PostgreSQL outside any transaction, which spares the
+    BEGIN and COMMIT round trips; on SQLite in a deferred (lock-free) read transaction."""
+    with read_only(), engine.connect() as connection:
+        if not is_sqlite(engine):
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 def set_write_intent(write: bool) -> contextvars.Token[bool]:

@@ -33,12 +33,23 @@ def new_event_id() -> str:
 def emit(session: Session, org: Organization, type_: str, *, member: Member | None = None,
          invite: Invite | None = None, **data: Any) -> Event:
     """Write one event; members carry a per-member sequence so receivers can order them."""
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_}")
     sequence = 0
     if member is not None:
         member.event_seq = (member.event_seq or 0) + 1
         sequence = member.event_seq
+    event = Event(**build(org, type_, sequence, member=member, invite=invite, **data))
+    session.add(event)
+    return event
+
+
+def build(org: Organization, type_: str, sequence: int, *, member: Member | None = None,
+          invite: Invite | None = None, **data: Any) -> dict[str, Any]:
+    """The outbox row of one event, for emit() or a batched insert; `sequence` is the member's next number.
+
+    A caller writing rows itself also stores the member's last sequence number (emit() does both).
+    """
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_}")
     now = utcnow()
     body_data: dict[str, Any] = {"org": org.slug}
     if member is not None:
@@ -50,11 +61,8 @@ def emit(session: Session, org: Organization, type_: str, *, member: Member | No
         body_data.setdefault("invite_id", None)
     body_data["sequence"] = sequence
     body_data.update(data)
-    event = Event(id=new_event_id(), org_id=org.id, type=type_, sequence=sequence,
-                  member_id=member.id if member is not None else None,
-                  invite_id=invite.id if invite is not None else None,
-                  payload={"type": type_, "timestamp": now.isoformat().replace("+00:00", "Z"),
-                           "data": body_data},
-                  created_at=now)
-    session.add(event)
-    return event
+    return {"id": new_event_id(), "org_id": org.id, "type": type_, "sequence": sequence,
+            "member_id": member.id if member is not None else None,
+            "invite_id": invite.id if invite is not None else None,
+            "payload": {"type": type_, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": body_data},
+            "dispatched": False, "created_at": now}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from idp_bridge import audit
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.idp import ANY
-from idp_bridge.jobs import PermanentFailure
+from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.security import unseal
 from idp_bridge.services import invites, redeem
@@ -35,7 +37,7 @@ def invite_email_context(bridge: Bridge, org: Organization, invite: Invite, link
     }
 
 
-def send_invite_email(bridge: Bridge, job: JobView) -> None:
+def send_invite_email(bridge: Bridge, job: JobView) -> Recorder | None:
     """Mail the invitation with the link sealed into the job; skip invites that are no longer pending."""
     if "link" not in job.payload:
         raise PermanentFailure("job has no link (already sent, or wiped)")
@@ -45,9 +47,9 @@ def send_invite_email(bridge: Bridge, job: JobView) -> None:
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, job.payload["invite_id"])
         if invite is None or invites.effective_status(invite) != InviteStatus.PENDING:
-            return
+            return None
         if invites.by_token(session, link_token).superseded:
-            return  # a resend issued a newer link; its own job mails that one
+            return None  # a resend issued a newer link; its own job mails that one
         org = session.get(Organization, invite.org_id)
         assert org is not None
         to = invite.notification_email or invite.identifier
@@ -57,9 +59,13 @@ def send_invite_email(bridge: Bridge, job: JobView) -> None:
                                           subject=f"You're invited to join {org.name}", context=context)
         invite_id, org_id = invite.id, org.id
     bridge.mail.send(message)
-    with transaction(bridge.sessions) as session:
+
+    def record(session: Session) -> None:
+        # Written with the job's completion, not in a transaction of its own.
         audit.record(session, audit.WORKER, "invite.email_sent", org_id=org_id, target_type="invite",
                      target_id=invite_id, details={"to": to})
+
+    return record
 
 
 def sweep_expired(bridge: Bridge) -> int:

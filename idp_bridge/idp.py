@@ -143,8 +143,12 @@ class Provider(Protocol):
         """Where to send the invitee to sign in (PKCE S256, state, nonce, login hints for this invite)."""
         ...
 
-    def complete_login(self, *, code: str, code_verifier: str, nonce: str) -> Mapping[str, Any]:
-        """Exchange the code and return fully validated ID token claims; raise LoginFailed otherwise."""
+    def complete_login(self, *, code: str, code_verifier: str, nonce: str,
+                       iss: str | None = None) -> Mapping[str, Any]:
+        """Exchange the code and return fully validated ID token claims; raise LoginFailed otherwise.
+
+        `iss` is the authorization response's issuer parameter (RFC 9207) when the provider sent one.
+        """
         ...
 
     def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from idp_bridge import audit, events, jobs
+from idp_bridge import audit, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
@@ -220,18 +220,8 @@ def activate(session: Session, actor: Actor, org: Organization, member: Member, 
     invite = _pending_invite(session, member)
     if invite is None or effective_status(invite) != InviteStatus.PENDING:
         return False  # an expired invite is not redeemed by a late login; the sweeper closes it
-    now = utcnow()
-    invite.status = InviteStatus.ACCEPTED.value
-    invite.accepted_at = now
-    member.status = MemberStatus.ACTIVE.value
-    member.activated_at = now
-    member.last_login_at = now
-    audit.record(session, actor, "invite.accepted", org_id=org.id, target_type="invite", target_id=invite.id,
-                 details={"source": source, **details})
-    audit.record(session, actor, "member.activated", org_id=org.id, target_type="member", target_id=member.id,
-                 details={"source": source, **details})
-    events.emit(session, org, "invite.accepted", member=member, invite=invite, source=source)
-    events.emit(session, org, "member.activated", member=member, invite=invite, source=source)
+    members.activate(session, actor, org, member, invite, details={"source": source, **details},
+                     accepted={"source": source}, activated={"source": source})
     return True
 
 

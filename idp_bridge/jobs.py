@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from idp_bridge.models import Job, utcnow
@@ -18,16 +19,46 @@ DONE = "done"
 FAILED = "failed"
 
 
-class RetryLater(Exception):
-    """A job asks to run again later; `delay` overrides the backoff (e.g. Retry-After)."""
+# Writes a job's result into the transaction that also marks the job done (or records its failed attempt).
+Recorder = Callable[[Session], None]
 
-    def __init__(self, message: str, delay: float | None = None) -> None:
+
+@dataclass(frozen=True)
+class JobView:
+    """A detached snapshot of a claimed job, handed to handlers."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    org_id: str | None
+    # What the job kind's prefetch read for this job in the claiming transaction, if it has one.
+    context: Any = None
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempts >= self.max_attempts
+
+
+class RetryLater(Exception):
+    """A job asks to run again later; `delay` overrides the backoff (e.g. Retry-After).
+
+    `record` writes what the attempt learned, in the transaction that schedules the retry.
+    """
+
+    def __init__(self, message: str, delay: float | None = None, *, record: Recorder | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+        self.record = record
 
 
 class PermanentFailure(Exception):
-    """A job cannot succeed by retrying; it fails at once."""
+    """A job cannot succeed by retrying; it fails at once (`record` as for RetryLater)."""
+
+    def __init__(self, message: str, *, record: Recorder | None = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 @dataclass(frozen=True)
@@ -55,28 +86,36 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any] | None = None, 
 
 
 def claim(session: Session, worker_id: str, *, limit: int, lease_seconds: float,
-          kinds: list[str] | None = None) -> list[Job]:
+          kinds: list[str] | None = None) -> list[JobView]:
     """Lease up to `limit` due jobs to this worker (expired leases of crashed workers count as due)."""
     now = utcnow()
     due = or_(
         (Job.status == QUEUED) & (Job.run_after <= now),
         (Job.status == RUNNING) & (Job.locked_until < now),
     )
-    stmt = select(Job).where(due).order_by(Job.run_after).limit(limit)
+    pick = select(Job.id).where(due).order_by(Job.run_after).limit(limit)
     if kinds:
-        stmt = stmt.where(Job.kind.in_(kinds))
+        pick = pick.where(Job.kind.in_(kinds))
     if session.get_bind().dialect.name == "postgresql":
         # Several workers can claim side by side without waiting on each other's rows.
-        stmt = stmt.with_for_update(skip_locked=True)
-    jobs = list(session.scalars(stmt))
+        pick = pick.with_for_update(skip_locked=True)
+    ids = list(session.scalars(pick))
+    if not ids:
+        return []
     until = now + timedelta(seconds=lease_seconds)
-    for job in jobs:
-        job.status = RUNNING
-        job.locked_by = worker_id
-        job.locked_until = until
-        job.attempts += 1
-    session.flush()
-    return jobs
+    # One statement leases the whole batch and hands back what the handlers need.
+    leased = session.execute(
+        update(Job).where(Job.id.in_(ids))
+        .values(status=RUNNING, locked_by=worker_id, locked_until=until, attempts=Job.attempts + 1)
+        .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.org_id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    views = {row.id: JobView(row.id, row.kind, dict(row.payload or {}), row.attempts, row.max_attempts, row.org_id)
+             for row in leased}
+    return [views[job_id] for job_id in ids if job_id in views]
+
+
+_jobs = cast(Table, Job.__table__)
 
 
 def finish(session: Session, job_id: str, worker_id: str, *, clear_payload_keys: tuple[str, ...] = ()) -> bool:
@@ -93,23 +132,50 @@ def finish(session: Session, job_id: str, worker_id: str, *, clear_payload_keys:
     return True
 
 
-def fail(session: Session, job_id: str, worker_id: str, error: str, *, backoff: Backoff,
-         delay: float | None = None, permanent: bool = False) -> Job | None:
-    """Record a failed attempt: schedule a retry, or give up after max_attempts. Returns the job."""
-    job = session.get(Job, job_id)
-    if job is None or job.locked_by != worker_id:
-        return None
-    job.last_error = error[:2000]
-    job.locked_until = None
+_HELD = (_jobs.c.locked_by == bindparam("b_worker")) & (_jobs.c.status == RUNNING)
+# Built once: the worker runs these for every job, and building a statement costs about as much as running it.
+_FINISH = _jobs.update().where(_jobs.c.id.in_(bindparam("b_ids", expanding=True)), _HELD).values(
+    status=DONE, finished_at=bindparam("b_now"), locked_until=None, dedupe_key=None)
+_FINISH_WIPED = _jobs.update().where(_jobs.c.id == bindparam("b_id"), _HELD).values(
+    status=DONE, finished_at=bindparam("b_now"), locked_until=None, dedupe_key=None, payload=bindparam("b_payload"))
+_RETRY = _jobs.update().where(_jobs.c.id == bindparam("b_id"), _HELD).values(
+    status=QUEUED, last_error=bindparam("b_error"), locked_until=None, run_after=bindparam("b_run_after"))
+_GIVE_UP = _jobs.update().where(_jobs.c.id == bindparam("b_id"), _HELD).values(
+    status=FAILED, last_error=bindparam("b_error"), locked_until=None, finished_at=bindparam("b_now"),
+    dedupe_key=None, payload=bindparam("b_payload"))
+
+
+def finish_many(session: Session, worker_id: str, done: Sequence[tuple[JobView, tuple[str, ...]]]) -> None:
+    """Mark jobs done in one go (those this worker still holds), dropping each one's secret payload keys."""
+    now = utcnow()
+    plain = [job.id for job, wipe in done if not any(k in job.payload for k in wipe)]
+    if plain:
+        session.execute(_FINISH, {"b_ids": plain, "b_worker": worker_id, "b_now": now})
+    # A running job's payload is only ever written by its holder, so the claimed snapshot is current.
+    wiped = [{"b_id": job.id, "b_worker": worker_id, "b_now": now,
+              "b_payload": {k: v for k, v in job.payload.items() if k not in wipe}}
+             for job, wipe in done if any(k in job.payload for k in wipe)]
+    if wiped:
+        session.execute(_FINISH_WIPED, wiped)
+
+
+def fail(session: Session, job: JobView, worker_id: str, error: str, *, backoff: Backoff,
+         delay: float | None = None, permanent: bool = False, wipe: tuple[str, ...] = ()) -> str | None:
+    """Record a failed attempt: schedule a retry, or give up after max_attempts.
+
+    Returns the job's new status (QUEUED or FAILED), or None when this worker no longer holds it.
+    """
+    now = utcnow()
+    params: dict[str, Any] = {"b_id": job.id, "b_worker": worker_id, "b_error": error[:2000]}
     if permanent or job.attempts >= job.max_attempts:
-        job.status = FAILED
-        job.finished_at = utcnow()
-        job.dedupe_key = None
+        status, stmt = FAILED, _GIVE_UP
+        params.update(b_now=now, b_payload={k: v for k, v in job.payload.items() if k not in wipe})
     else:
-        job.status = QUEUED
+        status, stmt = QUEUED, _RETRY
         wait = delay if delay is not None else backoff.delay(job.attempts)
-        job.run_after = utcnow() + timedelta(seconds=wait)
-    return job
+        params["b_run_after"] = now + timedelta(seconds=wait)
+    result = session.execute(stmt, params)
+    return status if result.rowcount else None  # type: ignore[attr-defined]
 
 
 def release_lost_leases(session: Session) -> int:

@@ -6,10 +6,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, Select, Table, Text, bindparam, func, insert, select, type_coerce
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit, events, jobs
@@ -18,9 +21,10 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
 from idp_bridge.errors import InvalidState, ProviderError
 from idp_bridge.handlers import SEALED_KEYS
-from idp_bridge.idp import InviteTarget, Provisioner
+from idp_bridge.idp import InviteTarget, Provisioner, ProvisionResult
 from idp_bridge.jobs import PermanentFailure, RetryLater
 from idp_bridge.models import (
+    AuditEvent,
     Invite,
     InviteLink,
     InviteStatus,
@@ -33,9 +37,14 @@ from idp_bridge.models import (
 from idp_bridge.security import unseal
 from idp_bridge.services import invites, orgs
 from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
-from idp_bridge.worker import JobKind, JobView, TokenBucket
+from idp_bridge.worker import GroupWriter, JobKind, JobView, TokenBucket
 
 PACERS = "provisioning.pacers"
+PROVISIONERS = "provisioning.provisioners"
+STAMPER = "provisioning.stamper"
+# idp_data keys: when an attempt first went to create the account, and which job recorded it.
+CREATE_ATTEMPTED = "create_attempted_at"
+PROVISIONED_BY = "provisioned_by_job"
 _pacers_lock = threading.Lock()
 
 
@@ -64,8 +73,11 @@ class Pacer:
 
 def pacer(bridge: Bridge, provider: Provisioner) -> Pacer:
     """The pacer of this provider (one per provider per process)."""
+    pacers: dict[str, Pacer] = bridge.extras.setdefault(PACERS, {})
+    found = pacers.get(provider.name)
+    if found is not None:
+        return found
     with _pacers_lock:
-        pacers: dict[str, Pacer] = bridge.extras.setdefault(PACERS, {})
         if provider.name not in pacers:
             pacing = provider.pacing()
             pacers[provider.name] = Pacer(pacing.rate_per_second, pacing.concurrency)
@@ -74,10 +86,12 @@ def pacer(bridge: Bridge, provider: Provisioner) -> Pacer:
 
 def provisioner(bridge: Bridge, name: str) -> Provisioner | None:
     """The configured provider by this name when it provisions accounts."""
-    provider = bridge.provider(name)
-    if isinstance(provider, Provisioner) and provider.provisions():
-        return provider
-    return None
+    # Checking a runtime protocol walks all its members; the answer per provider never changes.
+    known: dict[str, Provisioner | None] = bridge.extras.setdefault(PROVISIONERS, {})
+    if name not in known:
+        provider = bridge.provider(name)
+        known[name] = provider if isinstance(provider, Provisioner) and provider.provisions() else None
+    return known[name]
 
 
 def _call(bridge: Bridge, provider: Provisioner, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -94,22 +108,70 @@ def _call(bridge: Bridge, provider: Provisioner, fn: Any, *args: Any, **kwargs: 
         raise RetryLater(exc.detail, delay=exc.retry_after) from exc
 
 
-def _record_attempt(bridge: Bridge, invite_id: str, attempts: int, error: str) -> None:
-    with transaction(bridge.sessions) as session:
-        invite = session.get(Invite, invite_id)
-        if invite is not None and invite.provisioning_state == ProvisioningState.PENDING:
-            invite.provisioning_attempts = attempts
-            invite.provisioning_error = error[:2000]
-
-
-def _prepare(bridge: Bridge, session: Session, invite: Invite,
-             job: JobView) -> tuple[Provisioner, InviteTarget, bool, bool, datetime | None, bool]:
+@dataclass(frozen=True)
+class Attempt:
     """What a provisioning attempt needs from the database, read before any IdP call."""
+
+    provider: Provisioner
+    target: InviteTarget
+    idp_mail: bool
+    ours_too: bool
+    since: datetime | None
+    send_email: bool
+
+
+_invites = cast(Table, Invite.__table__)
+_orgs = cast(Table, Organization.__table__)
+# Statements built once: provisioning runs them for every invite, and building one costs as much as running it.
+# The row carries the invite's columns under the model's attribute names, plus what it needs of the org.
+_LOAD_ALL = select(_invites, _orgs.c.slug, _orgs.c.keycloak_email).join(_orgs, _orgs.c.id == _invites.c.org_id)
+_LOAD = _LOAD_ALL.where(_invites.c.id == bindparam("b_invite"))
+_LOAD_MANY = _LOAD_ALL.where(_invites.c.id.in_(bindparam("b_invites", expanding=True)))
+# One statement stamps an invite unless an earlier attempt did: JSON functions of each database.
+_STAMP = {
+    "sqlite": _invites.update().where(
+        _invites.c.id == bindparam("b_invite"),
+        func.json_extract(_invites.c.idp_data, f"$.{CREATE_ATTEMPTED}").is_(None),
+    ).values(idp_data=func.json_set(_invites.c.idp_data, f"$.{CREATE_ATTEMPTED}", bindparam("b_at"))),
+    "postgresql": _invites.update().where(
+        _invites.c.id == bindparam("b_invite"),
+        ~type_coerce(_invites.c.idp_data, JSONB).has_key(CREATE_ATTEMPTED),
+    ).values(idp_data=type_coerce(_invites.c.idp_data, JSONB).op("||")(
+        func.jsonb_build_object(CREATE_ATTEMPTED, cast_(bindparam("b_at"), Text)))),
+}
+_BOUND_MANY = select(_invites.c.id, _invites.c.idp_data, _invites.c.idp_user_id, _invites.c.idp_user_created,
+                     _invites.c.status, _invites.c.expires_at, _invites.c.org_id).where(
+    _invites.c.id.in_(bindparam("b_invites", expanding=True)))
+_AUDIT = insert(cast(Table, AuditEvent.__table__))
+_RECORD = _invites.update().where(_invites.c.id == bindparam("b_invite")).values(
+    idp_user_id=bindparam("b_user"), idp_user_created=bindparam("b_created"), idp_data=bindparam("b_data"),
+    provisioning_state=ProvisioningState.DONE.value, provisioning_attempts=bindparam("b_attempts"),
+    provisioning_error=None)
+_PENDING = (_invites.c.id == bindparam("b_invite")) & (_invites.c.provisioning_state == ProvisioningState.PENDING)
+_RECORD_ATTEMPT = _invites.update().where(_PENDING).values(provisioning_attempts=bindparam("b_attempts"),
+                                                           provisioning_error=bindparam("b_error"))
+_UNPROVISION = _invites.update().where(_PENDING).values(provisioning_state=ProvisioningState.NONE.value)
+
+
+def _locking(session: Session, stmt: Select[Any]) -> Select[Any]:
+    # SQLite serializes writing transactions; PostgreSQL needs the row lock for read-modify-write.
+    return stmt.with_for_update() if session.get_bind().dialect.name == "postgresql" else stmt
+
+
+def _attempt_recorder(invite_id: str, attempts: int, error: str) -> jobs.Recorder:
+    """Show a failed attempt on the invite, in the transaction that schedules the retry."""
+
+    def record(session: Session) -> None:
+        session.execute(_RECORD_ATTEMPT, {"b_invite": invite_id, "b_attempts": attempts, "b_error": error[:2000]})
+
+    return record
+
+
+def _prepare(bridge: Bridge, row: Row[Any], job: JobView) -> Attempt:
+    invite, org = cast(Invite, row), cast(Organization, row)
     provider = provisioner(bridge, invite.provider)
     if provider is None:
         raise PermanentFailure(f"provider {invite.provider!r} is not configured to provision accounts")
-    org = session.get(Organization, invite.org_id)
-    assert org is not None
     if "link" not in job.payload:
         raise PermanentFailure("job has no link (wiped)")
     link = bridge.link(unseal(bridge.settings.secret_key, job.payload["link"]))
@@ -118,65 +180,134 @@ def _prepare(bridge: Bridge, session: Session, invite: Invite,
     # org.keycloak_email: who mails a new Keycloak user (Keycloak's setup mail, ours, or both).
     idp_mail = org.keycloak_email != "ours" if is_keycloak else True
     ours_too = is_keycloak and org.keycloak_email in ("ours", "both")
-    started = invite.idp_data.get("create_attempted_at")
+    started = invite.idp_data.get(CREATE_ATTEMPTED)
     since = datetime.fromisoformat(started) if started else None
-    return provider, target, idp_mail, ours_too, since, invite.send_email
+    return Attempt(provider, target, idp_mail, ours_too, since, invite.send_email)
 
 
-def provision_invite(bridge: Bridge, job: JobView) -> None:
-    """Create or bind the invitee's IdP account, then queue our invitation mail when one is due."""
+def _already_done(row: Row[Any], job: JobView) -> bool:
+    """Whether this job (an earlier run of it, before a lost lease) already recorded the account."""
+    if row.provisioning_state != ProvisioningState.DONE:
+        return False
+    # An invite resent while an older job was at the IdP is DONE with the old link; this job carries the
+    # new one, which still has to reach the invitee.
+    return row.idp_data.get(PROVISIONED_BY) in (None, job.id)
+
+
+def _stamp_create_attempts(conn: Connection, invite_ids: list[str]) -> None:
+    """Record, durably and before any account is created, that an attempt for these invites is about to."""
+    now = utcnow().isoformat()
+    conn.execute(_STAMP[conn.dialect.name], [{"b_invite": invite_id, "b_at": now} for invite_id in invite_ids])
+
+
+def _stamper(bridge: Bridge) -> GroupWriter[str]:
+    """Many provisioning threads stamp their invites before creating accounts: in shared transactions."""
+    writer: GroupWriter[str] | None = bridge.extras.get(STAMPER)
+    if writer is None:
+        with _pacers_lock:
+            writer = bridge.extras.setdefault(STAMPER, GroupWriter(bridge, _stamp_create_attempts))
+    return writer
+
+
+def prefetch_invites(session: Session, batch: list[JobView]) -> dict[str, Row[Any]]:
+    """The invite rows of a batch of claimed provisioning jobs, read in one query."""
+    wanted = {job.payload.get("invite_id") for job in batch}
+    rows = {row.id: row for row in session.execute(_LOAD_MANY, {"b_invites": sorted(wanted, key=str)})}
+    return {job.id: rows[job.payload["invite_id"]] for job in batch if job.payload.get("invite_id") in rows}
+
+
+def provision_invite(bridge: Bridge, job: JobView) -> jobs.Recorder | None:
+    """Create or bind the invitee's IdP account; the returned recorder stores it and queues our mail if due."""
     invite_id = job.payload["invite_id"]
-    # Reading takes no SQLite write lock: many provisioning threads share one database.
-    with read_only(), transaction(bridge.sessions) as session:
-        invite = session.get(Invite, invite_id)
-        if invite is None or invite.provisioning_state == ProvisioningState.DONE:
-            return  # a rerun after a lost lease: the first run recorded everything
-        closed = invites.effective_status(invite) != InviteStatus.PENDING
-        if not closed:
-            ready = _prepare(bridge, session, invite, job)
-    if closed:
-        with transaction(bridge.sessions) as session:
-            row = session.get(Invite, invite_id)
-            if row is not None and row.provisioning_state == ProvisioningState.PENDING:
-                row.provisioning_state = ProvisioningState.NONE.value
-        return
-    provider, target, idp_mail, ours_too, since, send_email = ready
+    row: Row[Any] | None = job.context
+    if row is None:
+        # Reading takes no SQLite write lock: many provisioning threads share one database.
+        with read_only(), transaction(bridge.sessions) as session:
+            row = session.execute(_LOAD, {"b_invite": invite_id}).first()
+    if row is None or _already_done(row, job):
+        return None  # a rerun after a lost lease: the first run recorded everything
+    if invites.effective_status(cast(Invite, row)) != InviteStatus.PENDING:
+        return _closed_recorder(invite_id)
+    try:
+        attempt = _prepare(bridge, row, job)
+    except PermanentFailure as exc:
+        raise PermanentFailure(str(exc), record=_attempt_recorder(invite_id, job.attempts, str(exc))) from exc
+    since = attempt.since
 
     def before_create() -> None:
-        if since is not None:
-            return
-        with transaction(bridge.sessions) as session:
-            row = session.get(Invite, invite_id)
-            if row is not None:
-                row.idp_data = {**row.idp_data, "create_attempted_at": utcnow().isoformat()}
+        if since is None:
+            _stamper(bridge).submit(invite_id)
 
     try:
-        result = _call(bridge, provider, provider.provision, target, idp_mail=idp_mail, since=since,
-                       before_create=before_create)
-    except (RetryLater, PermanentFailure) as exc:
-        _record_attempt(bridge, invite_id, job.attempts, str(exc))
-        raise
-    with transaction(bridge.sessions) as session:
-        invite = session.get(Invite, invite_id)
-        assert invite is not None
-        same_account = invite.idp_user_id == result.user_id
-        invite.idp_user_id = result.user_id
-        invite.idp_user_created = result.created or (same_account and invite.idp_user_created)
-        invite.idp_data = {**invite.idp_data, **dict(result.data), "provider": provider.name,
-                           "idp_mailed": result.mailed}
-        invite.provisioning_state = ProvisioningState.DONE.value
-        invite.provisioning_attempts = job.attempts
-        invite.provisioning_error = None
-        audit.record(session, audit.WORKER, "invite.provisioned", org_id=invite.org_id, target_type="invite",
-                     target_id=invite.id, details={"provider": provider.name, "idp_user_id": result.user_id,
-                                                   "created": result.created, "idp_mailed": result.mailed})
-        if invites.effective_status(invite) != InviteStatus.PENDING:
+        result = _call(bridge, attempt.provider, attempt.provider.provision, attempt.target,
+                       idp_mail=attempt.idp_mail, since=since, before_create=before_create)
+    except RetryLater as exc:
+        raise RetryLater(str(exc), delay=exc.delay,
+                         record=_attempt_recorder(invite_id, job.attempts, str(exc))) from exc
+    except PermanentFailure as exc:
+        raise PermanentFailure(str(exc), record=_attempt_recorder(invite_id, job.attempts, str(exc))) from exc
+    return Provisioned(bridge, job, attempt, result)
+
+
+def _closed_recorder(invite_id: str) -> jobs.Recorder:
+    def record(session: Session) -> None:
+        session.execute(_UNPROVISION, {"b_invite": invite_id})
+
+    return record
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Records one provisioning result; the worker hands all of a transaction's results to record_all."""
+
+    bridge: Bridge
+    job: JobView
+    attempt: Attempt
+    result: ProvisionResult
+
+    @property
+    def invite_id(self) -> str:
+        return str(self.job.payload["invite_id"])
+
+    def __call__(self, session: Session) -> None:
+        self.record_all(session, [self])
+
+    @staticmethod
+    def record_all(session: Session, done: list[Provisioned]) -> None:
+        """Bind the accounts, audit them and queue what follows: a few statements for the whole batch."""
+        with session.no_autoflush:
+            found = session.execute(_locking(session, _BOUND_MANY),
+                                    {"b_invites": sorted({p.invite_id for p in done})})
+            rows = {row.id: row for row in found}
+            updates: list[dict[str, Any]] = []
+            entries: list[dict[str, Any]] = []
+            for item in done:
+                bound, result, name = rows.get(item.invite_id), item.result, item.attempt.provider.name
+                if bound is None:
+                    continue  # the invite was deleted meanwhile
+                same_account = bound.idp_user_id == result.user_id
+                data = {**bound.idp_data, **dict(result.data), "provider": name, "idp_mailed": result.mailed,
+                        PROVISIONED_BY: item.job.id}
+                updates.append({"b_invite": item.invite_id, "b_user": result.user_id, "b_data": data,
+                                "b_created": result.created or (same_account and bound.idp_user_created),
+                                "b_attempts": item.job.attempts})
+                entries.append(audit.entry(audit.WORKER, "invite.provisioned", org_id=bound.org_id,
+                                           target_type="invite", target_id=item.invite_id,
+                                           details={"provider": name, "idp_user_id": result.user_id,
+                                                    "created": result.created, "idp_mailed": result.mailed}))
+                item._follow_up(session, bound)
+            if updates:
+                session.execute(_RECORD, updates)
+                session.execute(_AUDIT, entries)
+
+    def _follow_up(self, session: Session, bound: Row[Any]) -> None:
+        if invites.effective_status(cast(Invite, bound)) != InviteStatus.PENDING:
             # Revoked or expired while we were at the IdP: undo at once.
-            jobs.enqueue(session, invites.DEPROVISION_JOB, {"invite_id": invite.id}, org_id=invite.org_id)
-        elif send_email and (not result.mailed or ours_too):
-            payload = {k: v for k, v in job.payload.items() if k in (*SEALED_KEYS, "invite_id", "inviter")}
-            jobs.enqueue(session, invites.SEND_EMAIL_JOB, payload, org_id=invite.org_id,
-                         max_attempts=bridge.settings.job_max_attempts)
+            jobs.enqueue(session, invites.DEPROVISION_JOB, {"invite_id": self.invite_id}, org_id=bound.org_id)
+        elif self.attempt.send_email and (not self.result.mailed or self.attempt.ours_too):
+            payload = {k: v for k, v in self.job.payload.items() if k in (*SEALED_KEYS, "invite_id", "inviter")}
+            jobs.enqueue(session, invites.SEND_EMAIL_JOB, payload, org_id=bound.org_id,
+                         max_attempts=self.bridge.settings.job_max_attempts)
 
 
 def provisioning_failed(bridge: Bridge, job: JobView, error: str) -> None:
@@ -271,7 +402,8 @@ def retry(session: Session, bridge: Bridge, actor: Actor, org: Organization, inv
 def provisioning_kinds() -> dict[str, JobKind]:
     """Job kinds of provisioning, provider-agnostic; pacing is per provider inside the handlers."""
     return {
-        invites.PROVISION_JOB: JobKind(run=provision_invite, on_give_up=provisioning_failed, wipe=SEALED_KEYS),
+        invites.PROVISION_JOB: JobKind(run=provision_invite, on_give_up=provisioning_failed, wipe=SEALED_KEYS,
+                                       prefetch=prefetch_invites),
         invites.DEPROVISION_JOB: JobKind(run=deprovision_invite),
         DISABLE_ACCOUNT_JOB: JobKind(run=set_account_enabled),
     }

@@ -79,6 +79,8 @@ class Settings(BaseModel):
     invite_page_rate_limit: str = "120/minute"
     invite_code_rate_limit: str = "20/minute"
     trust_proxy_headers: int = Field(default=0, ge=0, le=5)
+    # One line per request on stdout from `serve`; off where a reverse proxy already logs requests.
+    access_log: bool = True
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -7,45 +7,42 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 from idp_bridge import audit, jobs
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
+from idp_bridge.db import is_sqlite, transaction
+from idp_bridge.jobs import JobView as JobView  # re-exported: job handlers import it from here
+from idp_bridge.jobs import Recorder
 
 log = logging.getLogger(__name__)
 
 JOBS_RUN = Counter("idp_bridge_jobs_total", "Outbox jobs run, by kind and outcome", ["kind", "outcome"])
 
 
-@dataclass(frozen=True)
-class JobView:
-    """A detached snapshot of a claimed job, handed to handlers."""
-
-    id: str
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    org_id: str | None
-
-    @property
-    def last_attempt(self) -> bool:
-        return self.attempts >= self.max_attempts
-
-
-Handler = Callable[[Bridge, JobView], None]
+Handler = Callable[[Bridge, JobView], Recorder | None]
 GiveUp = Callable[[Bridge, JobView, str], None]
+Prefetch = Callable[[Session, list[JobView]], Mapping[str, Any]]
 
 
 @dataclass
 class JobKind:
-    """How to run one kind of job."""
+    """How to run one kind of job.
+
+    `run` may return a Recorder: the worker applies it in the transaction that marks the job done, so a
+    job's result and its completion commit together (and several jobs' in one transaction). Recorders
+    whose class has a static `record_all(session, recorders)` are applied together, one call per group.
+    `RetryLater` and `PermanentFailure` may carry a Recorder too, applied with the failed attempt.
+    """
 
     run: Handler
     on_give_up: GiveUp | None = None
@@ -54,6 +51,9 @@ class JobKind:
     # Token-bucket pacing for this kind (jobs per second), e.g. to respect an SMTP relay or IdP limits.
     rate: Callable[[Bridge], float] | None = None
     concurrency: int | None = None
+    # Reads what a batch of claimed jobs needs, in the claiming transaction (one query for the batch
+    # instead of one per job); a job's entry reaches its handler as `job.context`.
+    prefetch: Prefetch | None = None
 
 
 class TokenBucket:
@@ -81,6 +81,98 @@ class TokenBucket:
             time.sleep(wait)
 
 
+_SQLITE_WRITES = threading.Lock()
+
+
+@contextmanager
+def write_transaction(bridge: Bridge) -> Iterator[Session]:
+    """A writing transaction; on SQLite this process's threads queue for the one write lock here.
+
+    A waiter on a thread lock wakes as soon as the holder commits; SQLite's busy handler instead sleeps
+    in growing steps (1, 2, 5, 10 ms ...), which under many worker threads costs more than the writes.
+    """
+    if not is_sqlite(bridge.engine):
+        with transaction(bridge.sessions) as session:
+            yield session
+        return
+    with _SQLITE_WRITES, transaction(bridge.sessions) as session:
+        yield session
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def write_connection(bridge: Bridge) -> Iterator[Connection]:
+    """A writing transaction on a bare connection (no ORM session), queued like write_transaction."""
+    if not is_sqlite(bridge.engine):
+        with bridge.engine.begin() as conn:
+            yield conn
+        return
+    with _SQLITE_WRITES, bridge.engine.begin() as conn:
+        yield conn
+
+
+@dataclass
+class _Ticket(Generic[T]):
+    item: T
+    done: bool = False
+    error: BaseException | None = None
+
+
+class GroupWriter(Generic[T]):
+    """Small writes from many threads, each caller returning only once its own write has committed.
+
+    A caller that finds no transaction open writes everything waiting by then in one transaction; the
+    others wait for it. Commit and transaction costs are paid per group instead of per write.
+    """
+
+    def __init__(self, bridge: Bridge, write: Callable[[Connection, list[T]], None]) -> None:
+        self.bridge = bridge
+        self.write = write
+        self._waiting: list[_Ticket[T]] = []
+        self._writing = False
+        self._cond = threading.Condition()
+
+    def submit(self, item: T) -> None:
+        """Write `item` (with whatever else is waiting); returns once committed, raises if that failed."""
+        ticket = _Ticket(item)
+        with self._cond:
+            self._waiting.append(ticket)
+            while self._writing and not ticket.done:
+                self._cond.wait()
+            if ticket.done:
+                if ticket.error is not None:
+                    raise RuntimeError(f"the group write failed: {ticket.error}") from ticket.error
+                return
+            self._writing = True
+            group, self._waiting = self._waiting, []
+        error: BaseException | None = None
+        try:
+            with write_connection(self.bridge) as conn:
+                self.write(conn, [t.item for t in group])
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with self._cond:
+                for t in group:
+                    t.done, t.error = True, error
+                self._writing = False
+                self._cond.notify_all()
+
+
+@dataclass
+class Outcome:
+    """How one run of a job ended, waiting to be recorded."""
+
+    job: JobView
+    error: str | None = None
+    delay: float | None = None
+    permanent: bool = False
+    record: Recorder | None = None
+
+
 @dataclass
 class Worker:
     """Claims and runs jobs; several workers may share one database."""
@@ -92,6 +184,10 @@ class Worker:
     periodic: list[Callable[[Bridge], Any]] = field(default_factory=list)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
     periodic_every: float = 30.0
+    # Finished runs wait at most this long to be recorded together with others.
+    record_every: float = 0.05
+    # With nothing more due at the last look, how often to look again while jobs are still running.
+    reclaim_every: float = 0.25
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _last_periodic: float = 0.0
 
@@ -103,9 +199,10 @@ class Worker:
         spec = self.kinds.get(kind)
         if spec is None or spec.rate is None:
             return None
-        if kind not in self._buckets:
-            self._buckets[kind] = TokenBucket(spec.rate(self.bridge))
-        return self._buckets[kind]
+        bucket = self._buckets.get(kind)
+        if bucket is None:
+            bucket = self._buckets.setdefault(kind, TokenBucket(spec.rate(self.bridge)))
+        return bucket
 
     def run_periodic(self, force: bool = False) -> None:
         """Housekeeping that is not tied to a job (expiry sweep, renewals)."""
@@ -120,84 +217,198 @@ class Worker:
                 log.exception("periodic task %s failed", getattr(task, "__name__", task))
 
     def claim(self, limit: int) -> list[JobView]:
-        with transaction(self.bridge.sessions) as session:
-            claimed = jobs.claim(session, self.worker_id, limit=limit, lease_seconds=self.lease_seconds,
-                                 kinds=list(self.kinds))
-            return [JobView(j.id, j.kind, dict(j.payload), j.attempts, j.max_attempts, j.org_id) for j in claimed]
+        with write_transaction(self.bridge) as session:
+            return self._claim(session, limit)
 
-    def run_job(self, job: JobView) -> str:
-        """Run one claimed job and record its outcome; returns done, retry or failed."""
+    def _claim(self, session: Session, limit: int) -> list[JobView]:
+        claimed = jobs.claim(session, self.worker_id, limit=limit, lease_seconds=self.lease_seconds,
+                             kinds=list(self.kinds))
+        by_kind: dict[str, list[JobView]] = {}
+        for job in claimed:
+            if self.kinds[job.kind].prefetch is not None:
+                by_kind.setdefault(job.kind, []).append(job)
+        if not by_kind:
+            return claimed
+        contexts: dict[str, Any] = {}
+        for kind, batch in by_kind.items():
+            prefetch = self.kinds[kind].prefetch
+            assert prefetch is not None
+            try:
+                # A savepoint: a failing read must not cost the claim (the handlers then read for themselves).
+                with session.begin_nested():
+                    contexts.update(prefetch(session, batch))
+            except Exception:
+                log.exception("prefetching %d %s jobs failed", len(batch), kind)
+        return [replace(job, context=contexts[job.id]) if job.id in contexts else job for job in claimed]
+
+    def execute(self, job: JobView) -> Outcome:
+        """Run one claimed job's handler (pacing included); nothing is recorded yet."""
         spec = self.kinds[job.kind]
         bucket = self._bucket(job.kind)
         if bucket is not None:
             bucket.take()
         try:
-            spec.run(self.bridge, job)
+            record = spec.run(self.bridge, job)
         except jobs.RetryLater as exc:
-            return self._record_failure(job, str(exc), delay=exc.delay)
+            return Outcome(job, str(exc), delay=exc.delay, record=exc.record)
         except jobs.PermanentFailure as exc:
-            return self._record_failure(job, str(exc), permanent=True)
+            return Outcome(job, str(exc), permanent=True, record=exc.record)
         except Exception as exc:
             log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts, exc)
-            return self._record_failure(job, f"{type(exc).__name__}: {exc}")
-        with transaction(self.bridge.sessions) as session:
-            jobs.finish(session, job.id, self.worker_id, clear_payload_keys=spec.wipe)
-        JOBS_RUN.labels(job.kind, "done").inc()
-        return "done"
+            return Outcome(job, f"{type(exc).__name__}: {exc}")
+        return Outcome(job, record=record if callable(record) else None)
 
-    def _record_failure(self, job: JobView, error: str, *, delay: float | None = None,
-                        permanent: bool = False) -> str:
-        spec = self.kinds[job.kind]
-        with transaction(self.bridge.sessions) as session:
-            row = jobs.fail(session, job.id, self.worker_id, error, backoff=self.backoff(), delay=delay,
-                            permanent=permanent)
-            gave_up = row is not None and row.status == jobs.FAILED
-            if gave_up and spec.wipe:
-                row_payload = {k: v for k, v in row.payload.items() if k not in spec.wipe}  # type: ignore[union-attr]
-                row.payload = row_payload  # type: ignore[union-attr]
-            if gave_up:
-                audit.record(session, audit.WORKER, "job.failed", org_id=job.org_id, target_type="job",
-                             target_id=job.id, details={"kind": job.kind, "error": error[:500],
-                                                        "attempts": job.attempts})
-        if gave_up and spec.on_give_up is not None:
-            try:
-                spec.on_give_up(self.bridge, job, error)
-            except Exception:
-                log.exception("give-up hook of job %s failed", job.id)
-        outcome = "failed" if gave_up else "retry"
-        JOBS_RUN.labels(job.kind, outcome).inc()
+    def run_job(self, job: JobView) -> str:
+        """Run one claimed job and record its outcome; returns done, retry or failed."""
+        [outcome] = self.record([self.execute(job)])
         return outcome
+
+    def record(self, outcomes: list[Outcome]) -> list[str]:
+        """Record finished runs in one transaction; returns done, retry or failed for each."""
+        return self._sync(outcomes, 0)[0]
+
+    def _sync(self, outcomes: list[Outcome], want: int) -> tuple[list[str], list[JobView]]:
+        """Record finished runs and lease up to `want` more jobs, in one transaction when all goes well."""
+        try:
+            with write_transaction(self.bridge) as session:
+                results = self._apply(session, outcomes)
+                claimed = self._claim(session, want) if want else []
+        except Exception:
+            if not outcomes:
+                raise
+            log.exception("recording %d job outcomes together failed; recording them one by one", len(outcomes))
+            results = [self._record_alone(outcome) for outcome in outcomes]
+            try:
+                claimed = self.claim(want) if want else []
+            except Exception:
+                log.exception("claiming jobs failed")
+                claimed = []
+        self._after(outcomes, results)
+        return results, claimed
+
+    def _record_alone(self, outcome: Outcome) -> str:
+        try:
+            with write_transaction(self.bridge) as session:
+                return self._apply(session, [outcome])[0]
+        except Exception as exc:
+            if outcome.record is None and outcome.error is not None:
+                # Its lease runs out and another run picks it up.
+                log.exception("recording the outcome of job %s failed", outcome.job.id)
+                return "retry"
+            # The result could not be written: the run counts as a failed attempt.
+            log.exception("recording the result of job %s failed", outcome.job.id)
+            failed = Outcome(outcome.job, f"recording the result failed: {type(exc).__name__}: {exc}")
+            return self._record_alone(failed)
+
+    def _apply(self, session: Session, outcomes: list[Outcome]) -> list[str]:
+        results: list[str] = []
+        done: list[tuple[JobView, tuple[str, ...]]] = []
+        together: dict[Callable[[Session, list[Any]], None], list[Recorder]] = {}
+        for outcome in outcomes:
+            job, spec = outcome.job, self.kinds[outcome.job.kind]
+            if outcome.record is not None:
+                # Recorders whose class offers record_all write the whole group's results together.
+                record_all = getattr(type(outcome.record), "record_all", None)
+                if record_all is not None:
+                    together.setdefault(record_all, []).append(outcome.record)
+                else:
+                    outcome.record(session)
+            if outcome.error is None:
+                done.append((job, spec.wipe))
+                results.append("done")
+                continue
+            status = jobs.fail(session, job, self.worker_id, outcome.error, backoff=self.backoff(),
+                               delay=outcome.delay, permanent=outcome.permanent, wipe=spec.wipe)
+            if status == jobs.FAILED:
+                audit.record(session, audit.WORKER, "job.failed", org_id=job.org_id, target_type="job",
+                             target_id=job.id,
+                             details={"kind": job.kind, "error": outcome.error[:500], "attempts": job.attempts})
+            results.append("failed" if status == jobs.FAILED else "retry")
+        for record_all, recorders in together.items():
+            record_all(session, recorders)
+        if done:
+            jobs.finish_many(session, self.worker_id, done)
+        return results
+
+    def _after(self, outcomes: list[Outcome], results: list[str]) -> None:
+        for outcome, result in zip(outcomes, results, strict=True):
+            job = outcome.job
+            spec = self.kinds[job.kind]
+            if result == "failed" and spec.on_give_up is not None:
+                try:
+                    spec.on_give_up(self.bridge, job, outcome.error or "")
+                except Exception:
+                    log.exception("give-up hook of job %s failed", job.id)
+            JOBS_RUN.labels(job.kind, result).inc()
+
+    def _pump(self, pool: ThreadPoolExecutor, counts: dict[str, int], *, deadline: float, max_claims: int,
+              stop: threading.Event | None = None) -> None:
+        """Keep `concurrency` jobs running until nothing is due; returns once idle.
+
+        Results are written in groups: every transaction records the runs finished since the last one
+        and, when the queue runs short, leases the next jobs.
+        """
+        backlog: deque[JobView] = deque()
+        running: set[Future[Outcome]] = set()
+        finished: list[Outcome] = []
+        claims = 0
+        drained = False  # the last claim found fewer jobs than asked for: ask again only now and then
+        last_sync = last_claim = time.monotonic()
+        while True:
+            now = time.monotonic()
+            halted = (stop is not None and stop.is_set()) or now > deadline or claims >= max_claims
+            idle = not running and not backlog
+            want = 0
+            if not halted and len(backlog) < self.concurrency and (
+                    not drained or idle or now - last_claim >= self.reclaim_every):
+                want = 2 * self.concurrency - len(backlog)
+            if want or (finished and (not running or now - last_sync >= self.record_every
+                                      or len(finished) >= self.concurrency)):
+                try:
+                    results, claimed = self._sync(finished, want)
+                except Exception:
+                    if not running:
+                        raise
+                    # Only claiming failed (outcomes are recorded one by one then): finish what runs.
+                    log.exception("claiming jobs failed")
+                    results, claimed = [], []
+                for result in results:
+                    counts[result] = counts.get(result, 0) + 1
+                finished, last_sync = [], now
+                if want:
+                    claims += 1
+                    drained, last_claim = len(claimed) < want, now
+                    backlog.extend(claimed)
+                if stop is not None:
+                    self.run_periodic()
+            while backlog and len(running) < self.concurrency:
+                running.add(pool.submit(self.execute, backlog.popleft()))
+            if not running:
+                if finished:
+                    continue
+                if not backlog and (halted or (want and drained)):
+                    return
+                continue
+            done, running = wait(running, timeout=self.record_every, return_when=FIRST_COMPLETED)
+            finished.extend(future.result() for future in done)
 
     def run_once(self, *, max_rounds: int = 1000, time_limit: float = 600.0) -> dict[str, int]:
         """Run everything due now (and the periodic tasks), then return counts by outcome."""
         self.run_periodic(force=True)
         counts: dict[str, int] = {"done": 0, "retry": 0, "failed": 0}
-        deadline = time.monotonic() + time_limit
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job") as pool:
-            for _ in range(max_rounds):
-                if time.monotonic() > deadline:
-                    break
-                batch = self.claim(self.concurrency * 4)
-                if not batch:
-                    break
-                for outcome in pool.map(self.run_job, batch):
-                    counts[outcome] += 1
+            self._pump(pool, counts, deadline=time.monotonic() + time_limit, max_claims=max_rounds)
         return counts
 
     def run_forever(self, stop: threading.Event) -> None:
         """Poll for due jobs until stop is set."""
         poll = self.bridge.settings.worker_poll_seconds
+        counts: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job") as pool:
             while not stop.is_set():
                 self.run_periodic()
                 try:
-                    batch = self.claim(self.concurrency * 4)
+                    self._pump(pool, counts, deadline=float("inf"), max_claims=1 << 62, stop=stop)
                 except Exception:
-                    log.exception("claiming jobs failed")
-                    stop.wait(poll)
-                    continue
-                if not batch:
-                    stop.wait(poll)
-                    continue
-                list(pool.map(self.run_job, batch))
-
+                    log.exception("claiming or recording jobs failed")
+                stop.wait(poll)

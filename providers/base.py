@@ -73,8 +73,9 @@ class OIDCProviderBase:
         return self.oidc.authorization_request(state=state, nonce=nonce, code_verifier=code_verifier,
                                                params=params).url
 
-    def complete_login(self, *, code: str, code_verifier: str, nonce: str) -> Mapping[str, Any]:
-        return self.oidc.finish(code=code, code_verifier=code_verifier, nonce=nonce)
+    def complete_login(self, *, code: str, code_verifier: str, nonce: str,
+                       iss: str | None = None) -> Mapping[str, Any]:
+        return self.oidc.finish(code=code, code_verifier=code_verifier, nonce=nonce, iss=iss)
 
     def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
         """The account the claims describe, keyed on the issuer's `sub`."""

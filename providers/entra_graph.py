@@ -137,9 +137,14 @@ class GraphGuests:
         return "deleted"
 
     def set_enabled(self, user_id: str, enabled: bool) -> str:
-        """Block or unblock sign-in of the guest (accountEnabled)."""
-        self._call("PATCH", f"/v1.0/users/{quote(user_id, safe='')}", (204,), "update guest",
-                   json={"accountEnabled": enabled})
+        """Block or unblock sign-in of the guest (accountEnabled); "gone" when it no longer exists."""
+        try:
+            self._call("PATCH", f"/v1.0/users/{quote(user_id, safe='')}", (204,), "update guest",
+                       json={"accountEnabled": enabled})
+        except ProviderError as exc:
+            if exc.provider_code == "not_found":
+                return "gone"
+            raise
         return "enabled" if enabled else "disabled"
 
     def create_subscription(self, body: dict[str, Any]) -> dict[str, Any]:

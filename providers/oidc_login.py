@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
 from joserfc.jws import JWSRegistry
+from requests.utils import get_environ_proxies
 
 from idp_bridge.idp import LoginFailed
 from idp_bridge.security import same
@@ -75,6 +77,14 @@ class OIDCClient:
         self._keys: KeySet | None = None
         # One pooled session per client: discovery, JWKS, token and userinfo calls reuse connections.
         self.http = self._session()
+        # Settings requests would merge anew on every call (session headers; proxies, CA bundle and ~/.netrc
+        # from the environment) are taken once: headers and the CA bundle now, proxies once per endpoint (for
+        # no_proxy); netrc not at all, the credentials sent here are always explicit.
+        self.http.trust_env = False
+        self._headers = dict(self.http.headers)
+        self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._prepared: dict[tuple[str, str, tuple[str, str] | None],
+                             tuple[requests.PreparedRequest, dict[str, str]]] = {}
 
     @property
     def discovery_url(self) -> str:
@@ -97,9 +107,30 @@ class OIDCClient:
             self._metadata, self._metadata_at = doc, time.monotonic()
         return doc
 
-    def _get_json(self, url: str, reason: str, **kwargs: Any) -> dict[str, Any]:
+    def _send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+              data: Mapping[str, str] | None = None, auth: tuple[str, str] | None = None) -> requests.Response:
+        """One request to the provider on the pooled session, with the settings taken once (see __init__).
+
+        The URL, session headers and client authentication of an endpoint are prepared once; each call copies
+        that and adds its own headers and form body.
+        """
+        found = self._prepared.get((method, url, auth))
+        if found is None:
+            found = self._prepared[(method, url, auth)] = (
+                requests.Request(method, url, headers=self._headers, auth=auth).prepare(), get_environ_proxies(url))
+        template, proxies = found
+        prepared = template.copy()
+        if headers:
+            prepared.headers.update(headers)
+        if data is not None:
+            prepared.prepare_body(data, None)
+        response: requests.Response = self.http.send(prepared, timeout=HTTP_TIMEOUT_SECONDS, proxies=proxies,
+                                                     verify=self._verify, allow_redirects=True)
+        return response
+
+    def _get_json(self, url: str, reason: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
-            resp = self.http.get(url, timeout=HTTP_TIMEOUT_SECONDS, withhold_token=True, **kwargs)
+            resp = self._send("GET", url, headers=headers)
         except requests.RequestException as exc:
             raise LoginFailed(reason, f"{url}: {exc.__class__.__name__}") from exc
         if resp.status_code != 200:
@@ -129,11 +160,10 @@ class OIDCClient:
         """Redeem the authorization code at the token endpoint (client_secret_basic)."""
         endpoint = str(self.metadata()["token_endpoint"])
         try:
-            resp = self.http.post(endpoint, data={"grant_type": "authorization_code", "code": code,
-                                                "redirect_uri": self.redirect_uri,
-                                                "code_verifier": code_verifier},
-                                auth=(self.client_id, self.client_secret), timeout=HTTP_TIMEOUT_SECONDS,
-                                withhold_token=True)
+            resp = self._send("POST", endpoint, data={"grant_type": "authorization_code", "code": code,
+                                                      "redirect_uri": self.redirect_uri,
+                                                      "code_verifier": code_verifier},
+                              auth=(self.client_id, self.client_secret))
         except requests.RequestException as exc:
             raise LoginFailed("token_exchange_failed", exc.__class__.__name__) from exc
         try:
@@ -214,8 +244,24 @@ class OIDCClient:
             return {}
         return self._get_json(endpoint, "userinfo_failed", headers={"Authorization": f"Bearer {access_token}"})
 
-    def finish(self, *, code: str, code_verifier: str, nonce: str) -> dict[str, Any]:
-        """Exchange the code and return the validated claims, completed by userinfo when offered."""
+    def check_response_issuer(self, iss: str | None) -> None:
+        """RFC 9207: the authorization response must name the issuer the person was sent to (mix-up defence).
+
+        Required when discovery says the provider sends it; compared whenever it is present.
+        """
+        doc = self.metadata()
+        if iss is None:
+            if doc.get("authorization_response_iss_parameter_supported") is True:
+                raise LoginFailed("missing_issuer_parameter", "the provider sends iss (RFC 9207) but this response "
+                                                              "has none")
+            return
+        if not same(iss, str(doc["issuer"])):
+            raise LoginFailed("wrong_issuer_parameter", f"iss parameter {iss[:200]!r}")
+
+    def finish(self, *, code: str, code_verifier: str, nonce: str, iss: str | None = None) -> dict[str, Any]:
+        """Check the response's issuer, exchange the code and return the validated claims, completed by userinfo."""
+        # Before the code is sent anywhere: a code from another provider must not reach this token endpoint.
+        self.check_response_issuer(iss)
         tokens = self.exchange(code, code_verifier)
         claims = self.validate_id_token(tokens["id_token"], nonce=nonce)
         access_token = tokens.get("access_token")

@@ -15,9 +15,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, transaction
+from idp_bridge.db import read_only, single_read, transaction
 from idp_bridge.idp import ANY, LoginFailed
 from idp_bridge.models import Invite, InviteStatus, Organization
+from idp_bridge.pages import ratelimit
 from idp_bridge.services import invites, redeem
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -41,7 +42,11 @@ COOKIE_MAX_AGE = 3600
 def install(app: Flask) -> None:
     """Register the invitee pages with their rate limits (memory, or Redis for several instances)."""
     settings = bridge_of(app).settings
-    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.rate_limit_storage_url,
+    storage = settings.rate_limit_storage_url
+    if storage == "memory://":
+        # The same in-process counters, without limits' per-request timer threads.
+        storage = f"{ratelimit.SCHEME}://"
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage,
                       default_limits=[], headers_enabled=True, key_prefix="pages")
     app.register_blueprint(bp)
     limiter.limit(settings.invite_page_rate_limit)(bp)
@@ -285,9 +290,9 @@ def callback(provider_name: str) -> Response:
     provider = b.provider(provider_name)
     if provider is None:
         return page("login_expired.html", 400)
-    with transaction(b.sessions) as session:
-        pending = redeem.consume_login(session, b, state=request.args.get("state", ""),
-                                       browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
+    with single_read(b.engine) as connection:
+        pending = redeem.find_login(connection, b, state=request.args.get("state", ""),
+                                    browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
     if pending is None:
         return page("login_expired.html", 400)
     actor = _actor()
@@ -295,23 +300,25 @@ def callback(provider_name: str) -> Response:
     code = request.args.get("code")
     if request.args.get("error") or not code:
         # The person cancelled at the IdP or it refused: nothing to audit against the invite.
+        with transaction(b.sessions) as session:
+            redeem.claim_login(session, pending)
         return page("signin_failed.html", 400, retry=retry, label=provider.label, cancelled=True)
     try:
-        claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce)
+        claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
+                                         iss=request.args.get("iss"))
+        # One transaction uses the state up and redeems, so a login is either finished or still usable.
         with transaction(b.sessions) as session:
-            invite = session.get(Invite, pending.invite_id)
-            if invite is None:
-                return invalid_page()
-            org = session.get(Organization, invite.org_id)
-            assert org is not None
-            check = provider.check_identity(claims, invites.target_of(invite, org), match=org.match)
-            outcome = redeem.redeem(session, b, actor, invite_id=pending.invite_id, link_token=pending.link_token,
-                                    provider=provider_name, check=check)
+            claimed = redeem.claim_login(session, pending)
+            outcome = redeem.finish_login(session, b, actor, pending, provider, claims) if claimed else None
     except LoginFailed as exc:
         current_app.logger.warning("login for invite %s failed: %s", pending.invite_id, exc)
         with transaction(b.sessions) as session:
-            redeem.record_login_failure(session, actor, pending.invite_id, provider_name, exc.reason, exc.detail)
+            if redeem.claim_login(session, pending):
+                redeem.record_login_failure(session, actor, pending.invite_id, provider_name, exc.reason, exc.detail)
         return page("signin_failed.html", 400, retry=retry, label=provider.label, cancelled=False)
+    if outcome is None:
+        # Another callback with the same state finished first.
+        return page("login_expired.html", 400)
     return _outcome_page(b, outcome, pending.link_token, provider_name)
 
 

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Connection, Insert, Select, Table, Update, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed
 from idp_bridge.inputs import MemberBulk
-from idp_bridge.models import Identity, Invite, InviteStatus, Member, MemberStatus, Organization, utcnow
+from idp_bridge.models import (
+    AuditEvent,
+    Event,
+    Identity,
+    Invite,
+    InviteStatus,
+    Member,
+    MemberStatus,
+    Organization,
+    utcnow,
+)
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.services import orgs
 
@@ -131,39 +143,81 @@ def _account_job(session: Session, org: Organization, member: Member, enabled: b
 
 def deactivate(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,
                *, source: str = "admin") -> Member:
-    orgs.lock(session, org)
-    member = get(session, org, member_id)
-    if member.status != MemberStatus.ACTIVE:
-        raise InvalidState(f"member {member.id} is {member.status}; only an ACTIVE member can be deactivated",
-                           status=member.status)
-    _guard_last_owner(session, bridge, org, member)
-    member.status = MemberStatus.DEACTIVATED.value
-    member.deactivated_by = source
-    if source == "admin":
-        _account_job(session, org, member, enabled=False)
-    audit.record(session, actor, "member.deactivated", org_id=org.id, target_type="member", target_id=member.id,
-                 details={"source": source})
-    events.emit(session, org, "member.deactivated", member=member, source=source)
-    session.flush()
-    return member
+    return _set_active(session, bridge, actor, org, member_id, active=False, source=source)
 
 
 def reactivate(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,
                *, source: str = "admin") -> Member:
+    return _set_active(session, bridge, actor, org, member_id, active=True, source=source)
+
+
+def _set_active(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str, *,
+                active: bool, source: str) -> Member:
+    """ACTIVE ↔ DEACTIVATED; an admin's change also reaches the IdP account bound to the member."""
     orgs.lock(session, org)
     member = get(session, org, member_id)
-    if member.status != MemberStatus.DEACTIVATED:
-        raise InvalidState(f"member {member.id} is {member.status}; only a DEACTIVATED member can be reactivated",
+    required, action = ("a DEACTIVATED", "reactivated") if active else ("an ACTIVE", "deactivated")
+    if member.status != (MemberStatus.DEACTIVATED if active else MemberStatus.ACTIVE):
+        raise InvalidState(f"member {member.id} is {member.status}; only {required} member can be {action}",
                            status=member.status)
-    member.status = MemberStatus.ACTIVE.value
-    member.deactivated_by = None
+    if not active:
+        _guard_last_owner(session, bridge, org, member)
+    member.status = (MemberStatus.ACTIVE if active else MemberStatus.DEACTIVATED).value
+    # Remembered so that an IdP re-enabling an account undoes only its own deactivation.
+    member.deactivated_by = None if active else source
     if source == "admin":
-        _account_job(session, org, member, enabled=True)
-    audit.record(session, actor, "member.reactivated", org_id=org.id, target_type="member", target_id=member.id,
+        _account_job(session, org, member, enabled=active)
+    audit.record(session, actor, f"member.{action}", org_id=org.id, target_type="member", target_id=member.id,
                  details={"source": source})
-    events.emit(session, org, "member.reactivated", member=member, source=source)
+    events.emit(session, org, f"member.{action}", member=member, source=source)
     session.flush()
     return member
+
+
+def activate(session: Session, actor: Actor, org: Organization, member: Member, invite: Invite, *,
+             details: Mapping[str, Any], accepted: Mapping[str, Any] | None = None,
+             activated: Mapping[str, Any] | None = None) -> None:
+    """Redeem the member's invite: INVITED → ACTIVE and the invite ACCEPTED together, audited, with both events.
+
+    The caller has checked that both may change (it holds the invite's lock); `accepted` and `activated`
+    add to the data of the `invite.accepted` and `member.activated` events.
+    """
+    # Written with direct statements rather than the unit of work: this runs once per redeemed invite while
+    # the invitee waits, and the flush's bookkeeping would cost more than the statements themselves.
+    now = utcnow()
+    sequence = (member.event_seq or 0) + 1
+    connection = session.connection()
+    _write(connection, invite, status=InviteStatus.ACCEPTED.value, accepted_at=now, updated_at=now)
+    _write(connection, member, status=MemberStatus.ACTIVE.value, activated_at=member.activated_at or now,
+           last_login_at=now, updated_at=now, event_seq=sequence + 1)
+    connection.execute(_insert(AuditEvent), [
+        audit.entry(actor, "invite.accepted", org_id=org.id, target_type="invite", target_id=invite.id,
+                    details=dict(details)),
+        audit.entry(actor, "member.activated", org_id=org.id, target_type="member", target_id=member.id,
+                    details=dict(details))])
+    connection.execute(_insert(Event), [
+        events.build(org, "invite.accepted", sequence, member=member, invite=invite, **dict(accepted or {})),
+        events.build(org, "member.activated", sequence + 1, member=member, invite=invite,
+                     **dict(activated or {}))])
+
+
+def _write(connection: Connection, row: Member | Invite, **values: Any) -> None:
+    """UPDATE one loaded row now and keep the values as its loaded state, leaving the flush nothing to do."""
+    connection.execute(_update(type(row)), {"row_id": row.id, **values})
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+
+
+@functools.cache
+def _update(model: type[Member | Invite]) -> Update:
+    """UPDATE of one row by id; the columns set are the parameters' other keys."""
+    table = cast(Table, model.__table__)
+    return update(table).where(table.c.id == bindparam("row_id"))
+
+
+@functools.cache
+def _insert(model: type[AuditEvent | Event]) -> Insert:
+    return insert(cast(Table, model.__table__))
 
 
 def remove(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,

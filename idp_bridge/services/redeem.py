@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Insert, Select, Table, Update, and_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, joinedload
 
 from idp_bridge import audit, events
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.idp import ANY, IdentityCheck, LoginIdentity
+from idp_bridge.idp import ANY, IdentityCheck, LoginIdentity, Provider
 from idp_bridge.models import (
     Identity,
     Invite,
@@ -24,10 +27,11 @@ from idp_bridge.models import (
     Member,
     MemberStatus,
     Organization,
+    new_id,
     utcnow,
 )
 from idp_bridge.security import same, seal, token_hash, unseal
-from idp_bridge.services import invites, orgs
+from idp_bridge.services import invites, members, orgs
 
 LOGIN_STATE_TTL = timedelta(minutes=15)
 MAX_CODE_FAILURES = 5
@@ -54,8 +58,9 @@ class Outcome:
 
 @dataclass
 class PendingLogin:
-    """A consumed login state: everything the callback needs to finish the login."""
+    """A login in flight, found at its callback: everything needed to finish it."""
 
+    state_hash: str
     invite_id: str
     link_token: str
     provider: str
@@ -88,27 +93,30 @@ def start_login(session: Session, bridge: Bridge, invite: Invite, *, link_token:
     return state, nonce, verifier
 
 
-def consume_login(session: Session, bridge: Bridge, *, state: str, browser_secret: str | None,
-                  provider: str) -> PendingLogin | None:
-    """Use a login state once: it must exist, be fresh, belong to this browser and this provider."""
+def find_login(connection: Connection, bridge: Bridge, *, state: str, browser_secret: str | None,
+               provider: str) -> PendingLogin | None:
+    """The login a callback finishes: it must exist, be unused and fresh, and belong to this browser and provider.
+
+    Only reads; claim_login() uses the state up in the transaction that records how the login ended.
+    """
     if not state or len(state) > 200 or not browser_secret:
         return None
-    row = session.get(LoginState, token_hash(state))
+    row = connection.execute(_find_login_statement(), {"state_hash": token_hash(state)}).one_or_none()
     if row is None or row.used_at is not None or row.provider != provider:
         return None
     if not same(row.browser_hash, token_hash(browser_secret)):
         return None
-    now = utcnow()
-    if row.created_at + LOGIN_STATE_TTL < now:
+    if row.created_at + LOGIN_STATE_TTL < utcnow():
         return None
-    # The conditional update is what makes the state single-use when two callbacks race.
-    claimed = session.execute(update(LoginState).where(LoginState.state_hash == row.state_hash,
-                                                       LoginState.used_at.is_(None)).values(used_at=now))
-    if getattr(claimed, "rowcount", 0) != 1:
-        return None
-    return PendingLogin(invite_id=row.invite_id, link_token=unseal(bridge.settings.secret_key, row.link_sealed),
-                        provider=row.provider,
+    return PendingLogin(state_hash=row.state_hash, invite_id=row.invite_id,
+                        link_token=unseal(bridge.settings.secret_key, row.link_sealed), provider=row.provider,
                         nonce=row.nonce, code_verifier=row.code_verifier)
+
+
+def claim_login(session: Session, pending: PendingLogin) -> bool:
+    """Use the login state up; False when another callback already did (the conditional update decides a race)."""
+    claimed = session.connection().execute(_claim_login_statement(), {"hash": pending.state_hash, "now": utcnow()})
+    return claimed.rowcount == 1
 
 
 def purge_login_states(session: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
@@ -131,10 +139,78 @@ def _lock_invite(session: Session, invite_id: str) -> Invite | None:
     return session.scalars(stmt.execution_options(populate_existing=True)).unique().one_or_none()
 
 
+def _lock_for_redemption(session: Session, invite_id: str,
+                         link_token: str) -> tuple[Invite, Organization, InviteLink | None] | None:
+    """The invite (row-locked on PostgreSQL) with its member, its org and the link the login came through."""
+    stmt = _lock_statement(session.get_bind().dialect.name)
+    row = session.execute(stmt, {"invite_id": invite_id, "link_hash": token_hash(link_token)}).unique().one_or_none()
+    if row is None:
+        return None
+    return row[0], row[1], row[2]
+
+
 def _bound_identity(session: Session, org: Organization, identity: LoginIdentity) -> Identity | None:
     return session.scalar(select(Identity).where(Identity.org_id == org.id, Identity.provider == identity.provider,
                                                  Identity.issuer == identity.issuer,
                                                  Identity.subject == identity.subject))
+
+
+def _is_live(session: Session, member_id: str) -> bool:
+    member = session.get(Member, member_id)
+    return member is not None and member.status != MemberStatus.DELETED
+
+
+def _bind(session: Session, org: Organization, member: Member, identity: LoginIdentity) -> bool:
+    """Bind the identity to the member; False when (org, provider, issuer, subject) is bound already.
+
+    The unique constraint decides, so two redemptions racing to bind one identity cannot both succeed.
+    """
+    now = utcnow()
+    connection = session.connection()
+    result = connection.execute(_bind_statement(connection.dialect.name), {
+        "id": new_id(), "org_id": org.id, "member_id": member.id, "provider": identity.provider,
+        "issuer": identity.issuer, "subject": identity.subject, "tenant_id": identity.tenant_id,
+        "email": identity.email, "email_verified": identity.email_verified, "created_at": now,
+        "last_login_at": now})
+    return result.first() is not None
+
+
+# The callback's statements are built once: constructing them anew each time costs more than running them.
+
+@functools.cache
+def _find_login_statement() -> Select[Any]:
+    table = cast(Table, LoginState.__table__)
+    return select(table.c.state_hash, table.c.browser_hash, table.c.invite_id, table.c.link_sealed, table.c.provider,
+                  table.c.nonce, table.c.code_verifier, table.c.created_at,
+                  table.c.used_at).where(table.c.state_hash == bindparam("state_hash"))
+
+
+@functools.cache
+def _claim_login_statement() -> Update:
+    table = cast(Table, LoginState.__table__)
+    return (update(table).where(table.c.state_hash == bindparam("hash"), table.c.used_at.is_(None))
+            .values(used_at=bindparam("now")))
+
+
+@functools.cache
+def _lock_statement(dialect: str) -> Select[Invite, Organization, InviteLink]:
+    stmt = (select(Invite, Organization, InviteLink)
+            .join(Organization, Organization.id == Invite.org_id)
+            .outerjoin(InviteLink, and_(InviteLink.token_hash == bindparam("link_hash"),
+                                        InviteLink.invite_id == Invite.id))
+            .where(Invite.id == bindparam("invite_id"))
+            # The member's identities are not needed here; loading them would cost a query per callback.
+            .options(joinedload(Invite.member).lazyload(Member.identities))
+            .execution_options(populate_existing=True))
+    return stmt.with_for_update(of=Invite) if dialect == "postgresql" else stmt
+
+
+@functools.cache
+def _bind_statement(dialect: str) -> Insert:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = cast(Table, Identity.__table__)
+    # RETURNING tells whether the row went in: an INSERT's rowcount is not reliable on every driver.
+    return insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 def reject(session: Session, actor: Actor, org: Organization, invite: Invite, reason: str, *,
@@ -153,14 +229,29 @@ def reject(session: Session, actor: Actor, org: Organization, invite: Invite, re
     return Outcome(REJECTED, org=org, invite=invite, reason=reason, identity=identity)
 
 
+def finish_login(session: Session, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
+                 claims: Mapping[str, Any]) -> Outcome:
+    """Apply the provider's identity rules to validated claims, then rules 2, 5, 6 and 7 under the invite's lock."""
+    locked = _lock_for_redemption(session, pending.invite_id, pending.link_token)
+    if locked is None:
+        return Outcome(INVALID)
+    invite, org, link = locked
+    check = provider.check_identity(claims, invites.target_of(invite, org), match=org.match)
+    return _decide(session, bridge, actor, invite, org, link, provider=pending.provider, check=check)
+
+
 def redeem(session: Session, bridge: Bridge, actor: Actor, *, invite_id: str, link_token: str, provider: str,
            check: IdentityCheck) -> Outcome:
     """Apply rules 2, 5, 6 and 7 under the invite's lock and, when all hold, make the member ACTIVE."""
-    invite = _lock_invite(session, invite_id)
-    if invite is None:
+    locked = _lock_for_redemption(session, invite_id, link_token)
+    if locked is None:
         return Outcome(INVALID)
-    org = session.get(Organization, invite.org_id)
-    assert org is not None
+    invite, org, link = locked
+    return _decide(session, bridge, actor, invite, org, link, provider=provider, check=check)
+
+
+def _decide(session: Session, bridge: Bridge, actor: Actor, invite: Invite, org: Organization,
+            link: InviteLink | None, *, provider: str, check: IdentityCheck) -> Outcome:
     identity = check.identity
     status = invites.effective_status(invite)
     if status == InviteStatus.ACCEPTED:
@@ -171,8 +262,7 @@ def redeem(session: Session, bridge: Bridge, actor: Actor, *, invite_id: str, li
             return Outcome(CONTINUE, org=org, invite=invite, identity=identity,
                            redirect_url=redirect_for(bridge, org))
         return Outcome(USED, org=org, invite=invite, identity=identity)
-    link = session.get(InviteLink, token_hash(link_token))
-    if status != InviteStatus.PENDING or link is None or link.invite_id != invite.id:
+    if status != InviteStatus.PENDING or link is None:
         return Outcome(INVALID, org=org, invite=invite)
     if link.superseded_at is not None:
         return Outcome(INVALID, org=org, invite=invite, reason="superseded")
@@ -180,48 +270,28 @@ def redeem(session: Session, bridge: Bridge, actor: Actor, *, invite_id: str, li
         return reject(session, actor, org, invite, "wrong_provider", provider=provider, identity=identity)
     if not check.ok:
         return reject(session, actor, org, invite, str(check.problem), provider=provider, identity=identity)
-    bound = _bound_identity(session, org, identity)
-    if bound is not None and bound.member_id != invite.member_id:
-        other = session.get(Member, bound.member_id)
-        if other is not None and other.status != MemberStatus.DELETED:
-            return reject(session, actor, org, invite, "identity_bound_to_other_member", provider=provider,
-                          identity=identity)
-    return _accept(session, bridge, actor, org, invite, identity, bound)
+    return _accept(session, bridge, actor, org, invite, identity)
 
 
 def _accept(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite: Invite,
-            identity: LoginIdentity, bound: Identity | None) -> Outcome:
-    now = utcnow()
+            identity: LoginIdentity) -> Outcome:
     member = invite.member
-    if bound is None:
-        bound = Identity(org_id=org.id, member_id=member.id, provider=identity.provider, issuer=identity.issuer,
-                         subject=identity.subject, tenant_id=identity.tenant_id, email=identity.email,
-                         email_verified=identity.email_verified, created_at=now)
-        try:
-            with session.begin_nested():
-                session.add(bound)
-        except IntegrityError:
-            # Another redemption bound this identity between our check and insert: rule 6 holds.
+    if not _bind(session, org, member, identity):
+        bound = _bound_identity(session, org, identity)
+        if bound is None or (bound.member_id != member.id and _is_live(session, bound.member_id)):
+            # Rule 6; a row gone between the insert and this read was bound by someone else too.
             return reject(session, actor, org, invite, "identity_bound_to_other_member",
                           provider=identity.provider, identity=identity)
-    else:
-        # A DELETED member's old identity moves to the new membership.
+        # Bound to this member already, or a DELETED member's old identity moving to the new membership.
         bound.member_id = member.id
-    bound.last_login_at = now
-    invite.status = InviteStatus.ACCEPTED.value
-    invite.accepted_at = now
-    member.status = MemberStatus.ACTIVE.value
-    member.activated_at = member.activated_at or now
-    member.last_login_at = now
+        bound.last_login_at = utcnow()
     details = {"provider": identity.provider, "account": identity.account, "subject": identity.subject,
                "issuer": identity.issuer, "tenant_id": identity.tenant_id}
-    audit.record(session, actor, "invite.accepted", org_id=org.id, target_type="invite", target_id=invite.id,
-                 details=details)
-    events.emit(session, org, "invite.accepted", member=member, invite=invite, identity_provider=identity.provider)
-    events.emit(session, org, "member.activated", member=member, invite=invite, via="invite",
-                identity={"provider": identity.provider, "issuer": identity.issuer, "subject": identity.subject,
-                          "tenant_id": identity.tenant_id, "email": identity.email})
-    session.flush()
+    members.activate(session, actor, org, member, invite, details=details,
+                     accepted={"identity_provider": identity.provider},
+                     activated={"via": "invite", "identity": {
+                         "provider": identity.provider, "issuer": identity.issuer, "subject": identity.subject,
+                         "tenant_id": identity.tenant_id, "email": identity.email}})
     return Outcome(ACCEPTED, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
 
 

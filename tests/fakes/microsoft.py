@@ -60,6 +60,10 @@ USER_PROPERTIES = (
     "otherMails",
     "userType",
 )
+READ_ONLY_USER_PROPERTIES = frozenset(
+    {"id", "createdDateTime", "creationType", "externalUserState", "externalUserStateChangeDateTime"}
+)
+WRITABLE_USER_PROPERTIES = frozenset(USER_PROPERTIES) - READ_ONLY_USER_PROPERTIES
 # Maximum subscription lifetimes in minutes; directory resources get 29 days.
 MAX_SUBSCRIPTION_MINUTES = {"users": 41760, "groups": 41760}
 OTHER_SUBSCRIPTION_MINUTES = 4230
@@ -271,6 +275,7 @@ class FakeMicrosoft(FakeService):
             route("POST", r"/v1\.0/invitations", "POST /v1.0/invitations", self._invite),
             route("GET", users, "GET /v1.0/users", self._list_users),
             route("GET", users + r"/(?P<user_id>[^/]+)", "GET /v1.0/users/{id}", self._get_user),
+            route("PATCH", users + r"/(?P<user_id>[^/]+)", "PATCH /v1.0/users/{id}", self._update_user),
             route("DELETE", users + r"/(?P<user_id>[^/]+)", "DELETE /v1.0/users/{id}", self._delete_user),
             route("GET", subs, "GET /v1.0/subscriptions", self._list_subscriptions),
             route("POST", subs, "POST /v1.0/subscriptions", self._create_subscription),
@@ -767,6 +772,49 @@ class FakeMicrosoft(FakeService):
                 "value": [{name: u[name] for name in select} for u in found],
             },
         )
+
+    def _update_user(self, request: FakeRequest, user_id: str) -> FakeResponse:
+        """PATCH /users/{id}: 204 without a body; accountEnabled also with User.EnableDisableAccount.All."""
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        roles = {"User.ReadWrite.All", "Directory.ReadWrite.All"}
+        if isinstance(body, dict) and set(body) == {"accountEnabled"}:
+            roles.add("User.EnableDisableAccount.All")
+        denied = self._graph_denied(request, roles)
+        if denied:
+            return denied
+        if not isinstance(body, dict):
+            return self._graph_error(request, 400, "BadRequest", "Unable to read JSON request payload.")
+        user = self._find_user(user_id)
+        if user is None:
+            return self._graph_error(
+                request,
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{user_id}' does not exist or one of its queried reference-property objects "
+                "are not present.",
+            )
+        for name, value in body.items():
+            if name not in WRITABLE_USER_PROPERTIES:
+                return self._graph_error(
+                    request,
+                    400,
+                    "Request_BadRequest",
+                    f"Property '{name}' is read-only and cannot be set."
+                    if name in USER_PROPERTIES
+                    else f"Property '{name}' does not exist as a declared property or extension property.",
+                )
+            if name == "accountEnabled" and not isinstance(value, bool):
+                return self._graph_error(
+                    request,
+                    400,
+                    "Request_BadRequest",
+                    "Invalid value specified for property 'accountEnabled' of resource 'User'.",
+                )
+        user.update(body)
+        return FakeResponse.empty(204, self._graph_headers(request))
 
     def _delete_user(self, request: FakeRequest, user_id: str) -> FakeResponse:
         denied = self._graph_denied(request, {"User.ReadWrite.All", "Directory.ReadWrite.All"})

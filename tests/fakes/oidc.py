@@ -1,8 +1,10 @@
 """A stateful OpenID Provider faked at the HTTP boundary: discovery, JWKS, token and userinfo endpoints.
 
 It follows OpenID Connect Core / RFC 7636: codes are single use, bound to the client, redirect_uri and
-PKCE challenge; the token endpoint takes client_secret_basic. Tests decide what the ID token says, and can
-mint bad tokens (wrong key, alg none, HMAC keyed with the public key, a key the JWKS does not list yet).
+PKCE challenge; the token endpoint takes client_secret_basic. With `iss_parameter` it follows RFC 9207:
+discovery advertises `authorization_response_iss_parameter_supported` and responses carry `iss`. Tests decide
+what the ID token says, and can mint bad tokens (wrong key, alg none, HMAC keyed with the public key, a key
+the JWKS does not list yet).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +23,11 @@ from urllib.parse import parse_qs, urlsplit
 import responses
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from requests import PreparedRequest
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+Handler = Callable[[PreparedRequest], tuple[int, dict[str, str], str]]
 
 _KEYS: dict[str, RSAKey] = {}
 
@@ -58,6 +64,7 @@ class FakeOP:
     base: str = ""
     discovery_issuer: str | None = None
     discovery_path: str = ""
+    iss_parameter: bool = False
     keys: list[RSAKey] = field(default_factory=list)
     published: list[RSAKey] = field(default_factory=list)
     codes: dict[str, Authorization] = field(default_factory=dict)
@@ -75,14 +82,25 @@ class FakeOP:
     def authorization_endpoint(self) -> str:
         return f"{self.base}/authorize"
 
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        """This OP's endpoints: (method, URL) to handler."""
+        discovery = f"{(self.discovery_path or self.base).rstrip('/')}/.well-known/openid-configuration"
+        return {("GET", discovery): self._discovery, ("GET", f"{self.base}/jwks"): self._jwks,
+                ("POST", f"{self.base}/token"): self._token, ("GET", f"{self.base}/userinfo"): self._userinfo}
+
     def install(self, rsps: responses.RequestsMock) -> FakeOP:
         """Answer this OP's endpoints through `responses`."""
-        discovery = f"{(self.discovery_path or self.base).rstrip('/')}/.well-known/openid-configuration"
-        rsps.add_callback(responses.GET, discovery, callback=self._discovery)
-        rsps.add_callback(responses.GET, f"{self.base}/jwks", callback=self._jwks)
-        rsps.add_callback(responses.POST, f"{self.base}/token", callback=self._token)
-        rsps.add_callback(responses.GET, f"{self.base}/userinfo", callback=self._userinfo)
+        for (method, url), handler in self.routes().items():
+            rsps.add_callback(method, url, callback=handler)
         return self
+
+    def adapter(self) -> BaseAdapter:
+        """A requests transport answering this OP's endpoints, to mount on one Session.
+
+        Same endpoints and behaviour as install(), without `responses`' request matching, which a benchmark
+        would otherwise count as the relying party's time.
+        """
+        return _Transport(self.routes())
 
     def _discovery(self, _req: PreparedRequest) -> tuple[int, dict[str, str], str]:
         doc = {"issuer": self.discovery_issuer or self.issuer, "authorization_endpoint": self.authorization_endpoint,
@@ -90,6 +108,8 @@ class FakeOP:
                "userinfo_endpoint": f"{self.base}/userinfo", "response_types_supported": ["code"],
                "id_token_signing_alg_values_supported": ["RS256"], "code_challenge_methods_supported": ["S256"],
                "token_endpoint_auth_methods_supported": ["client_secret_basic"]}
+        if self.iss_parameter:
+            doc["authorization_response_iss_parameter_supported"] = True
         return 200, {"Content-Type": "application/json"}, json.dumps(doc)
 
     def _jwks(self, _req: PreparedRequest) -> tuple[int, dict[str, str], str]:
@@ -108,7 +128,7 @@ class FakeOP:
 
     def authorize(self, url: str, claims: Mapping[str, Any] | None = None, *,
                   userinfo: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """Play the person signing in: returns the callback parameters (code, state, iss)."""
+        """Play the person signing in: returns the callback parameters (code, state, and iss per RFC 9207)."""
         parts = urlsplit(url)
         assert f"{parts.scheme}://{parts.netloc}{parts.path}" == self.authorization_endpoint, url
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -118,7 +138,16 @@ class FakeOP:
         code = secrets.token_urlsafe(16)
         self.codes[code] = Authorization(params=params, claims=dict(claims or {}),
                                          userinfo=dict(userinfo) if userinfo is not None else None)
-        return {"code": code, "state": params["state"]}
+        callback = {"code": code, "state": params["state"]}
+        if self.iss_parameter:
+            callback["iss"] = self.issuer
+        return callback
+
+    def sign_ahead(self, code: str) -> None:
+        """Sign the ID token for this code now rather than at the token request (as a remote OP does it on
+        its own machine, outside the relying party's time)."""
+        entry = self.codes[code]
+        entry.id_token = self.sign(self.id_token_claims(entry))
 
     def id_token_claims(self, auth: Authorization) -> dict[str, Any]:
         now = int(time.time())
@@ -179,3 +208,27 @@ class FakeOP:
     @staticmethod
     def _error(status: int, error: str) -> tuple[int, dict[str, str], str]:
         return status, {"Content-Type": "application/json"}, json.dumps({"error": error})
+
+
+class _Transport(BaseAdapter):
+    """Routes requests to in-process handlers by method and URL (query string ignored, as `responses` does)."""
+
+    def __init__(self, routes: dict[tuple[str, str], Handler]) -> None:
+        super().__init__()
+        self.routes = routes
+
+    def send(self, request: PreparedRequest, stream: bool = False, timeout: Any = None, verify: Any = True,
+             cert: Any = None, proxies: Any = None) -> Response:
+        handler = self.routes.get((str(request.method), str(request.url).split("?", 1)[0]))
+        status, headers, body = handler(request) if handler is not None else (404, {}, "")
+        resp = Response()
+        resp.status_code = status
+        resp.headers = CaseInsensitiveDict(headers)
+        resp._content = body.encode()
+        resp.encoding = "utf-8"
+        resp.url = str(request.url)
+        resp.request = request
+        return resp
+
+    def close(self) -> None:
+        pass

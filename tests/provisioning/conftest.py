@@ -1,4 +1,8 @@
-"""Fixtures for provisioning: a Keycloak realm and a Microsoft tenant faked at the HTTP boundary."""
+"""Fixtures for provisioning: a Keycloak realm and a Microsoft tenant faked at the HTTP boundary.
+
+The Keycloak fake is served on a loopback port (the admin client talks to it over real keep-alive HTTP);
+the Microsoft fake answers through `responses`, as msal and Graph calls go through requests.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from idp_bridge.worker import Worker
 from tests.fakes import FakeKeycloak, FakeMicrosoft
 
 KEYCLOAK = {"type": "keycloak", "server_url": "https://kc.test", "realm": "acme", "client_id": "idp-bridge",
-            "client_secret": "kc-secret", "rate_limit_per_second": 0}
+            "client_secret": "kc-secret", "rate_limit_per_second": 0, "timeout_seconds": 1.0}
+# Longer than the client's timeout: a `timeout` fault leaves the client without an answer.
+HANG_S = 1.5
 
 
 MICROSOFT = FakeMicrosoft()
@@ -26,9 +32,10 @@ ENTRA = {"type": "entra", "tenant": MICROSOFT.tenant_id, "client_id": MICROSOFT.
 
 
 @pytest.fixture
-def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+def settings_overrides(settings_overrides: dict[str, Any], keycloak: FakeKeycloak) -> dict[str, Any]:
     """Both provisioning providers configured (they connect only when a job needs them)."""
-    settings_overrides["providers"] = {"keycloak": dict(KEYCLOAK), "entra": dict(ENTRA)}
+    served = {**KEYCLOAK, "server_url": keycloak.served_url}
+    settings_overrides["providers"] = {"keycloak": served, "entra": dict(ENTRA)}
     return settings_overrides
 
 
@@ -38,11 +45,20 @@ def http() -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
+class ServedKeycloak(FakeKeycloak):
+    """The fake realm plus the loopback URL it is served at."""
+
+    served_url: str = ""
+
+
 @pytest.fixture
-def keycloak(http: responses.RequestsMock) -> FakeKeycloak:
-    fake = FakeKeycloak(redirect_uris=("https://join.test/invite/*",))
-    fake.install(http)
-    return fake
+def keycloak(http: responses.RequestsMock) -> Iterator[ServedKeycloak]:
+    fake = ServedKeycloak(redirect_uris=("https://join.test/invite/*",))
+    with fake.serve() as url:
+        fake.served_url = str(url)
+        # The token request goes through requests, which `responses` would otherwise refuse.
+        http.add_passthru(str(url))
+        yield fake
 
 
 @pytest.fixture

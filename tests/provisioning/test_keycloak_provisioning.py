@@ -292,3 +292,42 @@ def test_resending_while_provisioning_still_retries_keeps_one_job_carrying_the_n
     assert len(keycloak.users) == 1
     [sent] = keycloak.action_emails
     assert sent.redirect_uri == resent.get_json()["link"]
+
+
+def test_a_token_endpoint_429_schedules_the_retry_after_its_retry_after(
+        bridge: Bridge, client: FlaskClient, worker: Worker, keycloak: FakeKeycloak) -> None:
+    from sqlalchemy import select
+
+    from idp_bridge.models import Job, utcnow
+
+    keycloak.faults = FaultPlan(script=["429"], retry_after=120, applies_to=lambda r: r.path.endswith("/token"))
+    api = setup_api(bridge, client)
+    body = api.invite("slow@example.com", provider="keycloak")
+
+    before = utcnow()
+    assert worker.run_once() == {"done": 0, "retry": 1, "failed": 0}
+
+    with bridge.sessions() as session:
+        [job] = session.scalars(select(Job).where(Job.kind == "provision_invite"))
+    assert job.status == "queued"
+    assert (job.run_after - before).total_seconds() >= 119
+    assert keycloak.calls["POST /token"] == 1 and keycloak.calls["GET /users"] == 0
+    shown = api.get(f"/invites/{body['id']}").get_json()["provisioning"]
+    assert shown["state"] == "pending" and "HTTP 429" in shown["last_error"]
+
+
+def test_a_resend_while_provisioning_is_at_keycloak_still_sends_the_new_link(
+        bridge: Bridge, client: FlaskClient, worker: Worker, keycloak: FakeKeycloak) -> None:
+    api = setup_api(bridge, client)
+    body = api.invite("race@example.com", provider="keycloak")
+    [running] = worker.claim(10)  # the first job is mid-run with the first link...
+
+    resent = api.post(f"/invites/{body['id']}/resend")  # ...when an admin resends the invite
+    assert resent.status_code == 200, resent.get_json()
+    assert worker.run_job(running) == "done"
+    drain(bridge, worker)
+
+    assert len(keycloak.users) == 1
+    assert [e.redirect_uri for e in keycloak.action_emails] == [body["link"], resent.get_json()["link"]]
+    row = invite_row(bridge, body["id"])
+    assert (row.provisioning_state, row.idp_user_created) == ("done", True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from idp_bridge.app import job_kinds, make_worker
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.inputs import InviteInput
-from idp_bridge.jobs import RetryLater
+from idp_bridge.jobs import JobView, RetryLater
 from idp_bridge.models import Invite, Job
 from idp_bridge.provisioning import provision_invite
 from idp_bridge.services import invites, orgs
@@ -21,7 +22,7 @@ from idp_bridge.worker import Worker
 from tests.fakes import FakeKeycloak, FaultPlan
 from tests.helpers import make_org
 
-from .conftest import drain
+from .conftest import HANG_S, drain
 
 
 def invite_many(bridge: Bridge, count: int, provider: str = "keycloak") -> list[str]:
@@ -51,6 +52,7 @@ def assert_one_account_per_invite(bridge: Bridge, keycloak: FakeKeycloak, ids: l
 def patient(settings_overrides: dict[str, Any]) -> dict[str, Any]:
     # With 30 % of calls failing, a job needs many attempts; backoff stays in milliseconds.
     settings_overrides["job_max_attempts"] = 60
+    settings_overrides["providers"]["keycloak"]["timeout_seconds"] = 0.3
     return settings_overrides
 
 
@@ -58,7 +60,7 @@ def patient(settings_overrides: dict[str, Any]) -> dict[str, Any]:
 def test_thirty_percent_faults_lose_no_invite_and_duplicate_no_account(
         patient: dict[str, Any], bridge: Bridge, worker: Worker, keycloak: FakeKeycloak) -> None:
     keycloak.faults = FaultPlan(p_503=0.1, p_429=0.05, p_timeout=0.1, p_commit_then_fail=0.05,
-                                retry_after=0, seed=7)
+                                retry_after=0, seed=7, hang_s=0.6)
     ids = invite_many(bridge, 300)
 
     counts = drain(bridge, worker, time_limit=120)
@@ -74,14 +76,18 @@ def test_a_worker_killed_after_creating_accounts_leaves_one_account_per_invite(
     keycloak.unmanaged_attributes = realm_keeps_attributes
     ids = invite_many(bridge, 20)
     # The first worker creates every account, then dies before recording anything (no answer to its create).
-    keycloak.faults = FaultPlan(script=["commit_timeout"] * 20,
+    keycloak.faults = FaultPlan(script=["commit_timeout"] * 20, hang_s=HANG_S,
                                 applies_to=lambda r: r.method == "POST" and r.path.endswith("/users"))
     doomed = Worker(bridge, job_kinds(bridge), concurrency=2, lease_seconds=0.3)
     claimed = doomed.claim(50)
     assert len(claimed) == 20
-    for job in claimed:
+
+    def attempt(job: JobView) -> None:
         with pytest.raises(RetryLater):
             provision_invite(bridge, job)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(attempt, claimed))
     assert len(keycloak.users) == 20
     with bridge.sessions() as session:
         assert {j.status for j in session.scalars(select(Job).where(Job.kind == "provision_invite"))} == {"running"}

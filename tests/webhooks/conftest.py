@@ -1,10 +1,15 @@
-"""Fixtures for IdP events: providers configured, their HTTP faked at the boundary, a drained worker."""
+"""Fixtures for IdP events: providers configured, their HTTP faked at the boundary, a drained worker.
+
+The Keycloak fake is served on a loopback port (the admin client talks to it over real keep-alive HTTP);
+the Microsoft and Google fakes answer through `responses`.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import responses
@@ -35,22 +40,42 @@ PROVIDERS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+def settings_overrides(settings_overrides: dict[str, Any], keycloak: ServedKeycloak) -> dict[str, Any]:
     settings_overrides["providers"] = {name: dict(options) for name, options in PROVIDERS.items()}
+    settings_overrides["providers"]["keycloak"]["server_url"] = keycloak.served_url
     return settings_overrides
 
 
 @pytest.fixture
 def http() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        # Peers served on loopback (the Keycloak fake, webhook receivers) are reached for real.
+        rsps.add_passthru(re.compile(r"http://127\.0\.0\.1:\d+/"))
         yield rsps
 
 
+class ServedKeycloak(FakeKeycloak):
+    """The fake realm plus the loopback URL it is served at (its issuer is built from that URL, as Keycloak's)."""
+
+    served_url: str = ""
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.served_url or self.base_url}/realms/{self.realm}"
+
+
+K = TypeVar("K", bound=ServedKeycloak)
+
+
+def serve_keycloak(fake: K) -> Iterator[K]:
+    with fake.serve() as url:
+        fake.served_url = str(url).rstrip("/")
+        yield fake
+
+
 @pytest.fixture
-def keycloak(http: responses.RequestsMock) -> FakeKeycloak:
-    fake = FakeKeycloak(redirect_uris=("https://join.test/invite/*",))
-    fake.install(http)
-    return fake
+def keycloak(http: responses.RequestsMock) -> Iterator[ServedKeycloak]:
+    yield from serve_keycloak(ServedKeycloak(redirect_uris=("https://join.test/invite/*",)))
 
 
 @pytest.fixture

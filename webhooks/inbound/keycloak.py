@@ -1,4 +1,5 @@
-"""Keycloak events: p2-inc keycloak-events (X-Keycloak-Signature HMAC) and vymalo keycloak-webhook (Basic auth)."""
+"""Keycloak events: p2-inc keycloak-events (X-Keycloak-Signature HMAC, or a realm-signed bearer JWT) and vymalo
+keycloak-webhook (Basic auth)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+import requests
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, KeySetSerialization
+from joserfc.jws import JWSRegistry
 
 from idp_bridge.bridge import Bridge
+from idp_bridge.errors import ConfigError
+from idp_bridge.idp import flag, number
 from idp_bridge.inbox import IdpSignal, InboundView
 from idp_bridge.security import same
 
@@ -19,6 +30,16 @@ SOURCE = "keycloak"
 # First login, or finishing the required actions set at provisioning, proves the invitee owns the account.
 ACTIVATING = frozenset({"LOGIN", "UPDATE_PASSWORD", "VERIFY_EMAIL"})
 USER_PATH = re.compile(r"^users/([^/]+)$")
+# p2's bearer mode signs with the realm's active key for the webhook's algorithm (RS256 unless set); only
+# asymmetric algorithms can be checked against a JWKS, so HS* and "none" are never accepted.
+BEARER_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                               "EdDSA"})
+# The claim binding the token to the exact body: lowercase hex SHA-256 of the body's bytes.
+BODY_HASH_CLAIM = "request_body_sha256"
+CLOCK_SKEW_SECONDS = 60
+# A token naming an unknown kid refetches the JWKS at most this often, so forged kids cannot make every
+# request a call to Keycloak.
+KEY_REFRESH_SECONDS = 10.0
 
 
 def _providers(bridge: Bridge) -> list[Any]:
@@ -29,17 +50,157 @@ def _option(provider: Any, key: str) -> str:
     return str(getattr(provider, "options", {}).get(key) or "")
 
 
-def verify(bridge: Bridge, body: bytes, headers: Mapping[str, str]) -> str | None:
-    """The name of the Keycloak provider whose secret authenticates this request, or None."""
-    headers = {k.lower(): v for k, v in headers.items()}
-    signature = (headers.get("x-keycloak-signature") or "").strip().lower().removeprefix("sha256=")
+class KeysUnavailable(Exception):
+    """The realm's JWKS could not be read, so a bearer token cannot be checked now; the sender should retry."""
+
+
+class RealmKeys:
+    """A realm's signing keys from its JWKS endpoint: fetched once, refetched when a token names an unknown kid."""
+
+    def __init__(self, url: str, *, verify: bool | str = True, timeout: float = 10.0,
+                 refresh_every: float = KEY_REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.verify = verify
+        self.timeout = timeout
+        self.refresh_every = refresh_every
+        self.clock = clock
+        self.http = requests.Session()
+        self._keys: KeySet | None = None
+        self._refreshed_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> KeySet:
+        try:
+            resp = self.http.get(self.url, timeout=self.timeout, verify=self.verify)
+            doc = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise KeysUnavailable(f"cannot read {self.url}: {type(exc).__name__}") from exc
+        if resp.status_code != 200 or not isinstance(doc, dict):
+            raise KeysUnavailable(f"{self.url} answered {resp.status_code}")
+        try:
+            return KeySet.import_key_set(cast(KeySetSerialization, doc))
+        except (JoseError, ValueError, KeyError, TypeError) as exc:
+            raise KeysUnavailable(f"{self.url} is not a JWKS") from exc
+
+    def for_kid(self, kid: str | None) -> KeySet:
+        """The key set, refreshed first when it lacks `kid` and no refresh happened within refresh_every."""
+        with self._lock:
+            keys = self._keys
+            if keys is not None and (kid is None or any(k.kid == kid for k in keys.keys)):
+                return keys
+            now = self.clock()
+            if keys is not None and self._refreshed_at is not None and now - self._refreshed_at < self.refresh_every:
+                return keys
+            fresh = self._fetch()
+            if keys is not None:
+                self._refreshed_at = now
+            self._keys = fresh
+            return fresh
+
+
+class BearerVerifier:
+    """Checks p2-inc keycloak-events bearer tokens: realm signature, issuer, audience, lifetime, body hash."""
+
+    def __init__(self, *, issuer: str, keys: RealmKeys, audience: str | None = None,
+                 algorithms: frozenset[str] = frozenset({"RS256"}), clock: Callable[[], float] = time.time) -> None:
+        self.issuer = issuer
+        self.keys = keys
+        self.audience = audience
+        self.algorithms = sorted(algorithms)
+        self.clock = clock
+
+    def verify(self, token: str, body: bytes) -> bool:
+        """True when the token is valid and made for exactly this body; raises KeysUnavailable."""
+        try:
+            header = json.loads(_b64url(token.split(".")[0]))
+        except (ValueError, IndexError):
+            return False
+        if not isinstance(header, dict) or header.get("alg") not in self.algorithms:
+            return False
+        kid = header.get("kid")
+        keys = self.keys.for_kid(kid if isinstance(kid, str) else None)
+        try:
+            claims = dict(jwt.decode(token, keys, algorithms=self.algorithms,
+                                     registry=JWSRegistry(algorithms=self.algorithms)).claims)
+            options: dict[str, Any] = {"iss": {"essential": True, "value": self.issuer},
+                                       "exp": {"essential": True}, "iat": {"essential": True}}
+            if self.audience:
+                options["aud"] = {"essential": True, "value": self.audience}
+            jwt.JWTClaimsRegistry(now=int(self.clock()), leeway=CLOCK_SKEW_SECONDS, **options).validate(claims)
+        except (JoseError, ValueError, TypeError):
+            return False
+        iat = claims["iat"]
+        if not isinstance(iat, int | float) or isinstance(iat, bool) or iat > self.clock() + CLOCK_SKEW_SECONDS:
+            return False
+        presented = claims.get(BODY_HASH_CLAIM)
+        return isinstance(presented, str) and same(presented.lower(), hashlib.sha256(body).hexdigest())
+
+
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _unverified_issuer(token: str) -> str | None:
+    try:
+        claims = json.loads(_b64url(token.split(".")[1]))
+    except (ValueError, IndexError):
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else None
+
+
+def bearer_verifier(provider: Any) -> BearerVerifier | None:
+    """The provider's bearer-token verifier when `webhook_jwt` is on, built from its settings."""
+    name, options = str(provider.name), getattr(provider, "options", {})
+    if not flag(options, name, "webhook_jwt", False):
+        return None
+    raw = options.get("webhook_jwt_algorithms") or ["RS256"]
+    algorithms = frozenset(a.strip() for a in (raw.split(",") if isinstance(raw, str) else raw) if a.strip())
+    if not algorithms or not algorithms <= BEARER_ALGORITHMS:
+        raise ConfigError(f"providers.{name}.webhook_jwt_algorithms",
+                          f"choose from {', '.join(sorted(BEARER_ALGORITHMS))}")
+    realm_url = f"{provider.server_url}/realms/{provider.realm}"
+    keys = RealmKeys(f"{realm_url}/protocol/openid-connect/certs", verify=options.get("ca_file") or True,
+                     timeout=number(options, name, "timeout_seconds", 10.0, minimum=0.1))
+    return BearerVerifier(issuer=str(options.get("webhook_jwt_issuer") or realm_url).rstrip("/"), keys=keys,
+                          audience=str(options.get("webhook_jwt_audience") or "") or None, algorithms=algorithms)
+
+
+def bearer_verifiers(bridge: Bridge) -> dict[str, BearerVerifier]:
+    """Bearer verifiers of the Keycloak providers that accept bearer tokens, by provider name; built once."""
+    with _VERIFIERS_LOCK:
+        found = bridge.extras.get("keycloak_bearer_verifiers")
+        if found is None:
+            built = {str(p.name): bearer_verifier(p) for p in _providers(bridge)}
+            found = bridge.extras["keycloak_bearer_verifiers"] = {n: v for n, v in built.items() if v is not None}
+        return cast(dict[str, BearerVerifier], found)
+
+
+_VERIFIERS_LOCK = threading.Lock()
+
+
+def verify(bridge: Bridge, body: bytes, *, signature: str | None, authorization: str | None) -> str | None:
+    """The name of the Keycloak provider that authenticates this request, or None; may raise KeysUnavailable.
+
+    p2-inc keycloak-events sends either `X-Keycloak-Signature` (hex HMAC-SHA256 of the body with the shared
+    secret) or `Authorization: Bearer <JWT>` signed by the realm; vymalo keycloak-webhook sends Basic auth.
+    """
+    signature = (signature or "").strip().lower().removeprefix("sha256=")
     if signature:
         for provider in _providers(bridge):
             secret = _option(provider, "webhook_secret")
             if secret and same(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(), signature):
                 return str(provider.name)
         return None
-    scheme, _, value = (headers.get("authorization") or "").partition(" ")
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        token = value.strip()
+        issuer = _unverified_issuer(token)
+        for name, verifier in bearer_verifiers(bridge).items():
+            # Only the realm the token claims to come from is asked for keys.
+            if issuer == verifier.issuer and verifier.verify(token, body):
+                return name
+        return None
     if scheme.lower() != "basic" or not value:
         return None
     try:

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
@@ -22,6 +23,7 @@ from idp_bridge.db import is_sqlite, read_only, transaction
 from idp_bridge.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
 from idp_bridge.services.webhooks import DELIVER_JOB, FAILED, PENDING, SUCCEEDED, signing_secrets
 from idp_bridge.worker import JobKind, JobView
+from webhooks.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,11 @@ def sign(secrets: list[str], msg_id: str, timestamp: datetime, body: str) -> str
 
 
 def body_of(event: Event) -> str:
-    return json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False)
+    return _body(event.payload)
+
+
+def _body(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 def fan_out(bridge: Bridge) -> int:
@@ -109,26 +115,58 @@ def _http(bridge: Bridge) -> requests.Session:
     return http
 
 
+_deliveries = cast(Table, WebhookDelivery.__table__)
+_endpoints = cast(Table, WebhookEndpoint.__table__)
+_events = cast(Table, Event.__table__)
+_attempts = cast(Table, WebhookAttempt.__table__)
+
+# The delivery path runs Core statements built once, so each delivery costs a few cached executions rather
+# than ORM loads, flushes and bulk-update bookkeeping.
+_READ = (
+    select(_deliveries.c.status, _deliveries.c.attempts, _deliveries.c.created_at, _endpoints.c.id,
+           _endpoints.c.org_id, _endpoints.c.url, _endpoints.c.enabled, _endpoints.c.secret,
+           _endpoints.c.previous_secret, _endpoints.c.previous_secret_expires_at, _events.c.id, _events.c.payload)
+    .select_from(_deliveries.join(_endpoints, _endpoints.c.id == _deliveries.c.endpoint_id)
+                 .join(_events, _events.c.id == _deliveries.c.event_id))
+    .where(_deliveries.c.id == bindparam("delivery_id"))
+)
+_STILL_PENDING = select(_deliveries.c.id).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)),
+                                                _deliveries.c.status == PENDING)
+_SUCCEED = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.status == PENDING)
+    .values(status=SUCCEEDED, succeeded_at=bindparam("now"), last_status_code=bindparam("status_code"),
+            last_error=None, attempts=bindparam("attempt"), last_attempt_at=bindparam("now"))
+)
+_LOG_ATTEMPT = insert(_attempts)
+_RECOVERED = (
+    update(_endpoints)
+    .where(_endpoints.c.id == bindparam("endpoint_id"), _endpoints.c.failing_since.is_not(None))
+    .values(failing_since=None)
+)
+_GIVE_UP = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.status == PENDING)
+    .values(status=FAILED, last_error="endpoint disabled")
+)
+
+
 def _prepare(bridge: Bridge, delivery_id: str) -> Outgoing | None:
     # Read-only: on SQLite the write lock is taken only to record the outcome, not while reading.
-    with read_only(), transaction(bridge.sessions) as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != PENDING:
-            return None  # already delivered, given up on, or deleted with its endpoint
-        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-        event = session.get(Event, delivery.event_id)
-        if endpoint is None or event is None:
-            return None
-        out = Outgoing(delivery.id, endpoint.id, event.id, endpoint.org_id, endpoint.url, body_of(event),
-                       signing_secrets(endpoint), delivery.attempts + 1, delivery.created_at)
-        enabled = endpoint.enabled
+    with read_only(), bridge.engine.begin() as conn:
+        row = conn.execute(_READ, {"delivery_id": delivery_id}).first()
+    if row is None or row[0] != PENDING:
+        return None  # already delivered, given up on, or deleted with its endpoint
+    (_, attempts, created_at, endpoint_id, org_id, url, enabled, secret, previous, previous_until, event_id,
+     payload) = row
     if not enabled:
-        with transaction(bridge.sessions) as session:
-            session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
-                                                          WebhookDelivery.status == PENDING)
-                            .values(status=FAILED, last_error="endpoint disabled"))
+        with _writing(bridge), bridge.engine.begin() as conn:
+            conn.execute(_GIVE_UP, {"delivery_id": delivery_id})
         return None
-    return out
+    secrets = signing_secrets(WebhookEndpoint(secret=secret, previous_secret=previous,
+                                              previous_secret_expires_at=previous_until))
+    return Outgoing(delivery_id, endpoint_id, event_id, org_id, url, _body(payload), secrets, attempts + 1,
+                    created_at)
 
 
 def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
@@ -176,30 +214,58 @@ def deliver(bridge: Bridge, job: JobView) -> None:
     status_code, error = _send(bridge, out)
     duration_ms = int((time.monotonic() - started) * 1000)
     manual = bool(job.payload.get("manual"))
+    if error is None:
+        _record_success(bridge, out, status_code, duration_ms, manual)
+        return
     with _writing(bridge), transaction(bridge.sessions) as session:
-        now = utcnow()
-        if error is None:
-            _record_success(session, out, status_code, duration_ms, manual, now)
-            return
-        retry_in = _record_failure(bridge, session, out, status_code, error, duration_ms, manual, now)
+        retry_in = _record_failure(bridge, session, out, status_code, error, duration_ms, manual, utcnow())
     if retry_in is not None:
         raise jobs.RetryLater(error, delay=retry_in)
 
 
-def _record_success(session: Session, out: Outgoing, status_code: int | None, duration_ms: int, manual: bool,
-                    now: datetime) -> None:
+@dataclass(frozen=True)
+class _Success:
+    out: Outgoing
+    status_code: int | None
+    duration_ms: int
+    manual: bool
+
+
+def _record_success(bridge: Bridge, out: Outgoing, status_code: int | None, duration_ms: int,
+                    manual: bool) -> None:
+    """Mark the delivery succeeded and log the attempt; returns once committed (with other threads' successes)."""
+    with _SUCCESS_LOG_LOCK:
+        successes = bridge.extras.get("webhook_success_log")
+        if successes is None:
+            successes = bridge.extras["webhook_success_log"] = GroupCommit(
+                bridge.engine, _write_successes, name="webhook-success-log", turn=lambda: _writing(bridge))
+    successes.submit(_Success(out, status_code, duration_ms, manual))
+
+
+_SUCCESS_LOG_LOCK = threading.Lock()
+
+
+def _write_successes(conn: Connection, batch: list[_Success]) -> None:
     # Only the attempt that flips pending to succeeded counts as the success; a late duplicate never does.
-    flipped = session.execute(
-        update(WebhookDelivery).where(WebhookDelivery.id == out.delivery_id, WebhookDelivery.status == PENDING)
-        .values(status=SUCCEEDED, succeeded_at=now, last_status_code=status_code, last_error=None,
-                attempts=out.attempt, last_attempt_at=now)
-    ).rowcount  # type: ignore[attr-defined]
-    session.add(WebhookAttempt(delivery_id=out.delivery_id, endpoint_id=out.endpoint_id, event_id=out.event_id,
-                               attempt=out.attempt, manual=manual, success=bool(flipped), status_code=status_code,
-                               error=None if flipped else "already delivered", duration_ms=duration_ms, at=now))
-    session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == out.endpoint_id,
-                                                  WebhookEndpoint.failing_since.is_not(None))
-                    .values(failing_since=None))
+    pick = _STILL_PENDING.with_for_update() if conn.dialect.name == "postgresql" else _STILL_PENDING
+    pending = set(conn.scalars(pick, {"ids": sorted({s.out.delivery_id for s in batch})}))
+    now = utcnow()
+    flips, attempts = [], []
+    for s in batch:
+        flipped = s.out.delivery_id in pending
+        pending.discard(s.out.delivery_id)
+        if flipped:
+            flips.append({"delivery_id": s.out.delivery_id, "now": now, "status_code": s.status_code,
+                          "attempt": s.out.attempt})
+        attempts.append({"id": new_id(), "delivery_id": s.out.delivery_id, "endpoint_id": s.out.endpoint_id,
+                         "event_id": s.out.event_id, "attempt": s.out.attempt, "manual": s.manual,
+                         "success": flipped, "status_code": s.status_code,
+                         "error": None if flipped else "already delivered", "duration_ms": s.duration_ms,
+                         "at": now})
+    if flips:
+        conn.execute(_SUCCEED, flips)
+    conn.execute(_LOG_ATTEMPT, attempts)
+    conn.execute(_RECOVERED, [{"endpoint_id": e} for e in sorted({s.out.endpoint_id for s in batch})])
 
 
 def _record_failure(bridge: Bridge, session: Session, out: Outgoing, status_code: int | None, error: str,
