@@ -61,4 +61,5 @@ def make_worker(bridge: Bridge, *, concurrency: int = 4) -> Worker:
 
     # Every few seconds, so outbound webhooks leave soon after the change that emitted them.
     return Worker(bridge, job_kinds(bridge), concurrency=concurrency, periodic_every=5.0,
+                  lease_seconds=bridge.settings.job_lease_seconds,
                   periodic=[sweep_expired, fan_out, renew_due])

@@ -72,6 +72,8 @@ class Settings(BaseModel):
     job_max_attempts: int = Field(default=8, ge=1, le=100)
     job_backoff_base_seconds: float = Field(default=2.0, gt=0)
     job_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    # A job a worker claimed but never finished (the worker died) runs again once this has passed.
+    job_lease_seconds: float = Field(default=300.0, ge=1)
     email_rate_per_second: float = Field(default=10.0, gt=0)
 
     rate_limit_storage_url: str = "memory://"

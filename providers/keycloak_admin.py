@@ -209,8 +209,8 @@ class KeycloakAdmin:
     """The users API of one realm; one instance (one connection pool, one token) serves all worker threads.
 
     The service-account token comes from python-keycloak's OpenID client and is reused until shortly
-    before it expires. The admin calls go through urllib3's pool directly: through requests each call
-    costs about three times the CPU, which bounds how many invites a worker provisions per second.
+    before it expires. The admin calls go through KeepAlivePool: through requests each call costs about
+    three times the CPU, which bounds how many invites a worker provisions per second.
     No call is retried transparently (a repeated create or setup mail is not harmless): failures reach
     check(), and the job retries with backoff and provider-wide pacing.
     """
@@ -222,7 +222,7 @@ class KeycloakAdmin:
         self.client_id = client_id
         self.client_secret = client_secret
         # python-keycloak urljoins relative paths, so a server under a path prefix needs the slash. No
-        # transparent retries: urllib3 would sleep out a 429's Retry-After inside a worker thread.
+        # transparent retries: requests' urllib3 would sleep out a 429's Retry-After inside a worker thread.
         self.openid = KeycloakOpenID(server_url=self.base_url + "/", realm_name=realm, client_id=client_id,
                                      client_secret_key=client_secret, verify=verify, max_retries=0,
                                      timeout=timeout)  # type: ignore[arg-type]  # requests takes floats
