@@ -1,6 +1,6 @@
 # Two entry points do all the set-up on a fresh machine:
 #   make run    run the service on SQLite with the file mail outbox (http://127.0.0.1:8080)
-#   make test   install everything the tests need, then run them on SQLite and on PostgreSQL
+#   make test   install everything the tests need, lint and type-check, then run them on SQLite and on PostgreSQL
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
@@ -23,7 +23,7 @@ run: install
 system-deps:
 	bash scripts/test-deps.sh
 
-test: install system-deps test-sqlite test-postgres
+test: install system-deps lint test-sqlite test-postgres
 
 test-sqlite: install
 	IDP_BRIDGE_TEST_DB=sqlite $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
@@ -33,6 +33,7 @@ test-postgres: install
 
 lint: install
 	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench
+	$(PY) -m mypy idp_bridge providers webhooks
 
 bench: install
 	$(PY) bench/bulk_invite.py
