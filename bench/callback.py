@@ -13,6 +13,10 @@ interval holds the connection, the request, the response and nothing of a client
 The baseline, measured in the same run on the same database, is one raw RS256 verification of an ID token
 plus one committed DB transaction.
 
+Peak memory (SPEC §8): the server is this process (it has no child processes), so its peak RSS (VmHWM) is
+reset just before the measured callbacks and read right after them; the fake IdP and the HTTP client live
+in the same process and are counted with it.
+
     python bench/callback.py [--invites 300] [--database sqlite|postgres] [--fake transport|responses]
 """
 
@@ -20,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -131,13 +137,39 @@ def run(count: int, url: str, workdir: Path, fake: str) -> None:
             provider.oidc.http.mount(f"{ISSUER}/", op.adapter())
         try:
             pending = prepare(bridge, op, public, count)
+            memory = Memory()
             measured = measure_callbacks(public, pending)
+            memory.read()
             baseline = measure_baseline(bridge, op, count)
         finally:
             server.shutdown()
             thread.join(timeout=5)
             bridge.close()
-    report(measured, baseline)
+    report(measured, baseline, memory)
+
+
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class Memory:
+    """Peak RSS of the server process (this one) over the measured callbacks."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.before_mb = status_kb(self.pid, "VmRSS") / 1024
+        # Linux: writing 5 to clear_refs starts VmHWM afresh, so the peak is the callbacks' own.
+        self.reset = False
+        with suppress(OSError):
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            self.reset = True
+        self.peak_mb = 0.0
+
+    def read(self) -> None:
+        self.peak_mb = status_kb(self.pid, "VmHWM") / 1024
 
 
 Pending = list[tuple[str, dict[str, str]]]
@@ -213,12 +245,14 @@ def measure_baseline(bridge: Any, op: FakeOP, count: int) -> list[float]:
     return times
 
 
-def report(measured: list[float], baseline: list[float]) -> None:
+def report(measured: list[float], baseline: list[float], memory: Memory) -> None:
     p50, p99 = statistics.median(measured), percentile(measured, 99)
     b50, b99 = statistics.median(baseline), percentile(baseline, 99)
     print(f"callback over HTTP  n={len(measured)}  p50={p50:.2f} ms  p99={p99:.2f} ms")
     print(f"baseline (RS256 verify + 1 transaction)  p50={b50:.2f} ms  p99={b99:.2f} ms")
     print(f"ratio callback/baseline  p50={p50 / b50:.1f}x  p99={p99 / b99:.1f}x")
+    print(f"server process (pid {memory.pid}) peak RSS during the callbacks: {memory.peak_mb:.1f} MB "
+          f"(RSS before {memory.before_mb:.1f} MB{'' if memory.reset else '; peak since process start'})")
     print(f"target p50<={TARGET_P50_MS} ms: {'met' if p50 <= TARGET_P50_MS else 'NOT met'}; "
           f"p99<={TARGET_P99_MS} ms: {'met' if p99 <= TARGET_P99_MS else 'NOT met'}")
 

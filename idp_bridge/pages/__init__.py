@@ -307,9 +307,8 @@ def callback(provider_name: str) -> Response:
         claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
                                          iss=request.args.get("iss"))
         # One transaction uses the state up and redeems, so a login is either finished or still usable.
-        with transaction(b.sessions) as session:
-            claimed = redeem.claim_login(session, pending)
-            outcome = redeem.finish_login(session, b, actor, pending, provider, claims) if claimed else None
+        with b.engine.begin() as connection:
+            outcome = redeem.complete_login(connection, b, actor, pending, provider, claims)
     except LoginFailed as exc:
         current_app.logger.warning("login for invite %s failed: %s", pending.invite_id, exc)
         with transaction(b.sessions) as session:

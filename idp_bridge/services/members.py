@@ -29,6 +29,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.services import orgs
+from idp_bridge.services.prepared import prepared
 
 MEMBER_SORTS = {
     "created_at": Member.created_at,
@@ -184,28 +185,50 @@ def activate(session: Session, actor: Actor, org: Organization, member: Member, 
     """
     # Written with direct statements rather than the unit of work: this runs once per redeemed invite while
     # the invitee waits, and the flush's bookkeeping would cost more than the statements themselves.
+    write_activation(session.connection(), actor, org, member, invite, details=details, accepted=accepted,
+                     activated=activated)
+
+
+def write_activation(connection: Connection, actor: Actor, org: Organization, member: Member, invite: Invite, *,
+                     details: Mapping[str, Any], accepted: Mapping[str, Any] | None = None,
+                     activated: Mapping[str, Any] | None = None) -> None:
+    """activate()'s statements on a connection inside the caller's transaction.
+
+    `member`, `invite` and `org` only need their columns readable as attributes (ORM instances or rows
+    fetched with Core).
+    """
     now = utcnow()
     sequence = (member.event_seq or 0) + 1
-    connection = session.connection()
-    _write(connection, invite, status=InviteStatus.ACCEPTED.value, accepted_at=now, updated_at=now)
-    _write(connection, member, status=MemberStatus.ACTIVE.value, activated_at=member.activated_at or now,
-           last_login_at=now, updated_at=now, event_seq=sequence + 1)
-    connection.execute(_insert(AuditEvent), [
+    invite_values = {"status": InviteStatus.ACCEPTED.value, "accepted_at": now, "updated_at": now}
+    member_values = {"status": MemberStatus.ACTIVE.value, "activated_at": member.activated_at or now,
+                     "last_login_at": now, "updated_at": now, "event_seq": sequence + 1}
+    _write(connection, Invite, invite, **invite_values)
+    _write(connection, Member, member, **member_values)
+    _insert_rows(connection, AuditEvent, [
         audit.entry(actor, "invite.accepted", org_id=org.id, target_type="invite", target_id=invite.id,
                     details=dict(details)),
         audit.entry(actor, "member.activated", org_id=org.id, target_type="member", target_id=member.id,
                     details=dict(details))])
-    connection.execute(_insert(Event), [
+    _insert_rows(connection, Event, [
         events.build(org, "invite.accepted", sequence, member=member, invite=invite, **dict(accepted or {})),
         events.build(org, "member.activated", sequence + 1, member=member, invite=invite,
                      **dict(activated or {}))])
 
 
-def _write(connection: Connection, row: Member | Invite, **values: Any) -> None:
-    """UPDATE one loaded row now and keep the values as its loaded state, leaving the flush nothing to do."""
-    connection.execute(_update(type(row)), {"row_id": row.id, **values})
+def _write(connection: Connection, model: type[Member | Invite], row: Member | Invite, **values: Any) -> None:
+    """UPDATE one loaded row now and keep the values as its loaded state, leaving the flush nothing to do.
+
+    A row fetched with Core (no ORM state) just takes the new values.
+    """
+    keys = ("row_id", *values)
+    prepared(connection, ("update", model, keys), lambda: _update(model), keys).run(
+        connection, {"row_id": row.id, **values})
+    orm = isinstance(row, model)
     for key, value in values.items():
-        set_committed_value(row, key, value)
+        if orm:
+            set_committed_value(row, key, value)
+        else:
+            setattr(row, key, value)
 
 
 @functools.cache
@@ -213,6 +236,11 @@ def _update(model: type[Member | Invite]) -> Update:
     """UPDATE of one row by id; the columns set are the parameters' other keys."""
     table = cast(Table, model.__table__)
     return update(table).where(table.c.id == bindparam("row_id"))
+
+
+def _insert_rows(connection: Connection, model: type[AuditEvent | Event], rows: list[dict[str, Any]]) -> None:
+    keys = tuple(rows[0])
+    prepared(connection, ("insert", model, keys), lambda: _insert(model), keys).run_many(connection, rows)
 
 
 @functools.cache

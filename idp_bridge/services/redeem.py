@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Connection, Insert, Select, Table, Update, and_, bindparam, delete, select, update
@@ -32,6 +33,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.security import same, seal, token_hash, unseal
 from idp_bridge.services import invites, members, orgs
+from idp_bridge.services.prepared import prepared
 
 LOGIN_STATE_TTL = timedelta(minutes=15)
 MAX_CODE_FAILURES = 5
@@ -101,22 +103,90 @@ def find_login(connection: Connection, bridge: Bridge, *, state: str, browser_se
     """
     if not state or len(state) > 200 or not browser_secret:
         return None
-    row = connection.execute(_find_login_statement(), {"state_hash": token_hash(state)}).one_or_none()
-    if row is None or row.used_at is not None or row.provider != provider:
+    row = prepared(connection, "find_login", _find_login_statement).first(connection,
+                                                                         {"state_hash": token_hash(state)})
+    if row is None:
         return None
-    if not same(row.browser_hash, token_hash(browser_secret)):
+    state_hash, browser_hash, invite_id, link_sealed, row_provider, nonce, code_verifier, created_at, used_at = row
+    if used_at is not None or row_provider != provider:
         return None
-    if row.created_at + LOGIN_STATE_TTL < utcnow():
+    if not same(browser_hash, token_hash(browser_secret)):
         return None
-    return PendingLogin(state_hash=row.state_hash, invite_id=row.invite_id,
-                        link_token=unseal(bridge.settings.secret_key, row.link_sealed), provider=row.provider,
-                        nonce=row.nonce, code_verifier=row.code_verifier)
+    if created_at + LOGIN_STATE_TTL < utcnow():
+        return None
+    return PendingLogin(state_hash=state_hash, invite_id=invite_id,
+                        link_token=unseal(bridge.settings.secret_key, link_sealed), provider=row_provider,
+                        nonce=nonce, code_verifier=code_verifier)
 
 
 def claim_login(session: Session, pending: PendingLogin) -> bool:
     """Use the login state up; False when another callback already did (the conditional update decides a race)."""
-    claimed = session.connection().execute(_claim_login_statement(), {"hash": pending.state_hash, "now": utcnow()})
-    return claimed.rowcount == 1
+    return _claim(session.connection(), pending)
+
+
+def _claim(connection: Connection, pending: PendingLogin) -> bool:
+    claim = prepared(connection, "claim_login", _claim_login_statement)
+    return claim.run(connection, {"hash": pending.state_hash, "now": utcnow()}) == 1
+
+
+def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
+                   claims: Mapping[str, Any]) -> Outcome | None:
+    """Use the login state up and redeem, within the caller's transaction on `connection`.
+
+    None when another callback with the same state finished first. The common case, an open invite
+    redeemed by the right account, runs as a few prebuilt statements; every other outcome is decided by
+    finish_login() (the ORM path) in the same transaction, which re-reads under the same lock and repeats
+    every check.
+    """
+    if not _claim(connection, pending):
+        return None
+    outcome = _accept_directly(connection, bridge, actor, pending, provider, claims)
+    if outcome is not None:
+        return outcome
+    # The session joins the connection's transaction: the caller commits or rolls back.
+    session = bridge.sessions(bind=connection)
+    try:
+        outcome = finish_login(session, bridge, actor, pending, provider, claims)
+        session.flush()
+    finally:
+        session.close()
+    return outcome
+
+
+def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin,
+                     provider: Provider, claims: Mapping[str, Any]) -> Outcome | None:
+    """Redeem when every rule holds at the first look; None (having written nothing) for any other case.
+
+    Reads the invite (row-locked on PostgreSQL), its org, its member and the link the login came through
+    with one Core statement; writes the identity, the two status changes, the audit entries and the events
+    with prebuilt statements.
+    """
+    columns = _lock_columns()
+    lock = prepared(connection, "direct_lock", lambda: _direct_lock_statement(connection.dialect.name))
+    row = lock.first(connection, {"invite_id": pending.invite_id, "link_hash": token_hash(pending.link_token)})
+    if row is None:
+        return None
+    # Plain objects with the columns as attributes: what the rules and the event builders read, without the
+    # per-instance bookkeeping of ORM objects.
+    invite, org, member, link = (SimpleNamespace(**dict(zip(keys, row[start:end], strict=True)))
+                                 for keys, start, end in columns)
+    if link.token_hash is None or link.superseded_at is not None or member.id is None:
+        return None
+    as_invite, as_org = cast(Invite, invite), cast(Organization, org)
+    if invites.effective_status(as_invite) != InviteStatus.PENDING:
+        return None
+    if not provider_allowed(bridge, as_invite, as_org, pending.provider):
+        return None
+    check = provider.check_identity(claims, invites.target_of(as_invite, as_org), match=org.match)
+    if not check.ok:
+        return None
+    identity = check.identity
+    if not _bind(connection, as_org, cast(Member, member), identity):
+        return None
+    members.write_activation(connection, actor, as_org, cast(Member, member), as_invite,
+                             **_activation_data(identity))
+    return Outcome(ACCEPTED, org=as_org, invite=as_invite, identity=identity,
+                   redirect_url=redirect_for(bridge, as_org))
 
 
 def purge_login_states(session: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
@@ -160,19 +230,18 @@ def _is_live(session: Session, member_id: str) -> bool:
     return member is not None and member.status != MemberStatus.DELETED
 
 
-def _bind(session: Session, org: Organization, member: Member, identity: LoginIdentity) -> bool:
+def _bind(connection: Connection, org: Organization, member: Member, identity: LoginIdentity) -> bool:
     """Bind the identity to the member; False when (org, provider, issuer, subject) is bound already.
 
     The unique constraint decides, so two redemptions racing to bind one identity cannot both succeed.
     """
     now = utcnow()
-    connection = session.connection()
-    result = connection.execute(_bind_statement(connection.dialect.name), {
-        "id": new_id(), "org_id": org.id, "member_id": member.id, "provider": identity.provider,
-        "issuer": identity.issuer, "subject": identity.subject, "tenant_id": identity.tenant_id,
-        "email": identity.email, "email_verified": identity.email_verified, "created_at": now,
-        "last_login_at": now})
-    return result.first() is not None
+    values = {"id": new_id(), "org_id": org.id, "member_id": member.id, "provider": identity.provider,
+              "issuer": identity.issuer, "subject": identity.subject, "tenant_id": identity.tenant_id,
+              "email": identity.email, "email_verified": identity.email_verified, "created_at": now,
+              "last_login_at": now}
+    insert = prepared(connection, "bind_identity", lambda: _bind_statement(connection.dialect.name), list(values))
+    return insert.first(connection, values) is not None
 
 
 # The callback's statements are built once: constructing them anew each time costs more than running them.
@@ -203,6 +272,31 @@ def _lock_statement(dialect: str) -> Select[Invite, Organization, InviteLink]:
             .options(joinedload(Invite.member).lazyload(Member.identities))
             .execution_options(populate_existing=True))
     return stmt.with_for_update(of=Invite) if dialect == "postgresql" else stmt
+
+
+_DIRECT_TABLES = (Invite, Organization, Member, InviteLink)
+
+
+@functools.cache
+def _lock_columns() -> list[tuple[list[str], int, int]]:
+    """(column keys, start, end) of each table's slice of a _direct_lock_statement() row."""
+    out, start = [], 0
+    for model in _DIRECT_TABLES:
+        keys = list(cast(Table, model.__table__).c.keys())
+        out.append((keys, start, start + len(keys)))
+        start += len(keys)
+    return out
+
+
+@functools.cache
+def _direct_lock_statement(dialect: str) -> Select[Any]:
+    invite, org, member, link = (cast(Table, model.__table__) for model in _DIRECT_TABLES)
+    stmt = (select(*invite.c, *org.c, *member.c, *link.c)
+            .join_from(invite, org, org.c.id == invite.c.org_id)
+            .outerjoin(member, member.c.id == invite.c.member_id)
+            .outerjoin(link, and_(link.c.token_hash == bindparam("link_hash"), link.c.invite_id == invite.c.id))
+            .where(invite.c.id == bindparam("invite_id")))
+    return stmt.with_for_update(of=invite) if dialect == "postgresql" else stmt
 
 
 @functools.cache
@@ -276,7 +370,7 @@ def _decide(session: Session, bridge: Bridge, actor: Actor, invite: Invite, org:
 def _accept(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite: Invite,
             identity: LoginIdentity) -> Outcome:
     member = invite.member
-    if not _bind(session, org, member, identity):
+    if not _bind(session.connection(), org, member, identity):
         bound = _bound_identity(session, org, identity)
         if bound is None or (bound.member_id != member.id and _is_live(session, bound.member_id)):
             # Rule 6; a row gone between the insert and this read was bound by someone else too.
@@ -285,14 +379,18 @@ def _accept(session: Session, bridge: Bridge, actor: Actor, org: Organization, i
         # Bound to this member already, or a DELETED member's old identity moving to the new membership.
         bound.member_id = member.id
         bound.last_login_at = utcnow()
+    members.activate(session, actor, org, member, invite, **_activation_data(identity))
+    return Outcome(ACCEPTED, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
+
+
+def _activation_data(identity: LoginIdentity) -> dict[str, Any]:
+    """What the audit entries and the events of a redemption say about the identity."""
     details = {"provider": identity.provider, "account": identity.account, "subject": identity.subject,
                "issuer": identity.issuer, "tenant_id": identity.tenant_id}
-    members.activate(session, actor, org, member, invite, details=details,
-                     accepted={"identity_provider": identity.provider},
-                     activated={"via": "invite", "identity": {
-                         "provider": identity.provider, "issuer": identity.issuer, "subject": identity.subject,
-                         "tenant_id": identity.tenant_id, "email": identity.email}})
-    return Outcome(ACCEPTED, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
+    return {"details": details, "accepted": {"identity_provider": identity.provider},
+            "activated": {"via": "invite", "identity": {
+                "provider": identity.provider, "issuer": identity.issuer, "subject": identity.subject,
+                "tenant_id": identity.tenant_id, "email": identity.email}}}
 
 
 def record_login_failure(session: Session, actor: Actor, invite_id: str, provider: str, reason: str,

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from joserfc.jwk import RSAKey
+from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
+from idp_bridge.db import transaction
+from idp_bridge.models import AuditEvent, Event, Identity, Invite, Member
 from tests.fakes.oidc import FakeOP
 from tests.helpers import Api
 from tests.pages.conftest import (
@@ -49,6 +52,38 @@ def test_the_invited_account_redeems_the_invite_and_lands_on_the_org_redirect(
     snap = snapshot(bridge, invite["id"])
     assert (snap.invite_status, snap.member_status, snap.identities) == ("ACCEPTED", "ACTIVE", 1)
     assert snap.event_types[-2:] == ["invite.accepted", "member.activated"]
+
+
+def test_a_redemption_writes_the_identity_audit_and_events_that_describe_the_result(
+        api: Api, ops: OPs, client: FlaskClient, bridge: Bridge) -> None:
+    invite = api.invite("alice@example.com", provider="oidc")
+
+    login(client, ops.oidc, invite["link"], "oidc", ALICE)
+
+    with transaction(bridge.sessions) as session:
+        stored = session.get(Invite, invite["id"])
+        assert stored is not None and stored.accepted_at is not None and stored.accepted_at.tzinfo is not None
+        member = session.get(Member, stored.member_id)
+        assert member is not None and member.activated_at is not None and member.event_seq >= 2
+        bound = session.scalars(select(Identity).where(Identity.member_id == member.id)).one()
+        assert (bound.provider, bound.issuer, bound.subject, bound.email, bound.email_verified) == (
+            "oidc", ops.oidc.issuer, "alice-sub", "alice@example.com", True)
+        rows = list(session.scalars(select(Event).where(Event.member_id == member.id).order_by(Event.sequence)))
+        accepted, activated = rows[-2:]
+        assert (accepted.type, activated.type) == ("invite.accepted", "member.activated")
+        assert (accepted.sequence, activated.sequence) == (member.event_seq - 1, member.event_seq)
+        for event in (accepted, activated):
+            data = event.payload["data"]
+            assert (data["invite_status"], data["status"], data["member_id"]) == ("ACCEPTED", "ACTIVE", member.id)
+            assert data["sequence"] == event.sequence and not event.dispatched
+        assert accepted.payload["data"]["identity_provider"] == "oidc"
+        assert activated.payload["data"]["identity"]["subject"] == "alice-sub"
+        audits = {a.action: a for a in session.scalars(select(AuditEvent).where(
+            AuditEvent.action.in_(["invite.accepted", "member.activated"]),
+            AuditEvent.target_id.in_([invite["id"], member.id])))}
+        assert set(audits) == {"invite.accepted", "member.activated"}
+        assert audits["invite.accepted"].actor == "invitee"
+        assert audits["invite.accepted"].details["subject"] == "alice-sub"
 
 
 def test_the_authorization_request_carries_pkce_state_nonce_and_the_login_hint(

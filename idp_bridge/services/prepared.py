@@ -1,0 +1,105 @@
+"""Prebuilt statements run straight on the driver, for the request an invitee waits on (the OIDC callback).
+
+There, SQLAlchemy's per-execute work (execution context, parameter and result set-up) costs several times
+more than the statement itself on SQLite. A Prepared statement is compiled by SQLAlchemy once per dialect
+and keeps the bind and result processing of each column's type (UTC datetimes, JSON, booleans); only the
+execution context is left out. It runs on the DBAPI connection of a SQLAlchemy Connection, so inside
+whatever transaction that connection has begun, and its driver errors surface as SQLAlchemy's exceptions.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Processor = Callable[[Any], Any] | None
+
+
+class Prepared:
+    """One statement compiled for one dialect, with the parameters it takes given by name."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect,
+                                                       column_keys=list(column_keys) if column_keys else None))
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        if any(bind.expanding or bind.callable is not None for bind in binds.values()):
+            raise ValueError("expanding and callable parameters are not supported")
+        # Parameters a statement fills itself (a column's Python default or onupdate) are left to the caller:
+        # naming them all is required, so none is silently dropped.
+        self.names: list[str] = list(compiled.positiontup or ()) if self.positional else list(binds)
+        self.processors: dict[str, Processor] = {
+            name: bind.type._cached_bind_processor(dialect) for name, bind in binds.items()}
+        self.result_processors: list[Processor] = []
+        if isinstance(statement, Select):
+            self.result_processors = [column.type._cached_result_processor(dialect, None)
+                                      for column in statement.selected_columns]
+
+    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        processed = {}
+        for name, process in self.processors.items():
+            value = values[name]
+            processed[name] = process(value) if process is not None else value
+        if self.positional:
+            return tuple(processed[name] for name in self.names)
+        return processed
+
+    def run(self, connection: Connection, values: Mapping[str, Any]) -> int:
+        """Execute once; returns the driver's rowcount."""
+        with _cursor(connection, self.sql) as cursor:
+            cursor.execute(self.sql, self.parameters(values))
+            return int(cursor.rowcount)
+
+    def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        with _cursor(connection, self.sql) as cursor:
+            cursor.executemany(self.sql, [self.parameters(row) for row in rows])
+
+    def first(self, connection: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row the statement returns, through each column's result processing; None for none."""
+        with _cursor(connection, self.sql) as cursor:
+            cursor.execute(self.sql, self.parameters(values))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        if not self.result_processors:
+            return tuple(row)
+        return tuple(process(value) if process is not None else value
+                     for process, value in zip(self.result_processors, row, strict=True))
+
+
+@contextmanager
+def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
+    dialect = connection.dialect
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dialect.loaded_dbapi.Error as exc:
+        # The same exception classes (IntegrityError, OperationalError, ...) as Connection.execute raises.
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
+_built: weakref.WeakKeyDictionary[Dialect, dict[Hashable, Prepared]] = weakref.WeakKeyDictionary()
+
+
+def prepared(connection: Connection, key: Hashable, statement: Callable[[], ClauseElement],
+             column_keys: Sequence[str] | None = None) -> Prepared:
+    """The Prepared form of `statement()` for this connection's dialect, built on first use under `key`."""
+    dialect = connection.dialect
+    built = _built.get(dialect)
+    if built is None:
+        built = _built.setdefault(dialect, {})
+    found = built.get(key)
+    if found is None:
+        found = built[key] = Prepared(statement(), dialect, column_keys)
+    return found
