@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask
 from sqlalchemy import func, select
 
+from idp_bridge import inbox
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import PROCESS_JOB
 from idp_bridge.models import InboundEvent, Job
@@ -38,3 +39,25 @@ def test_concurrent_events_are_each_committed_before_their_202_and_stored_once(a
     with bridge.sessions() as session:
         jobs = session.scalar(select(func.count()).select_from(Job).where(Job.kind == PROCESS_JOB))
     assert jobs == len(bodies)
+
+
+def test_a_batch_with_duplicates_stores_each_event_once_with_one_job(bridge: Bridge) -> None:
+    first, second, stored_before = (str(uuid.uuid4()) for _ in range(3))
+    with bridge.engine.begin() as conn:
+        inbox.write(conn, [inbox.Incoming("keycloak:keycloak", stored_before, '{"n": 0}')])
+    batch = [inbox.Incoming("keycloak:keycloak", first, '{"n": 1}', {"content-type": "application/json"}),
+             inbox.Incoming("keycloak:keycloak", stored_before, '{"n": 2}'),
+             inbox.Incoming("keycloak:keycloak", first, '{"n": 3}'),
+             inbox.Incoming("keycloak:keycloak", second, '{"n": 4}')]
+    with bridge.engine.begin() as conn:
+        inbox.write(conn, batch)
+    with bridge.sessions() as session:
+        rows = {row.event_id: row for row in session.scalars(select(InboundEvent))}
+        payloads = sorted((job.payload["event_id"], job.dedupe_key)
+                          for job in session.scalars(select(Job).where(Job.kind == PROCESS_JOB)))
+    assert sorted(rows) == sorted([first, second, stored_before])
+    # The first copy is the one kept, raw, with its headers.
+    assert (rows[first].body, rows[first].headers) == ('{"n": 1}', {"content-type": "application/json"})
+    assert rows[stored_before].body == '{"n": 0}'
+    assert {row.status for row in rows.values()} == {inbox.RECEIVED}
+    assert payloads == sorted([(first, None), (second, None), (stored_before, None)])
