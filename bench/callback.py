@@ -1,34 +1,43 @@
-"""OIDC callback benchmark: p50/p99 of GET /auth/callback over HTTP against a same-run baseline.
+"""OIDC callback benchmark: p50/p99 of GET /auth/callback over HTTP, excluding IdP time, against a same-run baseline.
 
-The app runs as a real loopback server (werkzeug, threaded) on a fresh database; the IdP is faked in the
-same process at the HTTP boundary (tests/fakes/oidc.py: token and userinfo endpoints; discovery and JWKS are
-fetched once and then cached, as in production). By default the fake answers through a requests transport
-mounted on the provider's HTTP session; `--fake responses` routes it through `responses` as the tests do,
-whose request matching then counts as callback time. The fake OP sends `iss` (RFC 9207)
-and signs each ID token when the person signs in, as a remote OP does on its own machine, so its RSA
-signing is not counted as the bridge's time. Each measured request redeems one invite: state lookup, issuer
-check, code exchange, ID token validation, userinfo, identity rules, the redemption transaction and the
-redirect. The invitee's browser is a plain HTTP/1.1 client on a new connection per callback: the timed
-interval holds the connection, the request, the response and nothing of a client library's own overhead.
-The baseline, measured in the same run on the same database, is one raw RS256 verification of an ID token
-plus one committed DB transaction.
+The app runs as production serves it: gunicorn, gthread worker class (as `idp-bridge serve` configures it),
+one worker with a few threads, in a child process, on a fresh database, access log on (to /dev/null). The
+worker imports bench/callback_app.py, which builds the production app and mounts the fake OP
+(tests/fakes/oidc.py) as a requests transport on the provider's HTTP session: the IdP is faked at the HTTP
+boundary, in the worker, where a remote OP's answers would arrive. Discovery and JWKS are fetched once and
+then cached, as in production. The fake OP sends `iss` (RFC 9207) and signs each ID token when the person
+signs in, as a remote OP does on its own machine.
 
-Peak memory (SPEC §8): the server is this process (it has no child processes), so its peak RSS (VmHWM) is
-reset just before the measured callbacks and read right after them; the fake IdP and the HTTP client live
-in the same process and are counted with it.
+Each measured request redeems one invite: state lookup, issuer check, code exchange, ID token validation,
+userinfo, identity rules, the redemption transaction and the redirect. The invitee's browser is a plain
+HTTP/1.1 client keeping one keep-alive connection to the bridge, as a browser does; the timed interval is
+the request on that connection up to the response's last byte.
 
-    python bench/callback.py [--invites 300] [--database sqlite|postgres] [--fake transport|responses]
+The figure judged against the target (SPEC §8: "OIDC callback overhead, excluding IdP round-trips") is the
+callback's time over HTTP minus the time spent inside the fake OP during that callback (from its
+transport's send() entry to its return, token and userinfo requests; callbacks are sequential, the worker
+reports it per response). The raw figure, IdP time included, is printed too. The baseline, measured in
+the same run on the same database (in this process), is one raw RS256 verification of an ID token plus one
+committed DB transaction.
+
+Peak memory (SPEC §8): the gunicorn worker's peak RSS (VmHWM), reset just before the measured callbacks
+and read right after them; the arbiter's RSS is printed beside it.
+
+    python bench/callback.py [--invites 300] [--database sqlite|postgres] [--threads 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import suppress
@@ -40,34 +49,24 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-import responses  # noqa: E402
 from joserfc import jwt  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
-from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
 
+from bench.callback_app import APP_HEADER, AUTHORIZE_PATH, IDP_HEADER, PID_HEADER  # noqa: E402
 from idp_bridge import audit  # noqa: E402
-from idp_bridge.app import create_app  # noqa: E402
 from idp_bridge.audit import Actor  # noqa: E402
 from idp_bridge.bridge import build  # noqa: E402
 from idp_bridge.db import transaction  # noqa: E402
 from idp_bridge.inputs import InviteInput, OrgCreate  # noqa: E402
 from idp_bridge.migrate import upgrade  # noqa: E402
 from idp_bridge.settings import load_settings  # noqa: E402
-from providers.base import OIDCProviderBase  # noqa: E402
 from tests.fakes.oidc import FakeOP  # noqa: E402
 
 ISSUER = "https://idp.bench"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET_P50_MS = 3.0
 TARGET_P99_MS = 15.0
-
-
-class QuietHandler(WSGIRequestHandler):
-    """No per-request access log: writing it would be measured as callback time."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -99,52 +98,82 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invites", type=int, default=300)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--fake", choices=["transport", "responses"], default="transport")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn gthread threads in the one worker")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-callback-"))
     url, pg_name = database_url(args.database, workdir)
     try:
-        run(args.invites, url, workdir, args.fake)
+        run(args.invites, url, workdir, args.threads)
     finally:
         drop(pg_name)
 
 
-def run(count: int, url: str, workdir: Path, fake: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
-    upgrade(engine)
-    engine.dispose()
-    server = make_server("127.0.0.1", 0, None, threaded=True,  # type: ignore[arg-type]
-                         request_handler=QuietHandler)
-    public = f"http://127.0.0.1:{server.server_port}"
-    settings = load_settings(environ={}, overrides={
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(url: str, workdir: Path, threads: int) -> tuple[subprocess.Popen[bytes], str, dict[str, Any]]:
+    """gunicorn as `idp-bridge serve` configures it (gthread), one worker, serving bench/callback_app.py."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    overrides: dict[str, Any] = {
         "instance_dir": str(workdir / "instance"), "database_url": url, "public_url": public,
         "secret_key": "bench-" + "k" * 40, "redirect_allowlist": ["https://app.bench/"],
         "invite_page_rate_limit": "1000000/minute",
         "providers": {"oidc": {"type": "oidc", "issuer": ISSUER, "client_id": "bridge-client",
-                               "client_secret": "bridge-secret"}}})
-    bridge = build(settings)
-    server.app = create_app(bridge=bridge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    op = FakeOP(ISSUER, iss_parameter=True)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_passthru(public)
-        if fake == "responses":
-            op.install(rsps)
-        else:
-            provider = bridge.providers["oidc"]
-            assert isinstance(provider, OIDCProviderBase)
-            provider.oidc.http.mount(f"{ISSUER}/", op.adapter())
+                               "client_secret": "bridge-secret"}}}
+    env = dict(os.environ, BENCH_CALLBACK_SETTINGS=json.dumps(overrides), BENCH_CALLBACK_ISSUER=ISSUER,
+               PYTHONPATH=str(ROOT))
+    # The access log goes where production sends it (stdout, on by default), here to /dev/null.
+    cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
+           "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--reuse-port", "--graceful-timeout", "10",
+           "--timeout", "60", "--access-logfile", "-", "--chdir", str(ROOT), "bench.callback_app:app"]
+    errors = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115 - the child keeps writing to it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    deadline = time.monotonic() + 60
+    while True:
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("gunicorn did not start:\n" + (workdir / "gunicorn.log").read_text()[-3000:])
+        time.sleep(0.1)
+    return proc, public, overrides
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            pending = prepare(bridge, op, public, count)
-            memory = Memory()
-            measured = measure_callbacks(public, pending)
-            memory.read()
-            baseline = measure_baseline(bridge, op, count)
-        finally:
-            server.shutdown()
-            thread.join(timeout=5)
-            bridge.close()
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def run(count: int, url: str, workdir: Path, threads: int) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    upgrade(engine)
+    engine.dispose()
+    proc, public, overrides = start_server(url, workdir, threads)
+    # This process prepares invites and measures the baseline on the same database; it serves nothing.
+    bridge = build(load_settings(environ={}, overrides=overrides))
+    try:
+        browser = Browser(public)
+        pending = prepare(bridge, browser, count)
+        memory = Memory(browser.server_pid, proc.pid)
+        connections_before = browser.connections
+        measured = [browser.callback(cookies, params) for cookies, params in pending]
+        memory.read()
+        memory.connections = browser.connections - connections_before
+        browser.close()
+        baseline = measure_baseline(bridge, count)
+    finally:
+        stop_server(proc)
+        bridge.close()
     report(measured, baseline, memory)
 
 
@@ -155,27 +184,70 @@ def status_kb(pid: int, field: str) -> int:
     return 0
 
 
-class Memory:
-    """Peak RSS of the server process (this one) over the measured callbacks."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.before_mb = status_kb(self.pid, "VmRSS") / 1024
+
+class Memory:
+    """Peak RSS of the gunicorn worker (the process that serves the callbacks) over the measured callbacks."""
+
+    def __init__(self, pid: int, arbiter: int) -> None:
+        self.pid = pid
+        self.arbiter = arbiter
+        self.before_mb = status_kb(pid, "VmRSS") / 1024
         # Linux: writing 5 to clear_refs starts VmHWM afresh, so the peak is the callbacks' own.
         self.reset = False
         with suppress(OSError):
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
             self.reset = True
         self.peak_mb = 0.0
+        self.arbiter_mb = 0.0
+        self.cpu_start = cpu_seconds(pid)
+        self.cpu = 0.0
+        self.connections = 0
 
     def read(self) -> None:
         self.peak_mb = status_kb(self.pid, "VmHWM") / 1024
+        self.cpu = cpu_seconds(self.pid) - self.cpu_start
+        self.arbiter_mb = status_kb(self.arbiter, "VmRSS") / 1024
 
 
 Pending = list[tuple[str, dict[str, str]]]
 
 
-def prepare(bridge: Any, op: FakeOP, public: str, count: int) -> Pending:
+class Browser:
+    """The invitee's browser on one keep-alive connection, as a real browser keeps one to the bridge.
+
+    A callback's timed interval is the request on that open connection up to the response's last byte;
+    nothing of a client library's own overhead. Each response says how long the fake OP took in it."""
+
+    def __init__(self, public: str) -> None:
+        parts = urlsplit(public)
+        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+        self.server_pid = 0
+        self.connections = 0
+
+    def callback(self, cookies: str, params: dict[str, str]) -> tuple[float, float, float]:
+        """One invitee arriving back from the IdP, in milliseconds: (over HTTP, of which in the IdP, of which
+        in the app up to its start_response)."""
+        if self.conn.sock is None:
+            self.connections += 1
+        t0 = time.perf_counter()
+        self.conn.request("GET", f"/auth/callback/oidc?{urlencode(params)}", headers={"Cookie": cookies})
+        resp = self.conn.getresponse()
+        body = resp.read()
+        elapsed = (time.perf_counter() - t0) * 1000
+        assert resp.status == 303 and resp.getheader("Location") == "https://app.bench/home", body[:300]
+        self.server_pid = int(resp.getheader(PID_HEADER) or 0)
+        return elapsed, int(resp.getheader(IDP_HEADER) or 0) / 1000, int(resp.getheader(APP_HEADER) or 0) / 1000
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def prepare(bridge: Any, browser: Browser, count: int) -> Pending:
     """Invites, started logins and authorization codes, ready for their callbacks (not timed)."""
     from idp_bridge.services import invites, orgs
 
@@ -191,50 +263,33 @@ def prepare(bridge: Any, op: FakeOP, public: str, count: int) -> Pending:
                                                 send_email=False))
             links.append((n, issued.link))
     pending = []
+    client = requests.Session()
+    public = browser.conn.host, browser.conn.port
     for n, link in links:
-        browser = requests.Session()
-        resp = browser.get(f"{link}/login", allow_redirects=False, timeout=10)
+        session = requests.Session()
+        resp = session.get(f"{link}/login", allow_redirects=False, timeout=10)
         assert resp.status_code == 303, resp.text
-        cb = op.authorize(resp.headers["Location"], {"sub": f"sub-{n}", "email": f"user{n}@bench.example.com",
-                                                     "email_verified": True})
-        op.sign_ahead(cb["code"])
-        cookies = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
-        pending.append((cookies, cb))
+        claims = {"sub": f"sub-{n}", "email": f"user{n}@bench.example.com", "email_verified": True}
+        auth = client.post(f"http://{public[0]}:{public[1]}{AUTHORIZE_PATH}", timeout=10,
+                           json={"url": resp.headers["Location"], "claims": claims})
+        assert auth.status_code == 200, auth.text
+        cookies = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        pending.append((cookies, auth.json()))
     # Warm discovery, JWKS and the server's code paths the way a running server has them warm.
     for _ in range(min(10, len(pending) - 1)):
-        callback(public, *pending.pop())
+        browser.callback(*pending.pop())
     return pending
 
 
-def callback(public: str, cookies: str, params: dict[str, str]) -> float:
-    """One invitee browser arriving back from the IdP; returns milliseconds."""
-    url = urlsplit(public)
-    t0 = time.perf_counter()
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
-    try:
-        conn.request("GET", f"/auth/callback/oidc?{urlencode(params)}", headers={"Cookie": cookies})
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    elapsed = (time.perf_counter() - t0) * 1000
-    assert resp.status == 303 and resp.getheader("Location") == "https://app.bench/home", body[:300]
-    return elapsed
-
-
-def measure_callbacks(public: str, pending: Pending) -> list[float]:
-    return [callback(public, cookies, params) for cookies, params in pending]
-
-
-def measure_baseline(bridge: Any, op: FakeOP, count: int) -> list[float]:
+def measure_baseline(bridge: Any, count: int) -> list[float]:
     """One RS256 verification plus one committed transaction, per iteration."""
+    op = FakeOP(ISSUER)
     key = op.keys[-1]
     now = int(time.time())
     token = op.sign({"iss": ISSUER, "aud": "bridge-client", "sub": "s", "iat": now, "exp": now + 300, "nonce": "n"})
-    public_key = key.as_dict(private=False)
     from joserfc.jwk import RSAKey
 
-    verifier = RSAKey.import_key(public_key)
+    verifier = RSAKey.import_key(key.as_dict(private=False))
     times = []
     for n in range(count):
         t0 = time.perf_counter()
@@ -245,16 +300,33 @@ def measure_baseline(bridge: Any, op: FakeOP, count: int) -> list[float]:
     return times
 
 
-def report(measured: list[float], baseline: list[float], memory: Memory) -> None:
-    p50, p99 = statistics.median(measured), percentile(measured, 99)
+def report(measured: list[tuple[float, float, float]], baseline: list[float], memory: Memory) -> None:
+    raw = [total for total, _, _ in measured]
+    own = [total - idp for total, idp, _ in measured]
+    idp = [idp for _, idp, _ in measured]
+    in_app = [app - idp for _, idp, app in measured]
     b50, b99 = statistics.median(baseline), percentile(baseline, 99)
-    print(f"callback over HTTP  n={len(measured)}  p50={p50:.2f} ms  p99={p99:.2f} ms")
+    r50, r99 = statistics.median(raw), percentile(raw, 99)
+    p50, p99 = statistics.median(own), percentile(own, 99)
+    print(f"load average (1/5/15 min): {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"callback over HTTP, raw (IdP time included)  n={len(raw)}  p50={r50:.2f} ms  p99={r99:.2f} ms")
+    print(f"  time inside the fake IdP per callback  p50={statistics.median(idp):.2f} ms  "
+          f"p99={percentile(idp, 99):.2f} ms")
+    print(f"callback over HTTP, excluding IdP time (SPEC §8 figure)  p50={p50:.2f} ms  p99={p99:.2f} ms")
+    print(f"  of which in the app (WSGI entry to start_response, excluding IdP)  p50={statistics.median(in_app):.2f} ms"
+          f"  p99={percentile(in_app, 99):.2f} ms; the rest is gunicorn, HTTP and the client")
     print(f"baseline (RS256 verify + 1 transaction)  p50={b50:.2f} ms  p99={b99:.2f} ms")
-    print(f"ratio callback/baseline  p50={p50 / b50:.1f}x  p99={p99 / b99:.1f}x")
-    print(f"server process (pid {memory.pid}) peak RSS during the callbacks: {memory.peak_mb:.1f} MB "
-          f"(RSS before {memory.before_mb:.1f} MB{'' if memory.reset else '; peak since process start'})")
-    print(f"target p50<={TARGET_P50_MS} ms: {'met' if p50 <= TARGET_P50_MS else 'NOT met'}; "
-          f"p99<={TARGET_P99_MS} ms: {'met' if p99 <= TARGET_P99_MS else 'NOT met'}")
+    print(f"ratio callback/baseline, excluding IdP  p50={p50 / b50:.1f}x  p99={p99 / b99:.1f}x  "
+          f"(raw: p50={r50 / b50:.1f}x  p99={r99 / b99:.1f}x)")
+    print(f"gunicorn worker (pid {memory.pid}) peak RSS during the callbacks: {memory.peak_mb:.1f} MB "
+          f"(RSS before {memory.before_mb:.1f} MB{'' if memory.reset else '; peak since process start'}); "
+          f"arbiter (pid {memory.arbiter}) RSS {memory.arbiter_mb:.1f} MB")
+    print(f"gunicorn worker CPU time per callback (user+system, IdP included; less sensitive to machine load "
+          f"than wall time): {memory.cpu * 1000 / len(measured):.2f} ms")
+    print(f"browser: one keep-alive connection; new connections during the measured callbacks: {memory.connections}")
+    print(f"target, judged on the figure excluding IdP time: p50<={TARGET_P50_MS} ms: "
+          f"{'met' if p50 <= TARGET_P50_MS else 'NOT met'}; p99<={TARGET_P99_MS} ms: "
+          f"{'met' if p99 <= TARGET_P99_MS else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge, build
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import JobKind, Worker
+
+
+class NoCookieSession(SessionInterface):
+    """No Flask session: the bridge keeps its few cookies itself (CSRF, login browser), so none is decoded or
+    verified per request; writing to flask.session raises instead of setting a cookie."""
+
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge | None = None) -> Flask:
@@ -23,6 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
     app.config.update(SECRET_KEY=bridge.settings.secret_key, MAX_CONTENT_LENGTH=32 * 1024 * 1024,
                       JSON_SORT_KEYS=False)
     app.extensions["idp_bridge"] = bridge
+    app.session_interface = NoCookieSession()
     if bridge.settings.trust_proxy_headers:
         n = bridge.settings.trust_proxy_headers
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]

@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -87,7 +88,13 @@ def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> N
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
+        # Straight on the driver connection: a statement execution through SQLAlchemy costs several times the
+        # BEGIN itself. Its errors (SQLITE_BUSY past the busy timeout) still surface as SQLAlchemy's.
+        sql = "BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN"
+        try:
+            conn.connection.dbapi_connection.execute(sql)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=conn.dialect) from exc
 
 
 def checkpointer_of(engine: Engine) -> WalCheckpointer | None:
@@ -150,13 +157,26 @@ def read_only() -> Iterator[None]:
 
 
 @contextmanager
-def single_read(engine: Engine) -> Iterator[Connection]:
-    """A connection for one standalone read: on PostgreSQL outside any transaction, which spares the
-    BEGIN and COMMIT round trips; on SQLite in a deferred (lock-free) read transaction."""
-    with read_only(), engine.connect() as connection:
-        if not is_sqlite(engine):
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+def raw_read(engine: Engine) -> Iterator[Any]:
+    """A pooled driver (DBAPI) connection for one standalone read, with no SQLAlchemy Connection around it.
+
+    On SQLite the statement runs in the driver's own implicit read transaction (it issues no BEGIN: see
+    _on_connect), which takes no write lock; on PostgreSQL in autocommit, which spares the BEGIN and ROLLBACK
+    round trips. Back in the pool the connection is as it was checked out.
+    """
+    raw = engine.raw_connection()
+    try:
+        if is_sqlite(engine):
+            yield raw.dbapi_connection
+            return
+        driver = raw.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        try:
+            yield raw.dbapi_connection
+        finally:
+            driver.autocommit = False  # type: ignore[union-attr]
+    finally:
+        raw.close()
 
 
 def set_write_intent(write: bool) -> contextvars.Token[bool]:

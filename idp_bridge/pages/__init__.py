@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,7 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, single_read, transaction
+from idp_bridge.db import read_only, transaction
 from idp_bridge.idp import ANY, LoginFailed
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.pages import ratelimit
@@ -46,8 +47,10 @@ def install(app: Flask) -> None:
     if storage == "memory://":
         # The same in-process counters, without limits' per-request timer threads.
         storage = f"{ratelimit.SCHEME}://"
+    # No X-RateLimit-* headers on every page (reading the window back costs a second storage round per
+    # request); a refused request still says when to come back (too_many).
     limiter = Limiter(get_remote_address, app=app, storage_uri=storage,
-                      default_limits=[], headers_enabled=True, key_prefix="pages")
+                      default_limits=[], headers_enabled=False, key_prefix="pages")
     app.register_blueprint(bp)
     limiter.limit(settings.invite_page_rate_limit)(bp)
     # Code tries get a tighter limit on top of the per-invite lockout after five wrong codes.
@@ -113,7 +116,11 @@ def _with_csrf_cookie(resp: Response) -> Response:
 
 @bp.errorhandler(429)
 def too_many(_exc: Exception) -> Response:
-    return page("too_many.html", 429)
+    resp = page("too_many.html", 429)
+    hit = current_app.extensions["idp_bridge_limiter"].current_limit
+    if hit is not None:
+        resp.headers["Retry-After"] = str(max(1, int(hit.reset_at - time.time())))
+    return resp
 
 
 @bp.get("/invite/<token>")
@@ -290,9 +297,8 @@ def callback(provider_name: str) -> Response:
     provider = b.provider(provider_name)
     if provider is None:
         return page("login_expired.html", 400)
-    with single_read(b.engine) as connection:
-        pending = redeem.find_login(connection, b, state=request.args.get("state", ""),
-                                    browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
+    pending = redeem.find_login(b, state=request.args.get("state", ""),
+                                browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
     if pending is None:
         return page("login_expired.html", 400)
     actor = _actor()

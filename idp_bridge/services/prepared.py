@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -65,7 +65,11 @@ class Prepared:
 
     def first(self, connection: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row the statement returns, through each column's result processing; None for none."""
-        with _cursor(connection, self.sql) as cursor:
+        return self.first_on(connection.connection.dbapi_connection, connection.dialect, values)
+
+    def first_on(self, dbapi_connection: Any, dialect: Dialect, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """first() on a bare driver connection of this statement's dialect (see db.raw_read)."""
+        with _driver_cursor(dbapi_connection, dialect, self.sql) as cursor:
             cursor.execute(self.sql, self.parameters(values))
             row = cursor.fetchone()
         if row is None:
@@ -76,10 +80,13 @@ class Prepared:
                      for process, value in zip(self.result_processors, row, strict=True))
 
 
+def _cursor(connection: Connection, sql: str) -> AbstractContextManager[Any]:
+    return _driver_cursor(connection.connection.dbapi_connection, connection.dialect, sql)
+
+
 @contextmanager
-def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
-    dialect = connection.dialect
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+def _driver_cursor(dbapi_connection: Any, dialect: Dialect, sql: str) -> Iterator[Any]:
+    cursor = dbapi_connection.cursor()
     try:
         yield cursor
     except dialect.loaded_dbapi.Error as exc:
@@ -95,7 +102,12 @@ _built: weakref.WeakKeyDictionary[Dialect, dict[Hashable, Prepared]] = weakref.W
 def prepared(connection: Connection, key: Hashable, statement: Callable[[], ClauseElement],
              column_keys: Sequence[str] | None = None) -> Prepared:
     """The Prepared form of `statement()` for this connection's dialect, built on first use under `key`."""
-    dialect = connection.dialect
+    return prepared_for(connection.dialect, key, statement, column_keys)
+
+
+def prepared_for(dialect: Dialect, key: Hashable, statement: Callable[[], ClauseElement],
+                 column_keys: Sequence[str] | None = None) -> Prepared:
+    """prepared() by dialect, for a bare driver connection."""
     built = _built.get(dialect)
     if built is None:
         built = _built.setdefault(dialect, {})

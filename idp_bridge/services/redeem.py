@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, joinedload
 from idp_bridge import audit, events
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
+from idp_bridge.db import raw_read
 from idp_bridge.idp import ANY, IdentityCheck, LoginIdentity, Provider
 from idp_bridge.models import (
     Identity,
@@ -33,7 +34,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.security import same, seal, token_hash, unseal
 from idp_bridge.services import invites, members, orgs
-from idp_bridge.services.prepared import prepared
+from idp_bridge.services.prepared import prepared, prepared_for
 
 LOGIN_STATE_TTL = timedelta(minutes=15)
 MAX_CODE_FAILURES = 5
@@ -95,16 +96,18 @@ def start_login(session: Session, bridge: Bridge, invite: Invite, *, link_token:
     return state, nonce, verifier
 
 
-def find_login(connection: Connection, bridge: Bridge, *, state: str, browser_secret: str | None,
-               provider: str) -> PendingLogin | None:
+def find_login(bridge: Bridge, *, state: str, browser_secret: str | None, provider: str) -> PendingLogin | None:
     """The login a callback finishes: it must exist, be unused and fresh, and belong to this browser and provider.
 
-    Only reads; claim_login() uses the state up in the transaction that records how the login ended.
+    Only reads, in one statement on a bare pooled driver connection; claim_login() uses the state up in the
+    transaction that records how the login ended.
     """
     if not state or len(state) > 200 or not browser_secret:
         return None
-    row = prepared(connection, "find_login", _find_login_statement).first(connection,
-                                                                         {"state_hash": token_hash(state)})
+    dialect = bridge.engine.dialect
+    with raw_read(bridge.engine) as connection:
+        row = prepared_for(dialect, "find_login", _find_login_statement).first_on(
+            connection, dialect, {"state_hash": token_hash(state)})
     if row is None:
         return None
     state_hash, browser_hash, invite_id, link_sealed, row_provider, nonce, code_verifier, created_at, used_at = row

@@ -96,6 +96,20 @@ def test_code_tries_are_rate_limited_per_client(ops: OPs, bridge: Bridge, client
     assert statuses.count(429) == 5
 
 
+def test_a_refused_client_is_told_when_to_come_back(ops: OPs, bridge: Bridge, client: FlaskClient) -> None:
+    api = code_org(bridge, client)
+    invite = api.invite("alice@example.com", provider="oidc")
+    token = token_of(invite["link"])
+    csrf = csrf_of(client.get(f"/invite/{token}").get_data(as_text=True))
+
+    responses = [client.post(f"/invite/{token}/login", data={"csrf": csrf, "code": "WRONG000"}) for _ in range(21)]
+
+    refused = responses[-1]
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "Retry-After" not in responses[0].headers
+
+
 def test_expired_revoked_unknown_and_tampered_links_get_the_same_page_and_status(
         api: Api, bridge: Bridge, client: FlaskClient) -> None:
     expired = api.invite("e@example.com")
