@@ -12,58 +12,45 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
-from sqlalchemy import Engine, create_engine, func, insert, select, text
-from sqlalchemy.pool import NullPool
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from idp_bridge.db import make_engine
-from idp_bridge.migrate import upgrade
-from idp_bridge.models import AuditEvent, Event, Invite, InviteLink, Job, Member, Organization, utcnow
-from idp_bridge.security import new_token, sealer, token_hash
+import requests  # noqa: E402
+from sqlalchemy import Engine, func, insert, select  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("IDP_BRIDGE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    free_port,
+    peak_rss_mb,
+    process_tree,
+    reset_peak,
+    status_kb,
+    stop_server,
+    temp_database,
+    wait_ready,
+)
+from idp_bridge.db import make_engine  # noqa: E402
+from idp_bridge.migrate import upgrade  # noqa: E402
+from idp_bridge.models import AuditEvent, Event, Invite, InviteLink, Job, Member, Organization, utcnow  # noqa: E402
+from idp_bridge.security import new_token, sealer, token_hash  # noqa: E402
+
 SECRET = "bench-secret-key-" + "x" * 32
 TARGET_SECONDS = 3.0
 TARGET_RATIO = 0.25
 TARGET_RSS_MB = 150.0
 CHUNK = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(kind: str, directory: Path, name: str) -> Iterator[str]:
-    """A new, empty database URL; PostgreSQL databases are dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{directory / (name + '.sqlite3')}"
-        return
-    db = f"idpb_bench_{name}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def csv_body(rows: int) -> bytes:
@@ -76,67 +63,6 @@ def cli(env: dict[str, str], cwd: Path, *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "idp_bridge.cli", *args], env=env, cwd=cwd, check=True,
                           capture_output=True, text=True, timeout=120)
     return done.stdout.strip()
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak(pids: list[int]) -> None:
-    """Start VmHWM afresh (Linux: writing 5 to clear_refs resets the peak RSS)."""
-    for pid in pids:
-        with suppress(OSError):
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used (from /proc/PID/stat), in seconds."""
-    total = 0
-    for pid in pids:
-        with suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pids: list[int]) -> dict[int, float]:
-    return {pid: status_kb(pid, "VmHWM") / 1024 for pid in pids if Path(f"/proc/{pid}").exists()}
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if requests.get(url + "/healthz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("server did not become ready")
 
 
 def stored_counts(url: str, slug: str) -> dict[str, int]:
@@ -166,14 +92,10 @@ def serving(args: argparse.Namespace, env: dict[str, str], work: Path) -> Iterat
                               env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, server)
+        wait_ready(base + "/healthz", server)
         yield base, process_tree(server.pid)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
 
 def run_service(args: argparse.Namespace, work: Path, url: str, body: bytes) -> dict[str, Any]:
@@ -269,7 +191,7 @@ def time_baseline(engine: Engine, rows: dict[str, list[dict[str, Any]]],
 
 
 def run_baseline(args: argparse.Namespace, work: Path, name: str, tables: list[str]) -> tuple[float, float]:
-    with fresh_database(args.database, work, name) as url:
+    with temp_database(args.database, work, name) as url:
         engine = make_engine(url)
         try:
             upgrade(engine)
@@ -291,7 +213,7 @@ def main() -> None:
     body = csv_body(args.rows)
     with tempfile.TemporaryDirectory(prefix="idpb-bench-") as tmp:
         work = Path(tmp)
-        with fresh_database(args.database, work, "service") as url:
+        with temp_database(args.database, work, "service") as url:
             service = run_service(args, work, url, body)
         base3, base3_cpu = run_baseline(args, work, "baseline3", ["members", "invites", "jobs"])
         base6, base6_cpu = run_baseline(args, work, "baseline6", list(TABLES))

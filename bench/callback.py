@@ -32,15 +32,11 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -50,10 +46,20 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 from joserfc import jwt  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from bench.callback_app import APP_HEADER, AUTHORIZE_PATH, IDP_HEADER, PID_HEADER  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    free_port,
+    percentile,
+    reset_peak,
+    status_kb,
+    stop_server,
+    temp_database,
+    wait_ready,
+)
 from idp_bridge import audit  # noqa: E402
 from idp_bridge.audit import Actor  # noqa: E402
 from idp_bridge.bridge import build  # noqa: E402
@@ -64,34 +70,8 @@ from idp_bridge.settings import load_settings  # noqa: E402
 from tests.fakes.oidc import FakeOP  # noqa: E402
 
 ISSUER = "https://idp.bench"
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET_P50_MS = 3.0
 TARGET_P99_MS = 15.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def database_url(kind: str, directory: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{directory / 'bench.sqlite3'}", None
-    name = f"idpb_bench_cb_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop(name: str | None) -> None:
-    if name is None:
-        return
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> None:
@@ -101,18 +81,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn gthread threads in the one worker")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-callback-"))
-    url, pg_name = database_url(args.database, workdir)
-    try:
+    with temp_database(args.database, workdir, "cb") as url:
         run(args.invites, url, workdir, args.threads)
-    finally:
-        drop(pg_name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_server(url: str, workdir: Path, threads: int) -> tuple[subprocess.Popen[bytes], str, dict[str, Any]]:
@@ -133,25 +103,8 @@ def start_server(url: str, workdir: Path, threads: int) -> tuple[subprocess.Pope
            "--timeout", "60", "--access-logfile", "-", "--chdir", str(ROOT), "bench.callback_app:app"]
     errors = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115 - the child keeps writing to it
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-    deadline = time.monotonic() + 60
-    while True:
-        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("gunicorn did not start:\n" + (workdir / "gunicorn.log").read_text()[-3000:])
-        time.sleep(0.1)
+    wait_ready(f"{public}/healthz", proc, log=workdir / "gunicorn.log")
     return proc, public, overrides
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def run(count: int, url: str, workdir: Path, threads: int) -> None:
@@ -177,19 +130,6 @@ def run(count: int, url: str, workdir: Path, threads: int) -> None:
     report(measured, baseline, memory)
 
 
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Memory:
     """Peak RSS of the gunicorn worker (the process that serves the callbacks) over the measured callbacks."""
 
@@ -197,20 +137,17 @@ class Memory:
         self.pid = pid
         self.arbiter = arbiter
         self.before_mb = status_kb(pid, "VmRSS") / 1024
-        # Linux: writing 5 to clear_refs starts VmHWM afresh, so the peak is the callbacks' own.
-        self.reset = False
-        with suppress(OSError):
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-            self.reset = True
+        # Start VmHWM afresh, so the peak is the callbacks' own.
+        self.reset = reset_peak([pid])
         self.peak_mb = 0.0
         self.arbiter_mb = 0.0
-        self.cpu_start = cpu_seconds(pid)
+        self.cpu_start = cpu_seconds([pid])
         self.cpu = 0.0
         self.connections = 0
 
     def read(self) -> None:
         self.peak_mb = status_kb(self.pid, "VmHWM") / 1024
-        self.cpu = cpu_seconds(self.pid) - self.cpu_start
+        self.cpu = cpu_seconds([self.pid]) - self.cpu_start
         self.arbiter_mb = status_kb(self.arbiter, "VmRSS") / 1024
 
 

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -33,7 +32,6 @@ REALM, CLIENT_ID, CLIENT_SECRET = "acme", "idp-bridge", "kc-secret"
 LATENCY_S = 0.005
 TARGET_USERS_PER_S = 250.0
 TARGET_RSS_MB = 150.0
-PG_ADMIN_URL = os.environ.get("IDP_BRIDGE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def serve_fake(faults: bool) -> None:
@@ -80,23 +78,6 @@ def serve_fake(faults: bool) -> None:
         print(json.dumps({"users": len(fake.users), "distinct_emails": len({u["email"] for u in fake.users.values()}),
                           "action_emails": len(fake.action_emails), "faults": len(fake.faults.injected)}),
               flush=True)
-
-
-def database(kind: str) -> tuple[str, Any]:
-    if kind == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='bench-prov-')}/bench.sqlite3", None
-    from sqlalchemy import create_engine, text
-
-    name = f"idpb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
 def run_worker(url: str, users: int, concurrency: int, db_url: str, faults: bool) -> None:
@@ -223,6 +204,8 @@ def main() -> None:
         return run_worker(args.url, args.users, args.concurrency, args.db_url, args.faults)
     if args.phase == "bare":
         return bare_loop(args.url, args.users, args.concurrency)
+    # Imported here, not at the top: the phase processes (fake, worker, bare loop) need none of it.
+    from bench.common import temp_database
 
     fake_args = [sys.executable, __file__, "--phase", "fake"] + (["--faults"] if args.faults else [])
     # The fake logs every connection a timed-out client drops; that noise is not the result.
@@ -230,17 +213,16 @@ def main() -> None:
                             text=True, cwd=ROOT)
     assert fake.stdout is not None and fake.stdin is not None
     url = fake.stdout.readline().strip()
-    db_url, drop = database(args.database)
     try:
-        common = ["--users", str(args.users), "--concurrency", str(args.concurrency), "--url", url]
-        ours = child("--phase", "worker", *common, "--db-url", db_url, *(["--faults"] if args.faults else []))
-        bare = child("--phase", "bare", *common) if not args.faults else None
+        with (tempfile.TemporaryDirectory(prefix="bench-prov-") as tmp,
+              temp_database(args.database, Path(tmp), "prov") as db_url):
+            common = ["--users", str(args.users), "--concurrency", str(args.concurrency), "--url", url]
+            ours = child("--phase", "worker", *common, "--db-url", db_url, *(["--faults"] if args.faults else []))
+            bare = child("--phase", "bare", *common) if not args.faults else None
     finally:
         fake.stdin.close()
         state = json.loads(fake.stdout.readline() or "{}")
         fake.wait(timeout=30)
-        if drop is not None:
-            drop()
     mode = "30 % faults (503 / 0.3 s timeouts)" if args.faults else "no faults"
     print(f"provisioning {args.users} Keycloak users, {mode}, concurrency {args.concurrency}, {args.database}, "
           f"fake latency {LATENCY_S * 1000:.0f} ms")

@@ -25,14 +25,12 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,10 +39,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, select  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    free_port,
+    peak_rss_mb,
+    percentile,
+    process_tree,
+    stop_server,
+    temp_database,
+    wait_ready,
+)
+
 SECRET = "bench-webhook-secret"
 TARGET_RATIO = 0.5
 TARGET_RATE = 1000.0
@@ -57,81 +65,12 @@ def gunicorn_settings(workers: int, threads: int, access_log: bool) -> dict[str,
             "accesslog": "-" if access_log else None, "graceful_timeout": 10, "timeout": 60}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used (from /proc/PID/stat)."""
-    total = 0
-    for pid in pids:
-        with suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pids: list[int]) -> float:
-    """The largest peak RSS (VmHWM) among the processes."""
-    peak = 0
-    for pid in pids:
-        with suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-    return peak / 1024
-
-
-def database_url(kind: str, directory: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        directory.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{directory / 'bench.sqlite3'}", None
-    name = f"idpb_bench_wh_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop(name: str | None) -> None:
-    if name is None:
-        return
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def bare_server(port: int, settings: dict[str, Any]) -> None:
@@ -156,27 +95,6 @@ def bare_server(port: int, settings: dict[str, Any]) -> None:
             return app
 
     Server().run()
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes], limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def p2_login(user_id: str) -> bytes:
@@ -256,7 +174,8 @@ class Server:
         # BENCH_DEBUG=1 shows the servers' own logs (startup errors, tracebacks).
         quiet = None if os.environ.get("BENCH_DEBUG") else subprocess.DEVNULL
         self.proc = subprocess.Popen(argv, env=env, stdout=quiet, stderr=quiet)
-        wait_up(f"http://127.0.0.1:{port}{probe}", self.proc)
+        # The idp-bridge server is up when /healthz answers 200; the bare endpoints when they answer at all.
+        wait_ready(f"http://127.0.0.1:{port}{probe}", self.proc, any_status=probe != "/healthz")
         self.pids = process_tree(self.proc.pid)
 
     def measure(self, batch: list[bytes], clients: int) -> dict[str, Any]:
@@ -297,10 +216,11 @@ def inbound(directory: Path, db_url: str, args: argparse.Namespace) -> dict[str,
                   f"(non-202 {our['failures']}) | bare {base['rate']:5.0f} req/s p99 "
                   f"{percentile(base['latencies'], 99):5.1f} ms {base['server_cpu'] * 1e6:5.0f} us CPU/req "
                   f"| ratio {our['rate'] / base['rate']:.2f} | load {load_average()}", flush=True)
-        peak_ours, peak_bare = peak_rss_mb(ours.pids), peak_rss_mb(bare.pids)
+        peak_ours = max(peak_rss_mb(ours.pids).values(), default=0.0)
+        peak_bare = max(peak_rss_mb(bare.pids).values(), default=0.0)
     finally:
         for server in servers:
-            stop(server.proc)
+            stop_server(server.proc)
     engine = create_engine(db_url, poolclass=NullPool)
     from idp_bridge.models import InboundEvent
 
@@ -416,7 +336,7 @@ def outbound(directory: Path, db_url: str, deliveries: int, concurrency: int) ->
         rate = deliveries / (time.perf_counter() - started)
         our_cpu = (time.process_time() - cpu) / deliveries
     finally:
-        stop(sink.proc)
+        stop_server(sink.proc)
         bridge.close()
     print(f"outbound         idp-bridge {rate:6.0f} deliveries/s, {our_cpu * 1e6:5.0f} us CPU/delivery (fan-out, "
           f"sign, POST, log; {done}/{deliveries} succeeded)")
@@ -451,17 +371,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         if args.only != "outbound":
-            url, name = database_url(args.database, directory / "in")
-            try:
+            with temp_database(args.database, directory / "in", "wh") as url:
                 inbound(directory, url, args)
-            finally:
-                drop(name)
         if args.only != "inbound":
-            url, name = database_url(args.database, directory / "out")
-            try:
+            with temp_database(args.database, directory / "out", "wh") as url:
                 outbound(directory, url, args.deliveries, args.concurrency)
-            finally:
-                drop(name)
 
 
 if __name__ == "__main__":
