@@ -95,8 +95,10 @@ def start_server(url: str, workdir: Path, threads: int) -> tuple[subprocess.Pope
         "invite_page_rate_limit": "1000000/minute",
         "providers": {"oidc": {"type": "oidc", "issuer": ISSUER, "client_id": "bridge-client",
                                "client_secret": "bridge-secret"}}}
+    # Metrics in files, as `idp-bridge serve` keeps them (idp_bridge/metrics.py).
+    (workdir / "metrics").mkdir(exist_ok=True)
     env = dict(os.environ, BENCH_CALLBACK_SETTINGS=json.dumps(overrides), BENCH_CALLBACK_ISSUER=ISSUER,
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))
     # The access log goes where production sends it (stdout, on by default), here to /dev/null.
     cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
            "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--reuse-port", "--graceful-timeout", "10",

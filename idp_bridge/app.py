@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge, build
+from idp_bridge.metrics import HANDLER_KEY, RequestMetrics
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import JobKind, Worker
 
@@ -45,6 +46,14 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
     from webhooks.inbound.routes import mount as mount_inbound_webhooks
 
     mount_inbound_webhooks(app)
+
+    @app.url_value_preprocessor
+    def name_handler(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+        # Runs first for every routed request, before any before_request hook can answer it (rate limits).
+        request.environ[HANDLER_KEY] = endpoint or "unmatched"
+
+    # Outermost, so it also counts the inbound webhooks mounted in front of the Flask app.
+    app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

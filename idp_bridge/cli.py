@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from idp_bridge import audit
+from idp_bridge import audit, metrics
 from idp_bridge.bridge import Bridge, build
 from idp_bridge.db import transaction
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
@@ -89,6 +89,8 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     bridge = state.bridge
     _upgrade(bridge)
     access_log = bridge.settings.access_log
+    # Before gunicorn forks its workers and before the job worker starts: they all count into one directory.
+    metrics.share_between_processes(bridge.settings.instance_dir, sweep=True)
     bridge.close()
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -103,6 +105,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             self.cfg.set("accesslog", "-" if access_log else None)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("timeout", 60)
+            self.cfg.set("child_exit", lambda _arbiter, child: metrics.process_exited(child.pid))
 
         def load(self) -> Any:
             from idp_bridge.app import create_app
@@ -133,6 +136,7 @@ def worker(state: State, once: bool, concurrency: int) -> None:
 
     bridge = state.bridge
     _upgrade(bridge)
+    metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
     runner = make_worker(bridge, concurrency=concurrency)
     if once:
         counts = runner.run_once()
@@ -265,6 +269,7 @@ def graph_subscribe(state: State, provider_names: tuple[str, ...]) -> None:
 
 def main() -> None:
     """Entry point of the `idp-bridge` console script."""
+    metrics.console_script()
     cli()
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from idp_bridge.api.openapi import document
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
+from idp_bridge.metrics import exposition
 from idp_bridge.models import Job
 
 bp = Blueprint("ops", __name__)
-
-JOBS_DUE = Gauge("idp_bridge_jobs_queued", "Outbox jobs waiting to run")
 
 DOCS_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>idp-bridge API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -43,13 +42,13 @@ def readyz() -> tuple[Response, int]:
             queued = session.scalar(select(func.count(Job.id)).where(Job.status == "queued")) or 0
     except Exception as exc:
         return jsonify(status="unavailable", detail=type(exc).__name__), 503
-    JOBS_DUE.set(queued)
     return jsonify(status="ok", jobs_queued=queued), 200
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """Every process's metrics (see idp_bridge.metrics) and the outbox figures, in Prometheus text format."""
+    return Response(exposition(_bridge()), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")

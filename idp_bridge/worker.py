@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from prometheus_client import Counter
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -23,10 +22,9 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.db import is_sqlite, transaction
 from idp_bridge.jobs import JobView as JobView  # re-exported: job handlers import it from here
 from idp_bridge.jobs import Recorder
+from idp_bridge.metrics import JOBS_RUN
 
 log = logging.getLogger(__name__)
-
-JOBS_RUN = Counter("idp_bridge_jobs_total", "Outbox jobs run, by kind and outcome", ["kind", "outcome"])
 
 
 Handler = Callable[[Bridge, JobView], Recorder | None]

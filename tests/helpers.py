@@ -64,3 +64,17 @@ class Api:
         assert resp.status_code == 201, resp.get_json()
         body: dict[str, Any] = resp.get_json()
         return body
+
+
+def metric(client: FlaskClient, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` on /metrics whose labels include `labels` (0 when there is none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    total = 0.0
+    for family in text_string_to_metric_families(resp.get_data(as_text=True)):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

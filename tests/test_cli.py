@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -149,6 +150,74 @@ def test_serve_starts_the_service_on_loopback(env: dict[str, str | None]) -> Non
         assert status == 200, proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
             assert resp.status == 200
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_web_worker_and_the_job_worker(env: dict[str, str | None]) -> None:
+    """Two gunicorn workers and the job worker count separately; /metrics, from whichever worker, has them all."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    invoke(env, "org", "create", "acme", "--name", "Acme")
+    code, out, err = invoke(env, "api-key", "create", "--org", "acme", "--permission", "users:invite")
+    assert code == 0, err
+    key = out.strip().splitlines()[0]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_BRIDGE_", "PROMETHEUS_"))}
+    child_env |= {k: v for k, v in env.items() if v is not None}
+    proc = subprocess.Popen([*console_script(), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "2", "--threads", "2"],
+                            env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def get(path: str) -> str:
+        # A new connection each time: the kernel spreads them over both workers' sockets (SO_REUSEPORT).
+        with urllib.request.urlopen(f"{base}{path}", timeout=5) as resp:
+            return resp.read().decode()
+
+    def sample(text: str, name: str, **labels: str) -> float:
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    try:
+        healthz = 0
+        deadline = time.monotonic() + 60
+        while not healthz and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                get("/healthz")
+                healthz += 1
+            except OSError:
+                time.sleep(0.2)
+        assert healthz, "serve did not come up"
+        for _ in range(30):
+            get("/healthz")
+            healthz += 1
+        invite = urllib.request.Request(f"{base}/api/v1/orgs/acme/invites", method="POST",
+                                        data=json.dumps({"identifier": "ada@example.com"}).encode(),
+                                        headers={"Authorization": f"Bearer {key}",
+                                                 "Content-Type": "application/json"})
+        with urllib.request.urlopen(invite, timeout=10) as resp:
+            assert resp.status == 201
+        mailed = 0.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not mailed:
+            text = get("/metrics")
+            mailed = sample(text, "idp_bridge_jobs_total", kind="send_invite_email", outcome="done")
+            if not mailed:
+                time.sleep(0.5)
+        assert mailed == 1, "the job worker's run did not show on /metrics"
+        for _ in range(6):
+            text = get("/metrics")
+            assert sample(text, "idp_bridge_http_requests_total", handler="ops.healthz") == healthz
+            assert sample(text, "idp_bridge_http_requests_total", handler="api.create_invite", status="201") == 1
+        files = {path.name.split("_")[0] for path in Path(env["IDP_BRIDGE_INSTANCE_DIR"] or "").glob("metrics/*.db")}
+        assert "counter" in files and "histogram" in files
     finally:
         proc.terminate()
         try:

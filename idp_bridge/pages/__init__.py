@@ -18,6 +18,7 @@ from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
 from idp_bridge.idp import ANY, LoginFailed
+from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.pages import ratelimit
 from idp_bridge.services import invites, redeem
@@ -296,10 +297,12 @@ def callback(provider_name: str) -> Response:
     b = bridge()
     provider = b.provider(provider_name)
     if provider is None:
+        count_login("unknown", "expired")
         return page("login_expired.html", 400)
     pending = redeem.find_login(b, state=request.args.get("state", ""),
                                 browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
     if pending is None:
+        count_login(provider_name, "expired")
         return page("login_expired.html", 400)
     actor = _actor()
     retry = f"/invite/{pending.link_token}/login?provider={provider_name}"
@@ -308,6 +311,7 @@ def callback(provider_name: str) -> Response:
         # The person cancelled at the IdP or it refused: nothing to audit against the invite.
         with transaction(b.sessions) as session:
             redeem.claim_login(session, pending)
+        count_login(provider_name, "cancelled")
         return page("signin_failed.html", 400, retry=retry, label=provider.label, cancelled=True)
     try:
         claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
@@ -320,10 +324,13 @@ def callback(provider_name: str) -> Response:
         with transaction(b.sessions) as session:
             if redeem.claim_login(session, pending):
                 redeem.record_login_failure(session, actor, pending.invite_id, provider_name, exc.reason, exc.detail)
+        count_login(provider_name, "failed", exc.reason)
         return page("signin_failed.html", 400, retry=retry, label=provider.label, cancelled=False)
     if outcome is None:
         # Another callback with the same state finished first.
+        count_login(provider_name, "expired")
         return page("login_expired.html", 400)
+    count_login(provider_name, outcome.kind, outcome.reason)
     return _outcome_page(b, outcome, pending.link_token, provider_name)
 
 

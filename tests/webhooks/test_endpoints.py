@@ -8,6 +8,7 @@ from flask import Flask
 from werkzeug.test import Client
 
 from idp_bridge.bridge import Bridge
+from tests.helpers import metric
 from webhooks.inbound.routes import ROUTES, Endpoints
 
 from .conftest import inbound_count
@@ -44,3 +45,21 @@ def test_a_body_over_the_size_limit_is_refused_and_not_stored(bridge: Bridge) ->
     fits = Client(Endpoints(bridge, ROUTES, max_content_length=len(body)))
     assert fits.post("/keycloak", data=body, headers=signed(body)).status_code == 202
     assert inbound_count(bridge) == 1
+
+
+def test_inbound_requests_are_counted_by_endpoint_and_answer(app: Flask) -> None:
+    client = app.test_client()
+    body = p2_event("access.LOGIN", str(uuid.uuid4()))
+    name = "idp_bridge_inbound_webhooks_total"
+    stored, refused = metric(client, name, endpoint="keycloak", status="202"), metric(
+        client, name, endpoint="keycloak", status="401")
+    handled = metric(client, "idp_bridge_http_requests_total", handler="webhooks.keycloak", method="POST")
+
+    assert client.post("/webhooks/keycloak", data=body, headers=signed(body)).status_code == 202
+    assert client.post("/webhooks/keycloak", data=body, headers=signed(body, "wrong")).status_code == 401
+    assert client.post("/webhooks/nowhere", data=body).status_code == 404
+
+    assert metric(client, name, endpoint="keycloak", status="202") == stored + 1
+    assert metric(client, name, endpoint="keycloak", status="401") == refused + 1
+    assert metric(client, name, endpoint="nowhere") == 0
+    assert metric(client, "idp_bridge_http_requests_total", handler="webhooks.keycloak", method="POST") == handled + 2

@@ -16,8 +16,9 @@ from idp_bridge.app import make_worker
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from idp_bridge.services.webhooks import DELIVER_JOB
 from idp_bridge.worker import Worker
-from tests.helpers import Api, make_key, make_org
+from tests.helpers import Api, make_key, make_org, metric
 from tests.webhooks.receiver import Receiver
 
 
@@ -145,6 +146,34 @@ def test_with_the_receiver_down_and_back_every_event_arrives_once_and_none_is_lo
     assert statuses == ["succeeded"] * 9
     assert set(receiver.accepted_ids) == event_ids
     assert sorted(successes_per_delivery(bridge).values()) == [1] * 9
+
+
+def test_delivery_outcomes_and_the_waiting_retries_show_on_metrics(
+        bridge: Bridge, api: Api, worker: Worker, receiver: Receiver, client: FlaskClient) -> None:
+    endpoint = register(api, receiver.url)
+    receiver.secrets = [endpoint["secret"]]
+    deliveries = "idp_bridge_webhook_deliveries_total"
+    before = {outcome: metric(client, deliveries, outcome=outcome) for outcome in ("succeeded", "retrying")}
+    ran = metric(client, "idp_bridge_jobs_total", kind=DELIVER_JOB, outcome="retry")
+    api.invite("first@example.com")
+    api.invite("second@example.com")
+
+    worker.run_once(time_limit=30)  # the receiver is down
+
+    with transaction(bridge.sessions) as session:
+        failed_attempts = session.scalar(select(func.count()).select_from(WebhookAttempt))
+    assert failed_attempts and failed_attempts >= 2
+    assert metric(client, deliveries, outcome="retrying") == before["retrying"] + failed_attempts
+    assert metric(client, "idp_bridge_jobs_total", kind=DELIVER_JOB, outcome="retry") == ran + failed_attempts
+    assert metric(client, "idp_bridge_jobs_queued", kind=DELIVER_JOB) == 2
+    assert metric(client, "idp_bridge_database_up") == 1
+
+    receiver.start()
+    drain(worker, bridge)
+
+    assert metric(client, deliveries, outcome="succeeded") == before["succeeded"] + 2
+    assert metric(client, "idp_bridge_jobs_queued", kind=DELIVER_JOB) == 0
+    assert metric(client, "idp_bridge_jobs_oldest_due_seconds") == 0
 
 
 def test_after_a_secret_rotation_both_old_and_new_secrets_verify(

@@ -18,6 +18,7 @@ from werkzeug.wsgi import get_input_stream
 from idp_bridge import inbox
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
+from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
 from idp_bridge.worker import JobKind
 from webhooks.group_commit import GroupCommit, sqlite_writers_lock
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
@@ -79,7 +80,8 @@ class Endpoints:
         self.max_content_length = max_content_length
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        handler = self.routes.get(environ.get("PATH_INFO") or "/")
+        path = environ.get("PATH_INFO") or "/"
+        handler = self.routes.get(path)
         extra: list[tuple[str, str]] = []
         if handler is None:
             status, text = 404, "not found"
@@ -99,6 +101,10 @@ class Endpoints:
                     # Not stored (or not known to be): the sender retries.
                     log.exception("inbound webhook %s failed", environ.get("PATH_INFO"))
                     status, text = 500, "internal error"
+        if handler is not None:
+            endpoint = path.lstrip("/")
+            environ[HANDLER_KEY] = f"webhooks.{endpoint}"
+            INBOUND_WEBHOOKS.labels(endpoint, str(status)).inc()
         payload = text.encode()
         start_response(STATUS_LINES[status], [*PLAIN_HEADERS, ("Content-Length", str(len(payload))), *extra])
         return [payload]

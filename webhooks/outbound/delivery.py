@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from idp_bridge import audit, jobs
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import is_sqlite, read_only, transaction
+from idp_bridge.metrics import DELIVERIES
 from idp_bridge.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
 from idp_bridge.services.webhooks import DELIVER_JOB, FAILED, PENDING, SUCCEEDED, signing_secrets
 from idp_bridge.worker import JobKind, JobView
@@ -216,9 +217,11 @@ def deliver(bridge: Bridge, job: JobView) -> None:
     manual = bool(job.payload.get("manual"))
     if error is None:
         _record_success(bridge, out, status_code, duration_ms, manual)
+        DELIVERIES.labels("succeeded").inc()
         return
     with _writing(bridge), transaction(bridge.sessions) as session:
         retry_in = _record_failure(bridge, session, out, status_code, error, duration_ms, manual, utcnow())
+    DELIVERIES.labels("failed" if retry_in is None else "retrying").inc()
     if retry_in is not None:
         raise jobs.RetryLater(error, delay=retry_in)
 
