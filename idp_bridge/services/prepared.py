@@ -72,6 +72,30 @@ class Prepared:
         with _driver_cursor(dbapi_connection, dialect, self.sql) as cursor:
             cursor.execute(self.sql, self.parameters(values))
             row = cursor.fetchone()
+        return self._processed(row)
+
+    def first_later(self, connection: Connection, values: Mapping[str, Any]) -> Callable[[], tuple[Any, ...] | None]:
+        """Execute now, read the first row later: inside pipelined(), the statement goes out with the ones
+        after it and its row is read, by calling what this returns, once the block has ended."""
+        dialect = connection.dialect
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with _translated(dialect, self.sql):
+                cursor.execute(self.sql, self.parameters(values))
+        except BaseException:
+            cursor.close()
+            raise
+
+        def first() -> tuple[Any, ...] | None:
+            try:
+                with _translated(dialect, self.sql):
+                    return self._processed(cursor.fetchone())
+            finally:
+                cursor.close()
+
+        return first
+
+    def _processed(self, row: Sequence[Any] | None) -> tuple[Any, ...] | None:
         if row is None:
             return None
         if not self.result_processors:
@@ -88,12 +112,33 @@ def _cursor(connection: Connection, sql: str) -> AbstractContextManager[Any]:
 def _driver_cursor(dbapi_connection: Any, dialect: Dialect, sql: str) -> Iterator[Any]:
     cursor = dbapi_connection.cursor()
     try:
-        yield cursor
-    except dialect.loaded_dbapi.Error as exc:
-        # The same exception classes (IntegrityError, OperationalError, ...) as Connection.execute raises.
-        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+        with _translated(dialect, sql):
+            yield cursor
     finally:
         cursor.close()
+
+
+@contextmanager
+def _translated(dialect: Dialect, sql: str | None) -> Iterator[None]:
+    """Driver errors as the same exception classes (IntegrityError, OperationalError, ...) as Connection.execute
+    raises."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+
+
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL, the statements run inside go to the server together (psycopg's pipeline mode, with the
+    transaction's BEGIN when it has not been sent yet) and their results come back together when the block
+    ends, or earlier when one of them is read: one round trip instead of one per statement. An error of any
+    of them is raised when the block ends. Elsewhere nothing changes."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    with _translated(connection.dialect, None), connection.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+        yield
 
 
 _built: weakref.WeakKeyDictionary[Dialect, dict[Hashable, Prepared]] = weakref.WeakKeyDictionary()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Insert, Select, Table, Update, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, Insert, Select, Table, Update, and_, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -34,7 +34,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.security import same, seal, token_hash, unseal
 from idp_bridge.services import invites, members, orgs
-from idp_bridge.services.prepared import prepared, prepared_for
+from idp_bridge.services.prepared import pipelined, prepared, prepared_for
 
 LOGIN_STATE_TTL = timedelta(minutes=15)
 MAX_CODE_FAILURES = 5
@@ -141,11 +141,13 @@ def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending
     finish_login() (the ORM path) in the same transaction, which re-reads under the same lock and repeats
     every check.
     """
-    if not _claim(connection, pending):
+    row = _claim_and_lock(connection, pending)
+    if row is False:
         return None
-    outcome = _accept_directly(connection, bridge, actor, pending, provider, claims)
-    if outcome is not None:
-        return outcome
+    if row is not None:
+        outcome = _accept_directly(connection, bridge, actor, pending, provider, claims, row)
+        if outcome is not None:
+            return outcome
     # The session joins the connection's transaction: the caller commits or rolls back.
     session = bridge.sessions(bind=connection)
     try:
@@ -156,19 +158,35 @@ def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending
     return outcome
 
 
+def _claim_and_lock(connection: Connection, pending: PendingLogin) -> tuple[Any, ...] | Literal[False] | None:
+    """Use the login state up, then read the invite (row-locked on PostgreSQL), its org, its member and the link
+    the login came through (_direct_lock_statement's columns).
+
+    False when another callback used the state first; None when there is no such invite (the ORM path then
+    decides). On PostgreSQL both are one statement, the claim as a data-modifying WITH, sent together with the
+    transaction's BEGIN; there invites are never deleted, so no row means the state was used already.
+    """
+    values = {"hash": pending.state_hash, "now": utcnow(), "invite_id": pending.invite_id,
+              "link_hash": token_hash(pending.link_token)}
+    if connection.dialect.name == "postgresql":
+        both = prepared(connection, "claim_and_lock", _claim_and_lock_statement)
+        with pipelined(connection):
+            row = both.first(connection, values)
+        return False if row is None else row
+    if not _claim(connection, pending):
+        return False
+    lock = prepared(connection, "direct_lock", lambda: _direct_lock_statement(connection.dialect.name))
+    return lock.first(connection, values)
+
+
 def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin,
-                     provider: Provider, claims: Mapping[str, Any]) -> Outcome | None:
+                     provider: Provider, claims: Mapping[str, Any], row: tuple[Any, ...]) -> Outcome | None:
     """Redeem when every rule holds at the first look; None (having written nothing) for any other case.
 
-    Reads the invite (row-locked on PostgreSQL), its org, its member and the link the login came through
-    with one Core statement; writes the identity, the two status changes, the audit entries and the events
-    with prebuilt statements.
+    `row` is what _claim_and_lock() read; the identity, the two status changes, the audit entries and the
+    events are written with prebuilt statements.
     """
     columns = _lock_columns()
-    lock = prepared(connection, "direct_lock", lambda: _direct_lock_statement(connection.dialect.name))
-    row = lock.first(connection, {"invite_id": pending.invite_id, "link_hash": token_hash(pending.link_token)})
-    if row is None:
-        return None
     # Plain objects with the columns as attributes: what the rules and the event builders read, without the
     # per-instance bookkeeping of ORM objects.
     invite, org, member, link = (SimpleNamespace(**dict(zip(keys, row[start:end], strict=True)))
@@ -184,12 +202,36 @@ def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pendi
     if not check.ok:
         return None
     identity = check.identity
-    if not _bind(connection, as_org, cast(Member, member), identity):
+    if not _write_acceptance(connection, actor, as_org, cast(Member, member), as_invite, identity):
         return None
-    members.write_activation(connection, actor, as_org, cast(Member, member), as_invite,
-                             **_activation_data(identity))
     return Outcome(ACCEPTED, org=as_org, invite=as_invite, identity=identity,
                    redirect_url=redirect_for(bridge, as_org))
+
+
+def _write_acceptance(connection: Connection, actor: Actor, org: Organization, member: Member, invite: Invite,
+                      identity: LoginIdentity) -> bool:
+    """Bind the identity and make the member ACTIVE; False, with nothing written, when the identity is bound.
+
+    On PostgreSQL the bind and the activation's writes go to the server together, behind a savepoint that is
+    rolled back in the rare case the bind finds the identity taken (the ORM path then decides).
+    """
+    data = _activation_data(identity)
+    if connection.dialect.name != "postgresql":
+        if not _bind(connection, org, member, identity):
+            return False
+        members.write_activation(connection, actor, org, member, invite, **data)
+        return True
+    with pipelined(connection):
+        prepared(connection, "direct_savepoint", lambda: text(f"SAVEPOINT {_SAVEPOINT}")).run(connection, {})
+        bound = _bind_later(connection, org, member, identity)
+        members.write_activation(connection, actor, org, member, invite, **data)
+    if bound() is not None:
+        return True
+    prepared(connection, "direct_rollback", lambda: text(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")).run(connection, {})
+    return False
+
+
+_SAVEPOINT = "direct_accept"
 
 
 def purge_login_states(session: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
@@ -238,13 +280,19 @@ def _bind(connection: Connection, org: Organization, member: Member, identity: L
 
     The unique constraint decides, so two redemptions racing to bind one identity cannot both succeed.
     """
+    return _bind_later(connection, org, member, identity)() is not None
+
+
+def _bind_later(connection: Connection, org: Organization, member: Member,
+                identity: LoginIdentity) -> Callable[[], tuple[Any, ...] | None]:
+    """_bind()'s INSERT, executed now; calling the result reads whether the row went in (None: it did not)."""
     now = utcnow()
     values = {"id": new_id(), "org_id": org.id, "member_id": member.id, "provider": identity.provider,
               "issuer": identity.issuer, "subject": identity.subject, "tenant_id": identity.tenant_id,
               "email": identity.email, "email_verified": identity.email_verified, "created_at": now,
               "last_login_at": now}
     insert = prepared(connection, "bind_identity", lambda: _bind_statement(connection.dialect.name), list(values))
-    return insert.first(connection, values) is not None
+    return insert.first_later(connection, values)
 
 
 # The callback's statements are built once: constructing them anew each time costs more than running them.
@@ -300,6 +348,18 @@ def _direct_lock_statement(dialect: str) -> Select[Any]:
             .outerjoin(link, and_(link.c.token_hash == bindparam("link_hash"), link.c.invite_id == invite.c.id))
             .where(invite.c.id == bindparam("invite_id")))
     return stmt.with_for_update(of=invite) if dialect == "postgresql" else stmt
+
+
+@functools.cache
+def _claim_and_lock_statement() -> Select[Any]:
+    """PostgreSQL: the claim of the login state as a data-modifying WITH, and the locked read of the invite
+    with its org, member and link, which yields no row unless the claim took."""
+    table = cast(Table, LoginState.__table__)
+    claimed = (update(table).where(table.c.state_hash == bindparam("hash"), table.c.used_at.is_(None))
+               .values(used_at=bindparam("now")).returning(table.c.invite_id).cte("claimed"))
+    invite = cast(Table, Invite.__table__)
+    lock = _direct_lock_statement("postgresql")
+    return lock.where(invite.c.id.in_(select(claimed.c.invite_id)))
 
 
 @functools.cache
