@@ -34,6 +34,7 @@ test-postgres: install
 lint: install
 	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench
 	$(PY) -m mypy idp_bridge providers webhooks
+	$(PY) -m mypy --explicit-package-bases bench
 
 bench: install
 	$(PY) bench/bulk_invite.py

@@ -205,14 +205,14 @@ def prepare(bridge: Any, browser: Browser, count: int) -> Pending:
     client = requests.Session()
     public = browser.conn.host, browser.conn.port
     for n, link in links:
-        session = requests.Session()
-        resp = session.get(f"{link}/login", allow_redirects=False, timeout=10)
+        invitee = requests.Session()
+        resp = invitee.get(f"{link}/login", allow_redirects=False, timeout=10)
         assert resp.status_code == 303, resp.text
-        claims = {"sub": f"sub-{n}", "email": f"user{n}@bench.example.com", "email_verified": True}
+        claims: dict[str, Any] = {"sub": f"sub-{n}", "email": f"user{n}@bench.example.com", "email_verified": True}
         auth = client.post(f"http://{public[0]}:{public[1]}{AUTHORIZE_PATH}", timeout=10,
                            json={"url": resp.headers["Location"], "claims": claims})
         assert auth.status_code == 200, auth.text
-        cookies = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        cookies = "; ".join(f"{c.name}={c.value}" for c in invitee.cookies)
         pending.append((cookies, auth.json()))
     # Warm discovery, JWKS and the server's code paths the way a running server has them warm.
     for _ in range(min(10, len(pending) - 1)):

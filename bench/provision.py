@@ -136,8 +136,9 @@ def run_worker(url: str, users: int, concurrency: int, db_url: str, faults: bool
 def bare_loop(url: str, users: int, concurrency: int) -> None:
     """Child process: the same three calls per user on keep-alive connections, no database, no library."""
     parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
     form = urlencode({"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
-    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    conn = http.client.HTTPConnection(host, parts.port)
     conn.request("POST", f"/realms/{REALM}/protocol/openid-connect/token", form,
                  {"Content-Type": "application/x-www-form-urlencoded"})
     token = json.loads(conn.getresponse().read())["access_token"]
@@ -147,7 +148,7 @@ def bare_loop(url: str, users: int, concurrency: int) -> None:
     lock = threading.Lock()
 
     def run() -> None:
-        c = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        c = http.client.HTTPConnection(host, parts.port, timeout=5)
         while True:
             with lock:
                 i = next(counter, None)
