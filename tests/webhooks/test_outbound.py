@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -174,6 +175,23 @@ def test_delivery_outcomes_and_the_waiting_retries_show_on_metrics(
     assert metric(client, deliveries, outcome="succeeded") == before["succeeded"] + 2
     assert metric(client, "idp_bridge_jobs_queued", kind=DELIVER_JOB) == 0
     assert metric(client, "idp_bridge_jobs_oldest_due_seconds") == 0
+
+
+def test_a_delivery_without_its_prefetched_row_reads_it_itself(
+        bridge: Bridge, api: Api, worker: Worker, receiver: Receiver) -> None:
+    endpoint = register(api, receiver.url)
+    receiver.secrets = [endpoint["secret"]]
+    receiver.start()
+    assert worker.kinds[DELIVER_JOB].prefetch is not None
+    worker.kinds[DELIVER_JOB] = replace(worker.kinds[DELIVER_JOB], prefetch=None)
+    api.invite("first@example.com")
+
+    drain(worker, bridge)
+
+    with transaction(bridge.sessions) as session:
+        event_ids = set(session.scalars(select(Event.id)))
+    assert event_ids and set(receiver.accepted_ids) == event_ids
+    assert sorted(successes_per_delivery(bridge).values()) == [1] * len(event_ids)
 
 
 def test_after_a_secret_rotation_both_old_and_new_secrets_verify(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import requests
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
@@ -21,7 +21,7 @@ from idp_bridge import audit, jobs
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import is_sqlite, read_only, transaction
 from idp_bridge.metrics import DELIVERIES
-from idp_bridge.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
+from idp_bridge.models import Event, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
 from idp_bridge.services.webhooks import DELIVER_JOB, FAILED, PENDING, SUCCEEDED, signing_secrets
 from idp_bridge.worker import JobKind, JobView
 from webhooks.group_commit import GroupCommit
@@ -62,29 +62,34 @@ def fan_out(bridge: Bridge) -> int:
 
 
 def _fan_out_batch(session: Session) -> int:
-    stmt = select(Event).where(Event.dispatched.is_(False)).order_by(Event.created_at).limit(FAN_OUT_BATCH)
+    """One batch of undispatched events: their deliveries and jobs, written with a few Core statements."""
+    stmt = _UNDISPATCHED
     if session.get_bind().dialect.name == "postgresql":
         # Two workers fanning out at once take disjoint events, so no event gets two deliveries per endpoint.
         stmt = stmt.with_for_update(skip_locked=True)
-    events = list(session.scalars(stmt))
+    events = session.execute(stmt).all()
     if not events:
         return 0
-    endpoints: dict[str, list[WebhookEndpoint]] = {}
-    rows = session.scalars(select(WebhookEndpoint).where(
-        WebhookEndpoint.org_id.in_({e.org_id for e in events}), WebhookEndpoint.enabled.is_(True)))
-    for endpoint in rows:
-        endpoints.setdefault(endpoint.org_id, []).append(endpoint)
+    endpoints: dict[str, list[tuple[str, list[str] | None]]] = {}
+    orgs = sorted({e[1] for e in events})
+    for endpoint_id, org_id, event_types in session.execute(_ENABLED_ENDPOINTS, {"orgs": orgs}):
+        endpoints.setdefault(org_id, []).append((endpoint_id, event_types))
     now = utcnow()
-    for event in events:
-        for endpoint in endpoints.get(event.org_id, []):
-            if endpoint.event_types and event.type not in endpoint.event_types:
+    deliveries, queued = [], []
+    for event_id, org_id, event_type in events:
+        for endpoint_id, event_types in endpoints.get(org_id, []):
+            if event_types and event_type not in event_types:
                 continue
-            delivery = WebhookDelivery(id=new_id(), endpoint_id=endpoint.id, event_id=event.id, status=PENDING,
-                                       attempts=0, next_attempt_at=now, created_at=now)
-            session.add(delivery)
-            jobs.enqueue(session, DELIVER_JOB, {"delivery_id": delivery.id}, org_id=event.org_id,
-                         dedupe_key=f"webhook:{delivery.id}", max_attempts=10_000, run_after=now)
-        event.dispatched = True
+            delivery_id = new_id()
+            deliveries.append({"id": delivery_id, "endpoint_id": endpoint_id, "event_id": event_id,
+                               "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now})
+            queued.append({"id": new_id(), "kind": DELIVER_JOB, "payload": {"delivery_id": delivery_id},
+                           "org_id": org_id, "dedupe_key": f"webhook:{delivery_id}", "status": jobs.QUEUED,
+                           "attempts": 0, "max_attempts": 10_000, "run_after": now, "created_at": now})
+    if deliveries:
+        session.execute(insert(_deliveries), deliveries)
+        session.execute(insert(_jobs), queued)
+    session.execute(_DISPATCHED, {"ids": [e[0] for e in events]})
     return len(events)
 
 
@@ -123,14 +128,21 @@ _attempts = cast(Table, WebhookAttempt.__table__)
 
 # The delivery path runs Core statements built once, so each delivery costs a few cached executions rather
 # than ORM loads, flushes and bulk-update bookkeeping.
-_READ = (
+_READ_MANY = (
     select(_deliveries.c.status, _deliveries.c.attempts, _deliveries.c.created_at, _endpoints.c.id,
            _endpoints.c.org_id, _endpoints.c.url, _endpoints.c.enabled, _endpoints.c.secret,
-           _endpoints.c.previous_secret, _endpoints.c.previous_secret_expires_at, _events.c.id, _events.c.payload)
+           _endpoints.c.previous_secret, _endpoints.c.previous_secret_expires_at, _events.c.id, _events.c.payload,
+           _deliveries.c.id)
     .select_from(_deliveries.join(_endpoints, _endpoints.c.id == _deliveries.c.endpoint_id)
                  .join(_events, _events.c.id == _deliveries.c.event_id))
-    .where(_deliveries.c.id == bindparam("delivery_id"))
+    .where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
 )
+_jobs = cast(Table, Job.__table__)
+_UNDISPATCHED = (select(_events.c.id, _events.c.org_id, _events.c.type).where(_events.c.dispatched.is_(False))
+                 .order_by(_events.c.created_at).limit(FAN_OUT_BATCH))
+_ENABLED_ENDPOINTS = select(_endpoints.c.id, _endpoints.c.org_id, _endpoints.c.event_types).where(
+    _endpoints.c.org_id.in_(bindparam("orgs", expanding=True)), _endpoints.c.enabled.is_(True))
+_DISPATCHED = update(_events).where(_events.c.id.in_(bindparam("ids", expanding=True))).values(dispatched=True)
 _STILL_PENDING = select(_deliveries.c.id).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)),
                                                 _deliveries.c.status == PENDING)
 _SUCCEED = (
@@ -152,14 +164,24 @@ _GIVE_UP = (
 )
 
 
-def _prepare(bridge: Bridge, delivery_id: str) -> Outgoing | None:
-    # Read-only: on SQLite the write lock is taken only to record the outcome, not while reading.
-    with read_only(), bridge.engine.begin() as conn:
-        row = conn.execute(_READ, {"delivery_id": delivery_id}).first()
+def prefetch_deliveries(session: Session, batch: list[JobView]) -> dict[str, tuple[Any, ...]]:
+    """The delivery, endpoint and event of each claimed delivery job, read in one query with the claim."""
+    wanted = {job.payload.get("delivery_id") for job in batch}
+    rows = {row[-1]: tuple(row) for row in session.execute(_READ_MANY, {"ids": sorted(wanted, key=str)})}
+    return {job.id: rows[job.payload["delivery_id"]] for job in batch if job.payload.get("delivery_id") in rows}
+
+
+def _prepare(bridge: Bridge, delivery_id: str, row: tuple[Any, ...] | None = None) -> Outgoing | None:
+    """What the attempt sends, from the prefetched row or, without one, a read of its own."""
+    if row is None:
+        # Read-only: on SQLite the write lock is taken only to record the outcome, not while reading.
+        with read_only(), bridge.engine.begin() as conn:
+            found = conn.execute(_READ_MANY, {"ids": [delivery_id]}).first()
+        row = tuple(found) if found is not None else None
     if row is None or row[0] != PENDING:
         return None  # already delivered, given up on, or deleted with its endpoint
     (_, attempts, created_at, endpoint_id, org_id, url, enabled, secret, previous, previous_until, event_id,
-     payload) = row
+     payload, _) = row
     if not enabled:
         with _writing(bridge), bridge.engine.begin() as conn:
             conn.execute(_GIVE_UP, {"delivery_id": delivery_id})
@@ -208,7 +230,7 @@ def _writing(bridge: Bridge) -> Iterator[None]:
 
 def deliver(bridge: Bridge, job: JobView) -> None:
     """Send one delivery; on failure retry with backoff until the retry window closes."""
-    out = _prepare(bridge, job.payload["delivery_id"])
+    out = _prepare(bridge, job.payload["delivery_id"], job.context)
     if out is None:
         return
     started = time.monotonic()
@@ -304,4 +326,4 @@ def _record_failure(bridge: Bridge, session: Session, out: Outgoing, status_code
 
 def job_kinds() -> dict[str, JobKind]:
     """The job kinds of outbound webhooks."""
-    return {DELIVER_JOB: JobKind(run=deliver)}
+    return {DELIVER_JOB: JobKind(run=deliver, prefetch=prefetch_deliveries)}
