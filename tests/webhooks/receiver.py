@@ -26,6 +26,7 @@ class Receiver:
         self.accepted: list[dict[str, Any]] = []
         self.accepted_ids: Counter[str] = Counter()
         self.rejected = 0
+        self.authorizations: list[str | None] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -54,6 +55,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 payload = receiver.verify(body, dict(self.headers.items()))
                 with receiver.lock:
+                    receiver.authorizations.append(self.headers.get("Authorization"))
                     if payload is None:
                         receiver.rejected += 1
                     else:

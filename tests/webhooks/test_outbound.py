@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from idp_bridge.models import AuditEvent, Event, WebhookAttempt, WebhookDelivery
 from idp_bridge.services.webhooks import DELIVER_JOB
 from idp_bridge.worker import Worker
 from tests.helpers import Api, make_key, make_org, metric
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, free_port
 
 
 @pytest.fixture
@@ -192,6 +193,40 @@ def test_a_delivery_without_its_prefetched_row_reads_it_itself(
         event_ids = set(session.scalars(select(Event.id)))
     assert event_ids and set(receiver.accepted_ids) == event_ids
     assert sorted(successes_per_delivery(bridge).values()) == [1] * len(event_ids)
+
+
+def test_netrc_credentials_never_reach_a_webhook_url(bridge: Bridge, api: Api, worker: Worker, receiver: Receiver,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login machine-user password machine-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    endpoint = register(api, receiver.url)
+    receiver.secrets = [endpoint["secret"]]
+    receiver.start()
+    api.invite("first@example.com")
+
+    drain(worker, bridge)
+
+    assert receiver.accepted and receiver.authorizations == [None] * len(receiver.authorizations)
+
+
+def test_deliveries_go_through_the_proxy_the_environment_names(
+        bridge: Bridge, api: Api, worker: Worker, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    endpoint = register(api, receiver.url)
+    receiver.secrets = [endpoint["secret"]]
+    receiver.start()
+    api.invite("first@example.com")
+
+    worker.run_once(time_limit=30)
+
+    with transaction(bridge.sessions) as session:
+        errors = list(session.scalars(select(WebhookAttempt.error)))
+    assert errors and all(e and e.startswith("ProxyError") for e in errors)
+    assert receiver.accepted == []
 
 
 def test_after_a_secret_rotation_both_old_and_new_secrets_verify(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import requests
+from requests.utils import get_environ_proxies
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
@@ -109,16 +112,32 @@ class Outgoing:
 
 
 def _http(bridge: Bridge) -> requests.Session:
-    """One pooled HTTP session per bridge: keep-alive to busy receivers."""
+    """One pooled HTTP session per bridge: keep-alive to busy receivers.
+
+    It does not consult the environment on each request (trust_env off): ~/.netrc credentials must never go to
+    a host's webhook URL, and proxies (HTTP(S)_PROXY, NO_PROXY) and the CA bundle (REQUESTS_CA_BUNDLE) are
+    taken from the environment once per URL (_proxies) and once per process (_verify) instead.
+    """
     http = bridge.extras.get("webhook_http")
     if http is None:
         http = requests.Session()
+        http.trust_env = False
         http.headers["User-Agent"] = USER_AGENT
         adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
         http.mount("http://", adapter)
         http.mount("https://", adapter)
         bridge.extras["webhook_http"] = http
     return http
+
+
+@functools.lru_cache(maxsize=1024)
+def _proxies(url: str) -> dict[str, str]:
+    return get_environ_proxies(url)
+
+
+@functools.cache
+def _verify() -> str | bool:
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
 _deliveries = cast(Table, WebhookDelivery.__table__)
@@ -203,7 +222,7 @@ def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
     }
     try:
         resp = _http(bridge).post(out.url, data=out.body.encode(), headers=headers, timeout=TIMEOUT,
-                                  allow_redirects=False)
+                                  allow_redirects=False, proxies=_proxies(out.url), verify=_verify())
     except requests.RequestException as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= resp.status_code < 300:
