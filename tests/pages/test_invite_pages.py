@@ -223,3 +223,36 @@ def test_use_another_account_on_a_code_invite_asks_for_the_code_again_then_force
     assert auth_params(second.headers["Location"])["prompt"] == "select_account"
     assert finish(client, "oidc", ops.oidc.authorize(second.headers["Location"], ALICE)).status_code == 200
     assert snapshot(bridge, invite["id"]).invite_status == "ACCEPTED"
+
+
+def test_links_and_the_login_callback_come_from_public_url_never_from_the_host_header(
+        api: Api, bridge: Bridge, client: FlaskClient) -> None:
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}
+    resp = api.post("/invites", {"identifier": "alice@example.com", "provider": "oidc"}, headers=forged)
+    assert resp.status_code == 201
+    invite = resp.get_json()
+    resent = api.post(f"/invites/{invite['id']}/resend", headers=forged).get_json()
+
+    login = client.get(f"/invite/{token_of(resent['link'])}/login", headers=forged)
+
+    public = bridge.settings.public_url
+    assert invite["link"].startswith(f"{public}/invite/") and resent["link"].startswith(f"{public}/invite/")
+    assert auth_params(login.headers["Location"])["redirect_uri"] == f"{public}/auth/callback/oidc"
+    assert "evil.example" not in login.get_data(as_text=True) + login.headers["Location"]
+
+
+def test_a_stolen_code_replayed_in_another_login_fails_pkce_and_changes_nothing(
+        api: Api, ops: OPs, bridge: Bridge, client: FlaskClient, app: Any) -> None:
+    invite = api.invite("alice@example.com", provider="oidc")
+    victim = ops.oidc.authorize(start(client, invite["link"]), ALICE)  # the victim's code, not yet redeemed
+    attacker = app.test_client()
+    attacker_state = auth_params(start(attacker, invite["link"]))["state"]
+    injected = {**victim, "state": attacker_state}  # the victim's code (and iss) on the attacker's login
+
+    resp = finish(attacker, "oidc", injected)
+
+    assert resp.status_code == 400
+    assert ops.oidc.token_requests == 1  # the bridge sent the code with the attacker's verifier; the OP refused
+    snap = snapshot(bridge, invite["id"])
+    assert (snap.invite_status, snap.member_status, snap.identities) == ("PENDING", "INVITED", 0)
+    assert snap.rejections == ["token_exchange_failed"]
