@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,6 +30,12 @@ PUBLIC_URL = os.environ.get("KEYCLOAK_PUBLIC_URL", "https://join.example.com")
 pytestmark = [pytest.mark.live,
               pytest.mark.skipif(not all(LIVE.values()), reason="set KEYCLOAK_URL, KEYCLOAK_REALM, "
                                  "KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET to run against a real Keycloak")]
+
+
+@pytest.fixture
+def keycloak() -> SimpleNamespace:
+    """No fake realm, and so no `responses` mock in front of requests: these tests talk to the real server."""
+    return SimpleNamespace(served_url="http://unused.invalid")
 
 
 @pytest.fixture
