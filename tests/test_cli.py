@@ -129,6 +129,15 @@ def console_script() -> list[str]:
     return [str(script)] if script.exists() else [shutil.which("idp-bridge") or "idp-bridge"]
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @pytest.mark.slow
 def test_serve_starts_the_service_on_loopback(env: dict[str, str | None]) -> None:
     port = free_port()
@@ -151,12 +160,7 @@ def test_serve_starts_the_service_on_loopback(env: dict[str, str | None]) -> Non
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as resp:
             assert resp.status == 200
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 @pytest.mark.slow
@@ -219,12 +223,7 @@ def test_metrics_add_up_every_web_worker_and_the_job_worker(env: dict[str, str |
         files = {path.name.split("_")[0] for path in Path(env["IDP_BRIDGE_INSTANCE_DIR"] or "").glob("metrics/*.db")}
         assert "counter" in files and "histogram" in files
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def test_serve_refuses_to_start_on_a_bad_config_with_a_non_zero_exit(env: dict[str, str | None]) -> None:
