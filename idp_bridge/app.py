@@ -52,6 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
         # Runs first for every routed request, before any before_request hook can answer it (rate limits).
         request.environ[HANDLER_KEY] = endpoint or "unmatched"
 
+    app.extensions["idp_bridge_job_kinds"] = sorted(job_kinds(bridge))
     # Outermost, so it also counts the inbound webhooks mounted in front of the Flask app.
     app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -117,8 +117,10 @@ class _ThisProcess(Collector):
 class QueueCollector(Collector):
     """Outbox figures read from the database at scrape time."""
 
-    def __init__(self, bridge: Any) -> None:
+    def __init__(self, bridge: Any, kinds: Iterable[str] = ()) -> None:
         self.bridge = bridge
+        # Every job kind gets its series, at 0 when none is waiting, so alerts and rates see them from the start.
+        self.kinds = sorted(kinds)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("idp_bridge_database_up", "Whether the database answered this scrape")
@@ -138,21 +140,23 @@ class QueueCollector(Collector):
             yield up
             return
         up.add_metric([], 1)
-        for kind, status, count in counts:
-            (queued if status == "queued" else failed).add_metric([kind], count)
+        found = {(kind, status): count for kind, status, count in counts}
+        for kind in sorted(set(self.kinds) | {kind for kind, _ in found}):
+            queued.add_metric([kind], found.get((kind, "queued"), 0))
+            failed.add_metric([kind], found.get((kind, "failed"), 0))
         lag.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0)
         yield from (up, queued, failed, lag)
 
 
-def exposition(bridge: Any) -> bytes:
-    """The text exposition of every process's metrics (or this process's) and the queue figures."""
+def exposition(bridge: Any, kinds: Iterable[str] = ()) -> bytes:
+    """The text exposition of every process's metrics (or this process's) and the queue figures by job kind."""
     registry = CollectorRegistry(auto_describe=False)
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     else:
         registry.register(_ThisProcess())
-    registry.register(QueueCollector(bridge))
+    registry.register(QueueCollector(bridge, kinds))
     return generate_latest(registry)
 
 

@@ -48,7 +48,8 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Every process's metrics (see idp_bridge.metrics) and the outbox figures, in Prometheus text format."""
-    return Response(exposition(_bridge()), mimetype=CONTENT_TYPE_LATEST)
+    kinds = current_app.extensions.get("idp_bridge_job_kinds", ())
+    return Response(exposition(_bridge(), kinds), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")
