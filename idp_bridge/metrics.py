@@ -70,11 +70,17 @@ def share_between_processes(instance_dir: Path, *, sweep: bool) -> Path | None:
     if not _console:
         return None
     directory = Path(os.environ.get(MULTIPROC_ENV) or instance_dir / "metrics").resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    if sweep:
-        for path in directory.glob("*.db"):
-            if not _alive(_pid_of(path)):
-                path.unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if sweep:
+            for path in directory.glob("*.db"):
+                if not _alive(_pid_of(path)):
+                    path.unlink(missing_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(f"{directory} is not writable")
+    except OSError as exc:
+        log.warning("metrics stay per process (each answers /metrics with its own): %s", exc)
+        return None
     os.environ[MULTIPROC_ENV] = str(directory)
     # prometheus_client picks where values live when it is first imported, which was before the directory was
     # known; pick again. Every metric here is labelled, so its values are made at first use, after this.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
+from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
+from idp_bridge import metrics
 from idp_bridge.app import create_app, job_kinds
 from idp_bridge.bridge import build
 from idp_bridge.settings import load_settings
@@ -44,3 +48,16 @@ def test_a_database_that_does_not_answer_shows_as_down_and_the_scrape_still_succ
         assert samples(app, "idp_bridge_jobs_queued") == {}
     finally:
         bridge.close()
+
+
+def test_serve_keeps_per_process_metrics_when_the_metrics_directory_cannot_be_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    monkeypatch.setattr(metrics, "_console", True)
+    (tmp_path / "metrics").write_text("a file where the directory should be")
+    chosen = values.ValueClass
+
+    assert metrics.share_between_processes(tmp_path, sweep=True) is None
+
+    assert metrics.MULTIPROC_ENV not in os.environ and values.ValueClass is chosen
+    assert "metrics stay per process" in caplog.text
