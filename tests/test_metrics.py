@@ -1,4 +1,4 @@
-"""/metrics on its own: the queue figures read from the database at scrape time."""
+"""/metrics on its own: queue figures read at scrape time, and what happens without a metrics directory."""
 
 from __future__ import annotations
 
