@@ -52,6 +52,8 @@ class Settings(BaseModel):
     database_url: str = ""
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
+    # Older secret keys that still unseal queued links and secrets and check invite codes after a key change.
+    secret_key_fallbacks: list[str] = Field(default_factory=list)
     redirect_allowlist: list[str] = Field(default_factory=list)
     support_contact: str = ""
     product_name: str = "idp-bridge"
@@ -83,6 +85,11 @@ class Settings(BaseModel):
     trust_proxy_headers: int = Field(default=0, ge=0, le=5)
     # One line per request on stdout from `serve`; off where a reverse proxy already logs requests.
     access_log: bool = True
+
+    # Networks (CIDR) outbound webhooks may reach besides public addresses, e.g. ["127.0.0.0/8"] for development.
+    webhook_allow_networks: list[str] = Field(default_factory=list)
+    # DNS resolvers as "host" or "host:port"; empty: the system's.
+    dns_nameservers: list[str] = Field(default_factory=list)
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
