@@ -318,7 +318,7 @@ def outbound(directory: Path, db_url: str, deliveries: int, concurrency: int) ->
 
         with transaction(bridge.sessions) as session:
             org = orgs.create(session, bridge, audit.CLI, OrgCreate(slug="bench", name="Bench"))
-            webhooks.create(session, audit.CLI, org, webhooks.EndpointInput(url=url))
+            webhooks.create(session, audit.CLI, org, webhooks.EndpointInput(url=url), bridge.settings.secret_key)
         for start in range(0, deliveries, 500):
             with transaction(bridge.sessions) as session:
                 org = orgs.get(session, "bench")

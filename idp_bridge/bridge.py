@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp_bridge.db import make_engine, make_session_factory
 from idp_bridge.idp import Provider, build_providers
 from idp_bridge.mail import MailTransport, Renderer, make_transport
+from idp_bridge.security import unseal
 from idp_bridge.settings import Settings, ensure_instance
 
 
@@ -28,6 +29,15 @@ class Bridge:
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The current secret key, then the older ones that still open what they sealed."""
+        return [self.settings.secret_key, *self.settings.secret_key_fallbacks]
+
+    def unseal(self, sealed: str) -> str:
+        """Open a value sealed with the current key or any of secret_key_fallbacks."""
+        return unseal(self.settings.secret_key, sealed, self.settings.secret_key_fallbacks)
 
     def link(self, token: str) -> str:
         """The invite link; always built from public_url, never from a request's Host header."""

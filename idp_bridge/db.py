@@ -55,6 +55,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         path = parsed.database or ""
         in_memory = path in ("", ":memory:") or path.startswith("file:") or "memory" in str(parsed.query)
+        if not in_memory:
+            _create_private(path)
         _configure_sqlite(engine, None if in_memory else WalCheckpointer(path))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -64,6 +66,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.pop("pool_size")
         kwargs.pop("max_overflow")
     return create_engine(url, **kwargs)
+
+
+def _create_private(path: str) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite would create it with the umask's mode.
+
+    Its -wal and -shm files take the database file's mode. An existing file keeps the mode it has.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a missing directory or a read-only place: SQLite reports it clearly on connect
 
 
 def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> None:

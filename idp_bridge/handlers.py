@@ -12,7 +12,6 @@ from idp_bridge.db import transaction
 from idp_bridge.idp import ANY
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.models import Invite, InviteStatus, Organization
-from idp_bridge.security import unseal
 from idp_bridge.services import invites, redeem
 from idp_bridge.worker import JobKind, JobView
 
@@ -41,9 +40,8 @@ def send_invite_email(bridge: Bridge, job: JobView) -> Recorder | None:
     """Mail the invitation with the link sealed into the job; skip invites that are no longer pending."""
     if "link" not in job.payload:
         raise PermanentFailure("job has no link (already sent, or wiped)")
-    key = bridge.settings.secret_key
-    link_token = unseal(key, job.payload["link"])
-    code = unseal(key, job.payload["code"]) if job.payload.get("code") else None
+    link_token = bridge.unseal(job.payload["link"])
+    code = bridge.unseal(job.payload["code"]) if job.payload.get("code") else None
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, job.payload["invite_id"])
         if invite is None or invites.effective_status(invite) != InviteStatus.PENDING:

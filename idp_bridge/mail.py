@@ -30,7 +30,8 @@ class FileTransport:
         self.directory = directory
 
     def send(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Private: each message carries a live invite link (mkstemp already makes the files 0600).
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = f"{formatdate(usegmt=True).replace(' ', '_').replace(',', '')}-{uuid.uuid4().hex[:12]}.eml"
         # Write then rename, so a reader never sees half a message.
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")

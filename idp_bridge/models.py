@@ -310,8 +310,9 @@ class WebhookEndpoint(Base):
     description: Mapped[str] = mapped_column(String(500), default="")
     event_types: Mapped[list[str]] = mapped_column(JSONType, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    secret: Mapped[str] = mapped_column(String(200))
-    previous_secret: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Sealed (security.seal) with the secret key; legacy rows written before revision 0003 hold "whsec_…".
+    secret: Mapped[str] = mapped_column(String(500))
+    previous_secret: Mapped[str | None] = mapped_column(String(500), nullable=True)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     failing_since: Mapped[datetime | None] = mapped_column(nullable=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)

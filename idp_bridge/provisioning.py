@@ -34,7 +34,6 @@ from idp_bridge.models import (
     ProvisioningState,
     utcnow,
 )
-from idp_bridge.security import unseal
 from idp_bridge.services import invites, orgs
 from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
 from idp_bridge.worker import GroupWriter, JobKind, JobView, TokenBucket
@@ -174,7 +173,7 @@ def _prepare(bridge: Bridge, row: Row[Any], job: JobView) -> Attempt:
         raise PermanentFailure(f"provider {invite.provider!r} is not configured to provision accounts")
     if "link" not in job.payload:
         raise PermanentFailure("job has no link (wiped)")
-    link = bridge.link(unseal(bridge.settings.secret_key, job.payload["link"]))
+    link = bridge.link(bridge.unseal(job.payload["link"]))
     target = invites.target_of(invite, org, link)
     is_keycloak = getattr(provider, "kind", "") == "keycloak"
     # org.keycloak_email: who mails a new Keycloak user (Keycloak's setup mail, ours, or both).

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cryptography.fernet import Fernet
+    from cryptography.fernet import Fernet, MultiFernet
 
 API_KEY_PREFIX = "ibk_"
 # 32 bytes = 256 random bits, as SPEC §3 asks of invite links.
@@ -71,5 +72,40 @@ def sealer(secret_key: str) -> Callable[[str], str]:
     return lambda plaintext: fernet.encrypt(plaintext.encode()).decode()
 
 
-def unseal(secret_key: str, sealed: str) -> str:
-    return _fernet(secret_key).decrypt(sealed.encode()).decode()
+def unseal(secret_key: str, sealed: str, fallbacks: Sequence[str] = ()) -> str:
+    """Decrypt with the current key, then each older key (secret_key_fallbacks) in turn."""
+    return _multi(secret_key, tuple(fallbacks)).decrypt(sealed.encode()).decode()
+
+
+@functools.lru_cache(maxsize=8)
+def _multi(secret_key: str, fallbacks: tuple[str, ...]) -> MultiFernet:
+    # Cached: the hot paths (mail, callback, delivery) unseal per item; deriving the keys once is enough.
+    from cryptography.fernet import MultiFernet
+
+    return MultiFernet([_fernet(key) for key in (secret_key, *fallbacks)])
+
+
+def keyed_hash_matches(keys: Sequence[str], value: str, expected: str) -> bool:
+    """Whether `expected` is keyed_hash(key, value) for any of the keys (current first, then fallbacks)."""
+    found = False
+    for key in keys:
+        # No early exit: every key is tried, so timing does not tell which one matched.
+        found |= same(expected, keyed_hash(key, value))
+    return found
+
+
+# Sealed values are Fernet tokens; a webhook secret stored before sealing began starts with this instead.
+LEGACY_WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def open_webhook_secret(secret_key: str, stored: str, fallbacks: Sequence[str] = ()) -> str:
+    """The signing secret from its stored form: sealed, or (rows written before 0003) still plaintext."""
+    if stored.startswith(LEGACY_WEBHOOK_SECRET_PREFIX):
+        return stored
+    return _open_cached(secret_key, tuple(fallbacks), stored)
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_cached(secret_key: str, fallbacks: tuple[str, ...], stored: str) -> str:
+    # Each delivery signs with its endpoint's secret; one decryption per endpoint keeps the delivery path fast.
+    return unseal(secret_key, stored, fallbacks)

@@ -243,8 +243,8 @@ def _check_roles(settings: Settings) -> None:
 
 
 def ensure_instance(settings: Settings) -> None:
-    """Create the instance dir and, when no secret key is configured, generate one into it."""
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    """Create the instance dir (private: 0700) and, when no secret key is configured, generate one into it."""
+    settings.instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if settings.secret_key:
         return
     key_file = settings.instance_dir / "secret_key"

@@ -77,8 +77,9 @@ def endpoint_out(endpoint: WebhookEndpoint, org_slug: str) -> EndpointOut:
                        created_at=endpoint.created_at)
 
 
-def issued_out(endpoint: WebhookEndpoint, org_slug: str) -> IssuedEndpointOut:
-    return IssuedEndpointOut(**endpoint_out(endpoint, org_slug).model_dump(), secret=endpoint.secret)
+def issued_out(issued: tuple[WebhookEndpoint, str], org_slug: str) -> IssuedEndpointOut:
+    endpoint, secret = issued
+    return IssuedEndpointOut(**endpoint_out(endpoint, org_slug).model_dump(), secret=secret)
 
 
 @operation("POST", "/orgs/{org}/webhook-endpoints", summary="Register a webhook endpoint (secret shown once)",
@@ -86,7 +87,8 @@ def issued_out(endpoint: WebhookEndpoint, org_slug: str) -> IssuedEndpointOut:
            status=201, errors=(422,))
 def create_endpoint(call: Call) -> IssuedEndpointOut:
     org = call.must_org()
-    return issued_out(webhooks.create(call.session, call.actor, org, parse(EndpointInput, call.body)), org.slug)
+    data = parse(EndpointInput, call.body)
+    return issued_out(webhooks.create(call.session, call.actor, org, data, call.bridge.settings.secret_key), org.slug)
 
 
 @operation("GET", "/orgs/{org}/webhook-endpoints", summary="List webhook endpoints", tag="webhooks",
@@ -124,7 +126,8 @@ def delete_endpoint(call: Call, endpoint_id: str) -> None:
            permission=WEBHOOKS_MANAGE, response=IssuedEndpointOut)
 def rotate_secret(call: Call, endpoint_id: str) -> IssuedEndpointOut:
     org = call.must_org()
-    return issued_out(webhooks.rotate(call.session, call.actor, org, endpoint_id), org.slug)
+    return issued_out(webhooks.rotate(call.session, call.actor, org, endpoint_id, call.bridge.settings.secret_key),
+                      org.slug)
 
 
 @operation("GET", "/orgs/{org}/webhook-endpoints/{endpoint_id}/deliveries", summary="The endpoint's delivery log",

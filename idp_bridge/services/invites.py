@@ -32,10 +32,10 @@ from idp_bridge.models import (
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.security import (
     keyed_hash,
+    keyed_hash_matches,
     new_invite_code,
     new_token,
     normalize_code,
-    same,
     seal,
     token_hash,
 )
@@ -209,7 +209,8 @@ def check_code(bridge: Bridge, invite: Invite, presented: str) -> bool:
     """Compare an invite code in constant time; the caller counts failures."""
     if not invite.code_hash:
         return True
-    return same(invite.code_hash, keyed_hash(bridge.settings.secret_key, normalize_code(presented)))
+    # Codes hashed before a secret-key change still verify through secret_key_fallbacks.
+    return keyed_hash_matches(bridge.secret_keys, normalize_code(presented), invite.code_hash)
 
 
 def _dispatch(session: Session, bridge: Bridge, org: Organization, invite: Invite, token: str,

@@ -32,7 +32,7 @@ from idp_bridge.models import (
     new_id,
     utcnow,
 )
-from idp_bridge.security import same, seal, token_hash, unseal
+from idp_bridge.security import same, seal, token_hash
 from idp_bridge.services import invites, members, orgs
 from idp_bridge.services.prepared import pipelined, prepared, prepared_for
 
@@ -118,7 +118,7 @@ def find_login(bridge: Bridge, *, state: str, browser_secret: str | None, provid
     if created_at + LOGIN_STATE_TTL < utcnow():
         return None
     return PendingLogin(state_hash=state_hash, invite_id=invite_id,
-                        link_token=unseal(bridge.settings.secret_key, link_sealed), provider=row_provider,
+                        link_token=bridge.unseal(link_sealed), provider=row_provider,
                         nonce=nonce, code_verifier=code_verifier)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ from idp_bridge.errors import InvalidState, NotFound, ValidationFailed
 from idp_bridge.events import EVENT_TYPES
 from idp_bridge.models import Event, Job, Organization, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from idp_bridge.pagination import Page, Sort, paginate
+from idp_bridge.security import LEGACY_WEBHOOK_SECRET_PREFIX, open_webhook_secret, seal
 
 DELIVER_JOB = "deliver_webhook"
 # How long the previous secret keeps signing after a rotation, so receivers can switch over.
@@ -72,17 +74,19 @@ def validate(data: EndpointInput) -> None:
         raise ValidationFailed(errors)
 
 
-def create(session: Session, actor: Actor, org: Organization, data: EndpointInput) -> WebhookEndpoint:
-    """Register an endpoint; its secret is returned to the caller this once."""
+def create(session: Session, actor: Actor, org: Organization, data: EndpointInput,
+           secret_key: str) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it with its secret, which the caller sees this once (only sealed at rest)."""
     validate(data)
+    secret = new_secret()
     endpoint = WebhookEndpoint(org_id=org.id, url=data.url.strip(), description=data.description,
                                event_types=list(dict.fromkeys(data.event_types)), enabled=data.enabled,
-                               secret=new_secret())
+                               secret=seal(secret_key, secret))
     session.add(endpoint)
     session.flush()
     audit.record(session, actor, "webhook_endpoint.created", org_id=org.id, target_type="webhook_endpoint",
                  target_id=endpoint.id, details={"url": endpoint.url, "event_types": endpoint.event_types})
-    return endpoint
+    return endpoint, secret
 
 
 def get(session: Session, org: Organization, endpoint_id: str) -> WebhookEndpoint:
@@ -106,25 +110,48 @@ def delete(session: Session, actor: Actor, org: Organization, endpoint_id: str) 
     session.delete(endpoint)
 
 
-def rotate(session: Session, actor: Actor, org: Organization, endpoint_id: str) -> WebhookEndpoint:
-    """New secret now; the old one keeps signing alongside it for ROTATION_GRACE."""
+def rotate(session: Session, actor: Actor, org: Organization, endpoint_id: str,
+           secret_key: str) -> tuple[WebhookEndpoint, str]:
+    """New secret now; the old one keeps signing alongside it for ROTATION_GRACE. Returns the new secret once."""
     endpoint = get(session, org, endpoint_id)
-    endpoint.previous_secret = endpoint.secret
+    # The previous secret stays in the form it was stored in (sealed, or a legacy plaintext row sealed now).
+    endpoint.previous_secret = _sealed(secret_key, endpoint.secret)
     grace_until = utcnow() + ROTATION_GRACE
     endpoint.previous_secret_expires_at = grace_until
-    endpoint.secret = new_secret()
+    secret = new_secret()
+    endpoint.secret = seal(secret_key, secret)
     audit.record(session, actor, "webhook_endpoint.secret_rotated", org_id=org.id, target_type="webhook_endpoint",
                  target_id=endpoint.id, details={"previous_valid_until": grace_until.isoformat()})
-    return endpoint
+    return endpoint, secret
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime | None = None) -> list[str]:
-    """The secrets a delivery is signed with: the current one, plus the previous one during its grace."""
+def _sealed(secret_key: str, stored: str) -> str:
+    """A stored secret in sealed form; a legacy plaintext one is sealed."""
+    return seal(secret_key, stored) if stored.startswith(LEGACY_WEBHOOK_SECRET_PREFIX) else stored
+
+
+def signing_secrets(endpoint: WebhookEndpoint, keys: Sequence[str], now: datetime | None = None) -> list[str]:
+    """The secrets a delivery is signed with: the current one, plus the previous one during its grace.
+
+    keys: the current secret key, then secret_key_fallbacks (Bridge.secret_keys).
+    """
     now = now or utcnow()
-    found = [endpoint.secret]
+    found = [open_webhook_secret(keys[0], endpoint.secret, keys[1:])]
     if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
-        found.append(endpoint.previous_secret)
+        found.append(open_webhook_secret(keys[0], endpoint.previous_secret, keys[1:]))
     return found
+
+
+def seal_legacy_secrets(session: Session, secret_key: str) -> int:
+    """Seal webhook secrets still stored in plaintext (rows from before revision 0003); returns how many."""
+    legacy = f"{LEGACY_WEBHOOK_SECRET_PREFIX}%"
+    rows = session.scalars(select(WebhookEndpoint).where(
+        or_(WebhookEndpoint.secret.like(legacy), WebhookEndpoint.previous_secret.like(legacy)))).all()
+    for endpoint in rows:
+        endpoint.secret = _sealed(secret_key, endpoint.secret)
+        if endpoint.previous_secret:
+            endpoint.previous_secret = _sealed(secret_key, endpoint.previous_secret)
+    return len(rows)
 
 
 def deliveries(session: Session, org: Organization, endpoint_id: str, *, limit: int,

@@ -206,7 +206,7 @@ def _prepare(bridge: Bridge, delivery_id: str, row: tuple[Any, ...] | None = Non
             conn.execute(_GIVE_UP, {"delivery_id": delivery_id})
         return None
     secrets = signing_secrets(WebhookEndpoint(secret=secret, previous_secret=previous,
-                                              previous_secret_expires_at=previous_until))
+                                              previous_secret_expires_at=previous_until), bridge.secret_keys)
     return Outgoing(delivery_id, endpoint_id, event_id, org_id, url, _body(payload), secrets, attempts + 1,
                     created_at)
 
