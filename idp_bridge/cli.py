@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
 
 from idp_bridge import audit, metrics
 from idp_bridge.bridge import Bridge, build
@@ -19,20 +20,39 @@ from idp_bridge.db import transaction
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
 from idp_bridge.permissions import ALL_PERMISSIONS
-from idp_bridge.settings import load_settings
+from idp_bridge.settings import Settings, load_settings
 
 
 class State:
     """Lazily built Bridge, so `--help` works without a database or valid configuration."""
 
     def __init__(self) -> None:
+        self._settings: Settings | None = None
         self._bridge: Bridge | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
 
     @property
     def bridge(self) -> Bridge:
         if self._bridge is None:
-            self._bridge = build(load_settings())
+            self._bridge = build(self.settings)
         return self._bridge
+
+    def require_secret_key(self) -> None:
+        """Outside embedded SQLite, refuse to run on a key this process would generate for itself.
+
+        Each host or container would generate its own, and then cannot open the mail links, codes and webhook
+        secrets another one sealed: queued invitations are lost.
+        """
+        settings = self.settings
+        if not settings.secret_key and make_url(settings.database_url).get_backend_name() != "sqlite":
+            raise ConfigError("secret_key", "a shared database needs an explicit secret key: set "
+                              "IDP_BRIDGE_SECRET_KEY (or secret_key / secret_key_file in the configuration) "
+                              "to the same value on every instance")
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
@@ -45,8 +65,12 @@ def fail(message: str, code: int = 1) -> None:
 
 def _upgrade(bridge: Bridge) -> None:
     from idp_bridge.migrate import upgrade
+    from idp_bridge.services.webhooks import seal_legacy_secrets
 
     upgrade(bridge.engine)
+    # Webhook secrets stored in plaintext before revision 0003 are sealed on the first start after it.
+    with transaction(bridge.sessions) as session:
+        seal_legacy_secrets(session, bridge.settings.secret_key)
 
 
 class BridgeGroup(click.Group):
@@ -86,6 +110,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     """Run the service (creates or upgrades the database first)."""
     from gunicorn.app.base import BaseApplication
 
+    state.require_secret_key()
     bridge = state.bridge
     _upgrade(bridge)
     access_log = bridge.settings.access_log
@@ -103,6 +128,8 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             # on one shared socket a single worker can win every accept and carry all keep-alive clients alone.
             self.cfg.set("reuse_port", True)
             self.cfg.set("accesslog", "-" if access_log else None)
+            # Invite tokens in paths and the login callback's code and state never reach the log.
+            self.cfg.set("logger_class", "idp_bridge.redact.RedactingLogger")
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("timeout", 60)
             self.cfg.set("child_exit", lambda _arbiter, child: metrics.process_exited(child.pid))
@@ -134,6 +161,7 @@ def worker(state: State, once: bool, concurrency: int) -> None:
     """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps."""
     from idp_bridge.app import make_worker
 
+    state.require_secret_key()
     bridge = state.bridge
     _upgrade(bridge)
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
@@ -239,6 +267,7 @@ def invite_import(state: State, file: Path, org_slug: str, dry_run: bool, atomic
     """Invite everyone in a CSV file (header row with an identifier or email column); exit 1 if a row fails."""
     from idp_bridge.cli_import import run
 
+    state.require_secret_key()  # the links and codes it seals must open in the worker
     bridge = state.bridge
     _upgrade(bridge)
     sys.exit(run(bridge, file, org_slug, dry_run=dry_run, atomic=atomic, role=role, errors_out=errors_out))

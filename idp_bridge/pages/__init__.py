@@ -92,15 +92,18 @@ def _csrf_secret() -> str:
     return value
 
 
-def _csrf_token(secret: str) -> str:
-    return hmac.new(bridge().settings.secret_key.encode(), b"csrf:" + secret.encode(), hashlib.sha256).hexdigest()
+def _csrf_token(secret: str, key: str | None = None) -> str:
+    key = bridge().settings.secret_key if key is None else key
+    return hmac.new(key.encode(), b"csrf:" + secret.encode(), hashlib.sha256).hexdigest()
 
 
 def _csrf_ok() -> bool:
     """Double-submit check: the form field must be the MAC of this browser's CSRF cookie."""
     cookie = request.cookies.get(CSRF_COOKIE) or ""
     field = request.form.get("csrf") or ""
-    return len(cookie) >= 20 and hmac.compare_digest(field.encode(), _csrf_token(cookie).encode())
+    # A form rendered before a secret-key change still submits: its MAC may be by a fallback key.
+    return len(cookie) >= 20 and any(hmac.compare_digest(field.encode(), _csrf_token(cookie, key).encode())
+                                     for key in bridge().secret_keys)
 
 
 def _set_cookie(resp: BaseResponse, name: str, value: str) -> None:
@@ -124,7 +127,7 @@ def too_many(_exc: Exception) -> Response:
     return resp
 
 
-@bp.get("/invite/<token>")
+@bp.get("/invite/<secret:token>")
 def landing(token: str) -> Response:
     """What the invite offers and which account it needs."""
     b = bridge()
@@ -185,7 +188,7 @@ def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, a
     return _with_csrf_cookie(resp)
 
 
-@bp.get("/invite/<token>/login")
+@bp.get("/invite/<secret:token>/login")
 def login(token: str) -> Response:
     """Start the OIDC login for this invite (or ask which provider, for `any` with several)."""
     b = bridge()
@@ -205,7 +208,7 @@ def login(token: str) -> Response:
         return _begin(b, session, invite, org, token, request.args.get("provider"), again)
 
 
-@bp.post("/invite/<token>/login")
+@bp.post("/invite/<secret:token>/login")
 def login_post(token: str) -> Response:
     """The invite-code form: check CSRF and the code, then start the login."""
     b = bridge()
