@@ -28,24 +28,28 @@ class NoCookieSession(SessionInterface):
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge | None = None) -> Flask:
     """Build the Flask app; test_config overrides settings like environment variables do."""
-    from idp_bridge import api, ops, pages
+    from idp_bridge import api, headers, ops, pages, redact
 
     if bridge is None:
         bridge = build(load_settings(overrides=test_config))
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=bridge.settings.secret_key, MAX_CONTENT_LENGTH=32 * 1024 * 1024,
-                      JSON_SORT_KEYS=False)
+    app.config.update(SECRET_KEY=bridge.settings.secret_key,
+                      SECRET_KEY_FALLBACKS=list(bridge.settings.secret_key_fallbacks),
+                      MAX_CONTENT_LENGTH=32 * 1024 * 1024, JSON_SORT_KEYS=False)
     app.extensions["idp_bridge"] = bridge
     app.session_interface = NoCookieSession()
     if bridge.settings.trust_proxy_headers:
         n = bridge.settings.trust_proxy_headers
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    redact.register_converter(app)
     api.install(app)
+    headers.install(app, public_url=bridge.settings.public_url)
     app.register_blueprint(ops.bp)
     pages.install(app)
     from webhooks.inbound.routes import mount as mount_inbound_webhooks
 
     mount_inbound_webhooks(app)
+    redact.install(app)
 
     @app.url_value_preprocessor
     def name_handler(endpoint: str | None, _values: dict[str, Any] | None) -> None:

@@ -329,7 +329,9 @@ def install(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Any:
         if isinstance(exc, HTTPException):
             return _http_error(exc)
-        current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        from idp_bridge.redact import redactor
+
+        current_app.logger.exception("unhandled error on %s %s", request.method, redactor().path(request.path))
         if request.path.startswith("/api/"):
             return problem(500, "Internal server error", "the server failed; the request was rolled back",
                            "internal_error")
