@@ -97,7 +97,9 @@ def child_env(tmp_path: Path, database_url: str, op: ServedOP, port: int) -> dic
 
 
 def run_cli(env: dict[str, str], *args: str) -> tuple[str, str]:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    # CliRunner adds env to the runner's own environment: clear its IDP_BRIDGE_* (IDP_BRIDGE_TEST_DB …).
+    cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("IDP_BRIDGE_")}
+    result = CliRunner().invoke(cli, list(args), env={**cleared, **env}, catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     return result.stdout, result.stderr
 
