@@ -65,12 +65,13 @@ def fail(message: str, code: int = 1) -> None:
 
 def _upgrade(bridge: Bridge) -> None:
     from idp_bridge.migrate import upgrade
-    from idp_bridge.services.webhooks import seal_legacy_secrets
+    from idp_bridge.services.webhooks import reseal_secrets
 
     upgrade(bridge.engine)
-    # Webhook secrets stored in plaintext before revision 0003 are sealed on the first start after it.
+    # Webhook secrets stored in plaintext before revision 0003, or sealed with a key that is now a fallback,
+    # are sealed with the current key at start, so an old key is not needed for them for long.
     with transaction(bridge.sessions) as session:
-        seal_legacy_secrets(session, bridge.settings.secret_key)
+        reseal_secrets(session, bridge.secret_keys)
 
 
 class BridgeGroup(click.Group):

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from cryptography.fernet import InvalidToken
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,7 @@ from idp_bridge.errors import InvalidState, NotFound, ValidationFailed
 from idp_bridge.events import EVENT_TYPES
 from idp_bridge.models import Event, Job, Organization, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from idp_bridge.pagination import Page, Sort, paginate
-from idp_bridge.security import LEGACY_WEBHOOK_SECRET_PREFIX, open_webhook_secret, seal
+from idp_bridge.security import LEGACY_WEBHOOK_SECRET_PREFIX, open_webhook_secret, seal, unseal
 
 DELIVER_JOB = "deliver_webhook"
 # How long the previous secret keeps signing after a rotation, so receivers can switch over.
@@ -142,16 +143,37 @@ def signing_secrets(endpoint: WebhookEndpoint, keys: Sequence[str], now: datetim
     return found
 
 
-def seal_legacy_secrets(session: Session, secret_key: str) -> int:
-    """Seal webhook secrets still stored in plaintext (rows from before revision 0003); returns how many."""
-    legacy = f"{LEGACY_WEBHOOK_SECRET_PREFIX}%"
-    rows = session.scalars(select(WebhookEndpoint).where(
-        or_(WebhookEndpoint.secret.like(legacy), WebhookEndpoint.previous_secret.like(legacy)))).all()
-    for endpoint in rows:
-        endpoint.secret = _sealed(secret_key, endpoint.secret)
-        if endpoint.previous_secret:
-            endpoint.previous_secret = _sealed(secret_key, endpoint.previous_secret)
-    return len(rows)
+def reseal_secrets(session: Session, keys: Sequence[str]) -> int:
+    """Seal with the current key (keys[0]) every webhook secret that is not: plaintext rows from before
+    revision 0003, and rows sealed with a key now in secret_key_fallbacks. Returns how many endpoints changed."""
+    stmt = select(WebhookEndpoint)
+    if len(keys) == 1:
+        # Without fallbacks only plaintext rows can need it; no need to open every secret.
+        legacy = f"{LEGACY_WEBHOOK_SECRET_PREFIX}%"
+        stmt = stmt.where(or_(WebhookEndpoint.secret.like(legacy), WebhookEndpoint.previous_secret.like(legacy)))
+    changed = 0
+    for endpoint in session.scalars(stmt):
+        secret = _resealed(keys, endpoint.secret)
+        previous = _resealed(keys, endpoint.previous_secret) if endpoint.previous_secret else None
+        if secret != endpoint.secret or previous != endpoint.previous_secret:
+            endpoint.secret, endpoint.previous_secret = secret, previous
+            changed += 1
+    return changed
+
+
+def _resealed(keys: Sequence[str], stored: str) -> str:
+    """The stored secret sealed with keys[0]; unchanged when it already is, or when no key opens it."""
+    if stored.startswith(LEGACY_WEBHOOK_SECRET_PREFIX):
+        return seal(keys[0], stored)
+    try:
+        unseal(keys[0], stored)
+        return stored
+    except InvalidToken:
+        pass
+    try:
+        return seal(keys[0], unseal(keys[0], stored, keys[1:]))
+    except InvalidToken:
+        return stored  # sealed with a key no longer configured: deliveries report it, nothing to do here
 
 
 def deliveries(session: Session, org: Organization, endpoint_id: str, *, limit: int,

@@ -158,3 +158,22 @@ def test_on_embedded_sqlite_the_worker_generates_its_key_into_the_instance_dir(t
 
     assert result.exit_code == 0, result.stderr
     assert len((tmp_path / "inst" / "secret_key").read_text().strip()) >= 32
+
+
+def test_after_a_key_change_the_next_start_reseals_webhook_secrets_with_the_new_key(
+        bridge: Bridge, client: FlaskClient, settings_overrides: dict[str, Any]) -> None:
+    make_org(bridge, "acme")
+    api = Api(client, make_key(bridge))
+    created = api.post("/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}).get_json()
+    rotated = api.post(f"/webhook-endpoints/{created['id']}/rotate-secret").get_json()
+    old_key, new_key = bridge.settings.secret_key, "the-new-secret-key-after-rotation"
+
+    env = cli_env(instance_dir=settings_overrides["instance_dir"], database_url=settings_overrides["database_url"],
+                  secret_key=new_key, secret_key_fallbacks=f'["{old_key}"]')
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+
+    row = stored(bridge, created["id"])
+    assert row.previous_secret is not None
+    assert unseal(new_key, row.secret) == rotated["secret"]  # the old key is no longer needed for them
+    assert unseal(new_key, row.previous_secret) == created["secret"]
