@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -19,12 +20,14 @@ from tests.helpers import make_org
 
 
 @pytest.fixture
-def env(tmp_path: Path, database_url: str) -> dict[str, str | None]:
+def env(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]) -> dict[str, str | None]:
     """IDP_BRIDGE_* variables for the CLI on the test database (and none of the test runner's)."""
     config = tmp_path / "idp-bridge.toml"
     config.write_text('public_url = "http://127.0.0.1:8080"\n')
+    # The deployment's key: what the import seals, the test's worker opens (and PostgreSQL requires one).
     return {"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": str(tmp_path / "cli-instance"),
-            "IDP_BRIDGE_DATABASE_URL": database_url, "IDP_BRIDGE_TEST_DB": None,
+            "IDP_BRIDGE_DATABASE_URL": database_url, "IDP_BRIDGE_SECRET_KEY": settings_overrides["secret_key"],
+            "IDP_BRIDGE_TEST_DB": None,
             "IDP_BRIDGE_TEST_PG_ADMIN": None}
 
 
