@@ -4,6 +4,7 @@ process of the deployment (the default), in this process only (memory://), or in
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 import time
 from typing import Any, cast
@@ -11,11 +12,11 @@ from urllib.parse import urlsplit
 
 from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
-from sqlalchemy import Connection, Engine, Float, Integer, Table, bindparam, case, delete, func, select
+from sqlalchemy import Engine, Float, Integer, Table, bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from idp_bridge.db import is_sqlite, reset_write_intent, set_write_intent
+from idp_bridge.db import is_sqlite
 from idp_bridge.errors import ConfigError
 from idp_bridge.models import RateLimitCounter
 
@@ -173,31 +174,50 @@ class DatabaseStorage(Storage):
         ).returning(table.c.count)
         self._sweep = delete(table).where(table.c.expires_at <= bindparam("now"))
         self._get = select(table.c.count, table.c.expires_at).where(table.c.key == bindparam("key"))
+        if self._sqlite:
+            compiled = self._incr.compile(dialect=engine.dialect)
+            self._sqlite_incr, self._sqlite_incr_order = str(compiled), list(compiled.positiontup or [])
+            self._sqlite_sweep = str(self._sweep.compile(dialect=engine.dialect))
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return SQLAlchemyError
+        return SQLAlchemyError, sqlite3.Error
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = self.clock()
         params = {"key": _stored_key(key), "amount": amount, "now": now, "fresh_expiry": now + expiry}
-        token = set_write_intent(True)
-        try:
-            if self._sqlite:
-                # BEGIN IMMEDIATE (db.py): concurrent hits queue on the write lock instead of failing.
-                with self.engine.begin() as conn:
-                    return self._hit(conn, params)
-            # One statement is atomic on its own; autocommit saves the BEGIN and COMMIT round trips.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                return self._hit(conn, params)
-        finally:
-            reset_write_intent(token)
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + SWEEP_EVERY_SECONDS
+        if self._sqlite:
+            return self._sqlite_hit(params, sweep)
+        # One statement is atomic on its own; autocommit saves the BEGIN and COMMIT round trips.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if sweep:
+                conn.execute(self._sweep, {"now": now})
+            return int(conn.execute(self._incr, params).scalar_one())
 
-    def _hit(self, conn: Connection, params: dict[str, Any]) -> int:
-        if params["now"] >= self._next_sweep:
-            self._next_sweep = params["now"] + SWEEP_EVERY_SECONDS
-            conn.execute(self._sweep, {"now": params["now"]})
-        return int(conn.execute(self._incr, params).scalar_one())
+    def _sqlite_hit(self, params: dict[str, Any], sweep: bool) -> int:
+        """The upsert on the pooled driver connection: a third of the CPU of a SQLAlchemy execution, per page."""
+        pooled = self.engine.raw_connection()
+        try:
+            conn = pooled.dbapi_connection
+            assert conn is not None
+            # BEGIN IMMEDIATE, as every writer on SQLite (db.py): concurrent hits queue on the write lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if sweep:
+                    conn.execute(self._sqlite_sweep, (params["now"],))
+                row = conn.execute(self._sqlite_incr, tuple(params[name] for name in self._sqlite_incr_order))
+                count = int(row.fetchone()[0])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return count
+        finally:
+            pooled.close()
 
     def _row(self, key: str) -> tuple[int, float] | None:
         with self.engine.connect() as conn:
