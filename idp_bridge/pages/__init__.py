@@ -47,9 +47,11 @@ def install(app: Flask) -> None:
     url = b.settings.rate_limit_storage_url
     settings = b.settings
     # No X-RateLimit-* headers on every page (reading the window back costs a second storage round per
-    # request); a refused request still says when to come back (too_many).
+    # request); a refused request still says when to come back (too_many). When the storage cannot be written
+    # (database read-only, Redis down) the pages stay up, limited per process, with one warning, until the
+    # storage answers again.
     limiter = Limiter(get_remote_address, app=app, storage_uri=ratelimit.storage_uri(url),
-                      storage_options=ratelimit.storage_options(url, b.engine),
+                      storage_options=ratelimit.storage_options(url, b.engine), in_memory_fallback_enabled=True,
                       default_limits=[], headers_enabled=False, key_prefix="pages")
     app.register_blueprint(bp)
     limiter.limit(settings.invite_page_rate_limit)(bp)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
-from sqlalchemy import Engine, Float, Integer, Table, bindparam, case, delete, func, select
+from sqlalchemy import Engine, Float, Integer, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,12 +47,15 @@ def open_storage(url: str, engine: Engine) -> Storage:
         raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {exc}{hint}") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {type(exc).__name__}") from None
+    if not isinstance(storage, Storage):
+        raise ConfigError(SETTING, f"{_redacted(url)} is not a synchronous storage")
+    if isinstance(storage, DatabaseStorage):
+        # The deployment's own database, just migrated: whether it takes writes now is /readyz's question.
+        return storage
     try:
         reachable = storage.check()
     except Exception:
         reachable = False
-    if not isinstance(storage, Storage):
-        raise ConfigError(SETTING, f"{_redacted(url)} is not a synchronous storage")
     if not reachable:
         raise ConfigError(SETTING, f"{_redacted(url)} does not answer")
     return storage
@@ -234,10 +237,11 @@ class DatabaseStorage(Storage):
         return row[1] if row is not None and row[1] > now else now
 
     def check(self) -> bool:
+        """Whether hits can be written: Flask-Limiter asks before it leaves its in-memory fallback."""
         try:
-            with self.engine.connect() as conn:
-                conn.execute(select(func.count()).select_from(TABLE).where(
-                    RateLimitCounter.key == ""))
+            with self.engine.begin() as conn:
+                # Matches no row, yet needs a write transaction: a read-only database answers False.
+                conn.execute(TABLE.update().where(TABLE.c.key == "").values(count=TABLE.c.count))
         except SQLAlchemyError:
             return False
         return True

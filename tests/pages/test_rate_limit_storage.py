@@ -196,3 +196,36 @@ def test_a_storage_password_never_shows_in_the_error(engine: Engine) -> None:
         open_storage("redis://:hunter2@127.0.0.1:1/0", engine)
 
     assert "hunter2" not in str(raised.value) and "***" in str(raised.value)
+
+
+def refusing_writes(database_url: str) -> str:
+    """The same database, refusing every rate-limit write: a read-only session on PostgreSQL; on SQLite (which
+    the app cannot open read-only, its WAL needs writing) triggers that abort any write to the counters."""
+    if not database_url.startswith("sqlite"):
+        return f"{database_url}?options=-c%20default_transaction_read_only%3Don"
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        for event in ("INSERT", "UPDATE"):
+            conn.exec_driver_sql(f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON rate_limits "
+                                 "BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END")
+    engine.dispose()
+    return database_url
+
+
+def test_pages_stay_up_and_limited_per_process_while_the_database_refuses_writes(
+        settings_overrides: dict[str, Any], mail: RecordingMail, database_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    overrides = {**settings_overrides, "database_url": refusing_writes(database_url),
+                 "invite_page_rate_limit": "5/minute"}
+    bridge = build(load_settings(overrides=overrides, environ={}), mail=mail)
+    try:
+        client = create_app(bridge=bridge).test_client()
+
+        statuses = [client.get("/invite/unknown-token").status_code for _ in range(8)]
+
+        assert statuses == [404] * 5 + [429] * 3
+        warnings = [r for r in caplog.records if "falling back to in-memory" in r.getMessage()]
+        assert len(warnings) == 1
+        assert not [r for r in caplog.records if r.exc_info]
+    finally:
+        bridge.close()
