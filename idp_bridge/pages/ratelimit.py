@@ -40,11 +40,15 @@ def storage_options(url: str, engine: Engine) -> dict[str, Any]:
 
 def open_storage(url: str, engine: Engine) -> Storage:
     """The storage the setting names, reachable now; a ConfigError naming the setting otherwise."""
+    scheme = urlsplit(url).scheme
     try:
         storage = storage_from_string(storage_uri(url), **storage_options(url, engine))
     except ConfigurationError as exc:
-        hint = " (pip install 'idp-bridge[redis]')" if urlsplit(url).scheme.startswith(("redis", "rediss")) else ""
-        raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {exc}{hint}") from None
+        hint = (" (pip install 'idp-bridge[redis]')" if scheme.startswith("redis")
+                else "; use database://, memory:// or redis://host:port/db")
+        # limits' messages may quote the URL; its password never reaches the log.
+        problem = str(exc).replace(url, _redacted(url))
+        raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {problem}{hint}") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {type(exc).__name__}") from None
     if not isinstance(storage, Storage):
@@ -201,7 +205,7 @@ class DatabaseStorage(Storage):
             return int(conn.execute(self._incr, params).scalar_one())
 
     def _sqlite_hit(self, params: dict[str, Any], sweep: bool) -> int:
-        """The upsert on the pooled driver connection: a third of the CPU of a SQLAlchemy execution, per page."""
+        """The upsert on the pooled driver connection: half the CPU of a SQLAlchemy execution, on every page."""
         pooled = self.engine.raw_connection()
         try:
             conn = pooled.dbapi_connection

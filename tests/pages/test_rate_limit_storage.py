@@ -191,9 +191,10 @@ def test_an_unusable_storage_url_is_a_configuration_error_naming_the_setting(
     assert raised.value.setting == "rate_limit_storage_url"
 
 
-def test_a_storage_password_never_shows_in_the_error(engine: Engine) -> None:
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:1/0", "bogus://user:hunter2@limits.example"])
+def test_a_storage_password_never_shows_in_the_error(engine: Engine, url: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        open_storage("redis://:hunter2@127.0.0.1:1/0", engine)
+        open_storage(url, engine)
 
     assert "hunter2" not in str(raised.value) and "***" in str(raised.value)
 
