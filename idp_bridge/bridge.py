@@ -13,6 +13,7 @@ from idp_bridge.idp import Provider, build_providers
 from idp_bridge.mail import MailTransport, Renderer, make_transport
 from idp_bridge.security import unseal
 from idp_bridge.settings import Settings, ensure_instance
+from providers.jwks import JWKSCache
 
 
 @dataclass
@@ -26,6 +27,15 @@ class Bridge:
     mail: MailTransport
     renderer: Renderer = field(default_factory=Renderer)
     extras: dict[str, Any] = field(default_factory=dict)
+    # One JWKS cache for every consumer of signing keys (OIDC login, Keycloak bearer webhooks, Google RISC),
+    # so an unknown kid refetches a JWKS URL at most once per window whoever asks.
+    jwks: JWKSCache = field(default_factory=JWKSCache)
+
+    def __post_init__(self) -> None:
+        for provider in self.providers.values():
+            share = getattr(provider, "use_key_cache", None)
+            if share is not None:
+                share(self.jwks)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)
@@ -48,7 +58,7 @@ class Bridge:
 
 
 def build(settings: Settings, *, mail: MailTransport | None = None,
-          providers: dict[str, Provider] | None = None) -> Bridge:
+          providers: dict[str, Provider] | None = None, jwks: JWKSCache | None = None) -> Bridge:
     """Wire a Bridge from settings; configuration errors surface here, before serving."""
     ensure_instance(settings)
     engine = make_engine(settings.database_url)
@@ -59,4 +69,5 @@ def build(settings: Settings, *, mail: MailTransport | None = None,
         providers=providers if providers is not None else build_providers(
             settings.providers, public_url=settings.public_url),
         mail=mail or make_transport(settings),
+        jwks=jwks or JWKSCache(),
     )

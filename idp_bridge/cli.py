@@ -111,9 +111,14 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     """Run the service (creates or upgrades the database first)."""
     from gunicorn.app.base import BaseApplication
 
+    from idp_bridge.pages.ratelimit import open_storage
+
     state.require_secret_key()
     bridge = state.bridge
     _upgrade(bridge)
+    # Before any worker forks: a rate-limit storage that cannot work stops start-up with the setting's name,
+    # instead of every worker failing to boot.
+    open_storage(bridge.settings.rate_limit_storage_url, bridge.engine)
     access_log = bridge.settings.access_log
     # Before gunicorn forks its workers and before the job worker starts: they all count into one directory.
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=True)

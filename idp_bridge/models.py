@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -406,3 +407,14 @@ class GraphSubscription(Base):
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     renewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class RateLimitCounter(Base):
+    """One fixed-window rate-limit counter, shared by every process of the deployment (`database://` storage)."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    # Seconds since the epoch: compared with each process's wall clock, written in one statement with the count.
+    expires_at: Mapped[float] = mapped_column(Float)

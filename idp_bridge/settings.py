@@ -78,7 +78,9 @@ class Settings(BaseModel):
     job_lease_seconds: float = Field(default=300.0, ge=1)
     email_rate_per_second: float = Field(default=10.0, gt=0)
 
-    rate_limit_storage_url: str = "memory://"
+    # Where the invitee pages' rate-limit counters live: database:// (the deployment's database, shared by every
+    # process and instance), redis://… (pip install 'idp-bridge[redis]'), or memory:// (one process only).
+    rate_limit_storage_url: str = "database://"
     # Per client IP, Flask-Limiter notation; code tries get their own, tighter limit.
     invite_page_rate_limit: str = "120/minute"
     invite_code_rate_limit: str = "20/minute"

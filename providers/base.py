@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from idp_bridge.idp import IdentityCheck, InviteTarget, LoginIdentity
+from providers.jwks import JWKSCache
 from providers.oidc_login import OIDCClient
 
 
@@ -41,12 +42,20 @@ class OIDCProviderBase:
     def provisions(self) -> bool:
         return False
 
+    key_cache: JWKSCache | None = None
+
+    def use_key_cache(self, cache: JWKSCache) -> None:
+        """Read signing keys through the deployment's one JWKS cache (the bridge hands it over when built)."""
+        self.key_cache = cache
+        if "oidc" in self.__dict__:
+            self.oidc.jwks = cache
+
     @functools.cached_property
     def oidc(self) -> OIDCClient:
-        """The relying-party client; built once so discovery and JWKS stay cached."""
+        """The relying-party client; built once so discovery stays cached (keys live in the JWKS cache)."""
         return OIDCClient(issuer=self.issuer, client_id=self.client_id, client_secret=self.client_secret,
                           redirect_uri=self.redirect_uri, discovery_issuer_ok=self.discovery_issuer_ok,
-                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo)
+                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo, jwks=self.key_cache)
 
     use_userinfo: ClassVar[bool] = True
 

@@ -9,18 +9,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, KeySetSerialization
+from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from requests.utils import get_environ_proxies
 
 from idp_bridge.idp import LoginFailed
 from idp_bridge.security import same
+from providers.jwks import JWKSCache, KeysUnavailable, has_kid
 
 # Asymmetric algorithms only: `none` and HMAC (which a forged token could key with our public key) never pass.
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
@@ -57,12 +58,13 @@ def unverified_header(token: str) -> dict[str, Any]:
 
 
 class OIDCClient:
-    """One relying-party registration at one issuer; caches discovery and JWKS for the process."""
+    """One relying-party registration at one issuer; caches discovery, reads keys through a JWKS cache."""
 
     def __init__(self, *, issuer: str, client_id: str, client_secret: str, redirect_uri: str,
                  discovery_issuer_ok: Callable[[str], bool] | None = None,
                  token_issuers: Callable[[Mapping[str, Any]], set[str]] | None = None,
-                 scope: str = "openid email profile", use_userinfo: bool = True) -> None:
+                 scope: str = "openid email profile", use_userinfo: bool = True,
+                 jwks: JWKSCache | None = None) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
@@ -74,7 +76,7 @@ class OIDCClient:
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
-        self._keys: KeySet | None = None
+        self.jwks = jwks or JWKSCache()
         # One pooled session per client: discovery, JWKS, token and userinfo calls reuse connections.
         self.http = self._session()
         # Settings requests would merge anew on every call (session headers; proxies, CA bundle and ~/.netrc
@@ -177,23 +179,12 @@ class OIDCClient:
             raise LoginFailed("token_exchange_failed", "no id_token in the token response")
         return body
 
-    def _key_set(self, refresh: bool = False) -> KeySet:
-        with self._lock:
-            if self._keys is not None and not refresh:
-                return self._keys
-        doc = self._get_json(str(self.metadata()["jwks_uri"]), "jwks_failed")
+    def _key_set(self, kid: str | None) -> KeySet:
+        """The provider's keys for `kid`; the shared cache refetches on an unknown kid at most once per window."""
         try:
-            keys = KeySet.import_key_set(cast(KeySetSerialization, doc))
-        except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise LoginFailed("jwks_failed", "the JWKS could not be read") from exc
-        with self._lock:
-            self._keys = keys
-        return keys
-
-    def _has_kid(self, keys: KeySet, kid: str | None) -> bool:
-        if kid is None:
-            return True
-        return any(k.kid == kid for k in keys.keys)
+            return self.jwks.key_set(str(self.metadata()["jwks_uri"]), kid, lambda url: self._send("GET", url))
+        except KeysUnavailable as exc:
+            raise LoginFailed("jwks_failed", str(exc)) from exc
 
     def validate_id_token(self, id_token: str, *, nonce: str, now: float | None = None) -> dict[str, Any]:
         """Verify signature, algorithm, iss, aud/azp, exp/iat and nonce; return the claims."""
@@ -202,12 +193,11 @@ class OIDCClient:
         if alg not in ALLOWED_ALGORITHMS:
             raise LoginFailed("bad_algorithm", f"alg {alg!r} is not accepted")
         kid = header.get("kid")
-        keys = self._key_set()
-        if not self._has_kid(keys, kid):
-            # Providers rotate keys: one refetch, then an unknown kid is an error.
-            keys = self._key_set(refresh=True)
-            if not self._has_kid(keys, kid):
-                raise LoginFailed("unknown_key", f"no key {kid!r} in the provider's JWKS")
+        if kid is not None and not isinstance(kid, str):
+            raise LoginFailed("unknown_key", "the ID token's kid is not a string")
+        keys = self._key_set(kid)
+        if not has_kid(keys, kid):
+            raise LoginFailed("unknown_key", f"no key {kid!r} in the provider's JWKS")
         try:
             decoded = jwt.decode(id_token, keys, algorithms=[str(alg)], registry=JWSRegistry(
                 algorithms=list(ALLOWED_ALGORITHMS)))

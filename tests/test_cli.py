@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,103 @@ def test_serve_refuses_to_start_on_a_bad_config_with_a_non_zero_exit(env: dict[s
                           timeout=60, text=True)
     assert done.returncode == 2
     assert "providers.corp.type" in done.stderr and "Traceback" not in done.stderr
+
+
+def serve_env(env: dict[str, str | None], **settings: str) -> dict[str, str]:
+    """The environment of a `serve` child: the test's instance and database, none of the runner's settings."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_BRIDGE_", "PROMETHEUS_"))}
+    child_env |= {k: v for k, v in env.items() if v is not None}
+    return child_env | {f"IDP_BRIDGE_{name.upper()}": value for name, value in settings.items()}
+
+
+def status_of(url: str) -> int:
+    """One GET on a new connection (urllib never reuses one), answered with its status."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real Redis on a loopback port, for the rate-limit storage of several instances."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("redis-server did not come up")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["default", "redis"])
+def test_a_page_rate_limit_holds_for_the_whole_deployment_across_web_workers(
+        env: dict[str, str | None], storage: str, request: pytest.FixtureRequest) -> None:
+    limit, requests_sent = 20, 60
+    settings = {"invite_page_rate_limit": f"{limit}/minute"}
+    if storage == "redis":
+        settings["rate_limit_storage_url"] = request.getfixturevalue("redis_url")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([*console_script(), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "2", "--threads", "2", "--no-worker"],
+                            env=serve_env(env, **settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        up = False
+        deadline = time.monotonic() + 60
+        while not up and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                up = status_of(f"{base}/healthz") == 200
+            except OSError:
+                time.sleep(0.2)
+        assert up, proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else "serve did not come up"
+
+        statuses = [status_of(f"{base}/invite/no-such-token") for _ in range(requests_sent)]
+
+        assert statuses.count(404) == limit
+        assert statuses.count(429) == requests_sent - limit
+    finally:
+        stop(proc)
+
+
+def test_serve_stops_naming_the_setting_when_the_rate_limit_storage_scheme_is_unknown(
+        env: dict[str, str | None]) -> None:
+    code, _, err = invoke({**env, "IDP_BRIDGE_RATE_LIMIT_STORAGE_URL": "bogus://limits.example"}, "serve",
+                          "--no-worker")
+
+    assert code == 2
+    assert err.startswith("Error: configuration:") and "rate_limit_storage_url" in err and "Traceback" not in err
+
+
+def test_serve_stops_naming_the_setting_and_the_extra_when_the_redis_package_is_missing(
+        env: dict[str, str | None], tmp_path: Path) -> None:
+    # A `redis` package that cannot be imported, found before the installed one: as if it were not installed.
+    shadow = tmp_path / "without-redis" / "redis"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("No module named \'redis\'")\n')
+    child_env = serve_env(env, rate_limit_storage_url="redis://127.0.0.1:6379/0")
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in [str(shadow.parent), os.environ.get("PYTHONPATH")] if p)
+
+    done = subprocess.run([*console_script(), "serve", "--no-worker"], env=child_env, capture_output=True,
+                          timeout=60, text=True)
+
+    assert done.returncode == 2, done.stderr
+    assert "rate_limit_storage_url" in done.stderr and "idp-bridge[redis]" in done.stderr
+    assert "Traceback" not in done.stderr

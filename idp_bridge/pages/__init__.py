@@ -42,15 +42,16 @@ COOKIE_MAX_AGE = 3600
 
 
 def install(app: Flask) -> None:
-    """Register the invitee pages with their rate limits (memory, or Redis for several instances)."""
-    settings = bridge_of(app).settings
-    storage = settings.rate_limit_storage_url
-    if storage == "memory://":
-        # The same in-process counters, without limits' per-request timer threads.
-        storage = f"{ratelimit.SCHEME}://"
+    """Register the invitee pages with their rate limits (in the database by default, shared by every process)."""
+    b = bridge_of(app)
+    url = b.settings.rate_limit_storage_url
+    settings = b.settings
     # No X-RateLimit-* headers on every page (reading the window back costs a second storage round per
-    # request); a refused request still says when to come back (too_many).
-    limiter = Limiter(get_remote_address, app=app, storage_uri=storage,
+    # request); a refused request still says when to come back (too_many). When the storage cannot be written
+    # (database read-only, Redis down) the pages stay up, limited per process, with one warning, until the
+    # storage answers again.
+    limiter = Limiter(get_remote_address, app=app, storage_uri=ratelimit.storage_uri(url),
+                      storage_options=ratelimit.storage_options(url, b.engine), in_memory_fallback_enabled=True,
                       default_limits=[], headers_enabled=False, key_prefix="pages")
     app.register_blueprint(bp)
     limiter.limit(settings.invite_page_rate_limit)(bp)

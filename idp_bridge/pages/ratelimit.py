@@ -1,14 +1,78 @@
-"""In-process rate-limit counters for the invitee pages (Flask-Limiter's fixed windows)."""
+"""Rate-limit counters for the invitee pages (Flask-Limiter's fixed windows): in the database, shared by every
+process of the deployment (the default), in this process only (memory://), or in Redis."""
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 import threading
 import time
+from typing import Any, cast
+from urllib.parse import urlsplit
 
-from limits.storage import Storage
+from limits.errors import ConfigurationError
+from limits.storage import Storage, storage_from_string
+from sqlalchemy import Engine, Float, Integer, Table, bindparam, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from idp_bridge.db import is_sqlite
+from idp_bridge.errors import ConfigError
+from idp_bridge.models import RateLimitCounter
 
 SCHEME = "idp-bridge-memory"
+DATABASE_SCHEME = "database"
 SWEEP_EVERY_SECONDS = 60.0
+SETTING = "rate_limit_storage_url"
+MAX_KEY_LENGTH = 255
+TABLE = cast(Table, RateLimitCounter.__table__)
+
+
+def storage_uri(url: str) -> str:
+    """The limits storage URI for the setting's value (memory:// is served by CounterStorage)."""
+    return f"{SCHEME}://" if url == "memory://" else url
+
+
+def storage_options(url: str, engine: Engine) -> dict[str, Any]:
+    """Constructor options for the setting's storage: the database storage writes through the bridge's engine."""
+    return {"engine": engine} if urlsplit(url).scheme == DATABASE_SCHEME else {}
+
+
+def open_storage(url: str, engine: Engine) -> Storage:
+    """The storage the setting names, reachable now; a ConfigError naming the setting otherwise."""
+    scheme = urlsplit(url).scheme
+    try:
+        storage = storage_from_string(storage_uri(url), **storage_options(url, engine))
+    except ConfigurationError as exc:
+        hint = (" (pip install 'idp-bridge[redis]')" if scheme.startswith("redis")
+                else "; use database://, memory:// or redis://host:port/db")
+        # limits' messages may quote the URL; its password never reaches the log.
+        problem = str(exc).replace(url, _redacted(url))
+        raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {problem}{hint}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(SETTING, f"{_redacted(url)} cannot be used: {type(exc).__name__}") from None
+    if not isinstance(storage, Storage):
+        raise ConfigError(SETTING, f"{_redacted(url)} is not a synchronous storage")
+    if isinstance(storage, DatabaseStorage):
+        # The deployment's own database, just migrated: whether it takes writes now is /readyz's question.
+        return storage
+    try:
+        reachable = storage.check()
+    except Exception:
+        reachable = False
+    if not reachable:
+        raise ConfigError(SETTING, f"{_redacted(url)} does not answer")
+    return storage
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (redis://:secret@host)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
 
 
 class CounterStorage(Storage):
@@ -83,3 +147,120 @@ class CounterStorage(Storage):
         with self._lock:
             self._counts.pop(key, None)
             self._expiries.pop(key, None)
+
+
+class DatabaseStorage(Storage):
+    """Fixed-window counters in the bridge's database: one row per client and limit, shared by every gunicorn
+    worker and instance of the deployment.
+
+    Each hit is one upsert that starts a new window when the old one has passed and returns the count; the row
+    lock (PostgreSQL) or the write lock (SQLite) makes concurrent hits count one after the other. Rows of
+    passed windows are deleted at most once a minute per process.
+    """
+
+    STORAGE_SCHEME = [DATABASE_SCHEME]
+    clock = staticmethod(time.time)
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, *, engine: Engine | None = None,
+                 **options: float | str | bool) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        if engine is None:
+            raise ConfigurationError("database:// rate limits need the bridge's database engine")
+        self.engine = engine
+        self._sqlite = is_sqlite(engine)
+        self._next_sweep = 0.0
+        table = TABLE
+        insert = sqlite.insert if self._sqlite else postgresql.insert
+        now, fresh = bindparam("now", type_=Float()), bindparam("fresh_expiry", type_=Float())
+        amount = bindparam("amount", type_=Integer())
+        passed = table.c.expires_at <= now
+        self._incr = insert(table).values(key=bindparam("key"), count=amount, expires_at=fresh).on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={"count": case((passed, amount), else_=table.c.count + amount),
+                  "expires_at": case((passed, fresh), else_=table.c.expires_at)},
+        ).returning(table.c.count)
+        self._sweep = delete(table).where(table.c.expires_at <= bindparam("now"))
+        self._get = select(table.c.count, table.c.expires_at).where(table.c.key == bindparam("key"))
+        if self._sqlite:
+            compiled = self._incr.compile(dialect=engine.dialect)
+            self._sqlite_incr, self._sqlite_incr_order = str(compiled), list(compiled.positiontup or [])
+            self._sqlite_sweep = str(self._sweep.compile(dialect=engine.dialect))
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return SQLAlchemyError, sqlite3.Error
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = self.clock()
+        params = {"key": _stored_key(key), "amount": amount, "now": now, "fresh_expiry": now + expiry}
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + SWEEP_EVERY_SECONDS
+        if self._sqlite:
+            return self._sqlite_hit(params, sweep)
+        # One statement is atomic on its own; autocommit saves the BEGIN and COMMIT round trips.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if sweep:
+                conn.execute(self._sweep, {"now": now})
+            return int(conn.execute(self._incr, params).scalar_one())
+
+    def _sqlite_hit(self, params: dict[str, Any], sweep: bool) -> int:
+        """The upsert on the pooled driver connection: half the CPU of a SQLAlchemy execution, on every page."""
+        pooled = self.engine.raw_connection()
+        try:
+            conn = pooled.dbapi_connection
+            assert conn is not None
+            # BEGIN IMMEDIATE, as every writer on SQLite (db.py): concurrent hits queue on the write lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if sweep:
+                    conn.execute(self._sqlite_sweep, (params["now"],))
+                row = conn.execute(self._sqlite_incr, tuple(params[name] for name in self._sqlite_incr_order))
+                count = int(row.fetchone()[0])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return count
+        finally:
+            pooled.close()
+
+    def _row(self, key: str) -> tuple[int, float] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._get, {"key": _stored_key(key)}).first()
+        return None if row is None else (int(row[0]), float(row[1]))
+
+    def get(self, key: str) -> int:
+        row = self._row(key)
+        return row[0] if row is not None and row[1] > self.clock() else 0
+
+    def get_expiry(self, key: str) -> float:
+        row = self._row(key)
+        now = self.clock()
+        return row[1] if row is not None and row[1] > now else now
+
+    def check(self) -> bool:
+        """Whether hits can be written: Flask-Limiter asks before it leaves its in-memory fallback."""
+        try:
+            with self.engine.begin() as conn:
+                # Matches no row, yet needs a write transaction: a read-only database answers False.
+                conn.execute(TABLE.update().where(TABLE.c.key == "").values(count=TABLE.c.count))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(TABLE)).rowcount)
+
+    def clear(self, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(TABLE).where(RateLimitCounter.key == _stored_key(key)))
+
+
+def _stored_key(key: str) -> str:
+    """Keys longer than the column (never for an IP and a route, but they are built from client input) hashed."""
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()

@@ -164,6 +164,9 @@ def test_an_unknown_kid_triggers_one_jwks_refetch_and_a_rotated_key_is_then_acce
 
 def test_a_kid_missing_even_after_the_refetch_is_refused(
         api: Api, ops: OPs, client: FlaskClient, bridge: Bridge) -> None:
+    first = api.invite("bob@example.com", provider="oidc")
+    login(client, ops.oidc, first["link"], "oidc", {"sub": "bob", "email": "bob@example.com",
+                                                       "email_verified": True})
     invite = api.invite("alice@example.com", provider="oidc")
     ops.oidc.rotate(publish=False)
 
@@ -171,6 +174,18 @@ def test_a_kid_missing_even_after_the_refetch_is_refused(
 
     assert resp.status_code == 400
     assert ops.oidc.jwks_fetches == 2
+    assert_unchanged(bridge, invite["id"], "unknown_key")
+
+
+def test_a_key_set_fetched_for_this_very_login_is_not_fetched_again_for_its_unknown_kid(
+        api: Api, ops: OPs, client: FlaskClient, bridge: Bridge) -> None:
+    invite = api.invite("alice@example.com", provider="oidc")
+    ops.oidc.rotate(publish=False)
+
+    resp = login(client, ops.oidc, invite["link"], "oidc", ALICE)
+
+    assert resp.status_code == 400
+    assert ops.oidc.jwks_fetches == 1
     assert_unchanged(bridge, invite["id"], "unknown_key")
 
 

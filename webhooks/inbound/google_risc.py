@@ -7,16 +7,17 @@ import json
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, KeySetSerialization
+from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import IdpSignal, InboundView
+from providers.jwks import JWKSCache, KeysUnavailable
 
 SOURCE = "google-risc"
 ISSUER = "https://accounts.google.com"
@@ -40,14 +41,15 @@ class InvalidToken(Exception):
 
 
 class RiscVerifier:
-    """Verifies SETs with the keys named by Google's RISC configuration (refetched once on an unknown kid)."""
+    """Verifies SETs with the keys named by Google's RISC configuration, read through the shared JWKS cache."""
 
-    def __init__(self, configuration_url: str = RISC_CONFIGURATION, timeout: float = 10.0) -> None:
+    def __init__(self, configuration_url: str = RISC_CONFIGURATION, timeout: float = 10.0, *,
+                 jwks: JWKSCache | None = None) -> None:
         self.configuration_url = configuration_url
         self.timeout = timeout
         self.http = requests.Session()
+        self.jwks = jwks or JWKSCache()
         self._config: dict[str, Any] | None = None
-        self._keys: KeySet | None = None
         self._lock = threading.Lock()
 
     def _get(self, url: str) -> dict[str, Any]:
@@ -69,18 +71,13 @@ class RiscVerifier:
             self._config = config
         return config
 
-    def keys(self, refresh: bool = False) -> KeySet:
-        with self._lock:
-            if self._keys is not None and not refresh:
-                return self._keys
-        doc = self._get(str(self.configuration().get("jwks_uri") or ""))
+    def keys(self, kid: str | None) -> KeySet:
+        """Google's keys for `kid`; the shared cache refetches on an unknown kid at most once per window."""
+        url = str(self.configuration().get("jwks_uri") or "")
         try:
-            keys = KeySet.import_key_set(cast(KeySetSerialization, doc))
-        except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise InvalidToken("the RISC JWKS could not be read") from exc
-        with self._lock:
-            self._keys = keys
-        return keys
+            return self.jwks.key_set(url, kid, lambda u: self.http.get(u, timeout=self.timeout))
+        except KeysUnavailable as exc:
+            raise InvalidToken(f"the RISC JWKS could not be read: {exc}") from exc
 
     def verify(self, token: str, audiences: set[str]) -> dict[str, Any]:
         """The SET's claims, after signature, issuer, audience and jti checks (exp is optional for SETs)."""
@@ -88,9 +85,9 @@ class RiscVerifier:
         kid = header.get("kid")
         if header.get("alg") not in ALGORITHMS:
             raise InvalidToken(f"alg {header.get('alg')!r} is not accepted")
-        keys = self.keys()
-        if kid is not None and not any(k.kid == kid for k in keys.keys):
-            keys = self.keys(refresh=True)
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("kid is not a string")
+        keys = self.keys(kid)
         try:
             claims = dict(jwt.decode(token, keys, algorithms=ALGORITHMS,
                                      registry=JWSRegistry(algorithms=ALGORITHMS)).claims)
@@ -136,7 +133,7 @@ def verifier(bridge: Bridge) -> RiscVerifier:
     if found is None:
         urls = [getattr(p, "options", {}).get("risc_configuration_url") for p in _google(bridge)]
         url = next((str(u) for u in urls if u), RISC_CONFIGURATION)
-        found = bridge.extras["google_risc"] = RiscVerifier(url)
+        found = bridge.extras["google_risc"] = RiscVerifier(url, jwks=bridge.jwks)
     assert isinstance(found, RiscVerifier)
     return found
 

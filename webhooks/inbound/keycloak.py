@@ -17,7 +17,7 @@ from typing import Any, cast
 import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, KeySetSerialization
+from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
 from idp_bridge.bridge import Bridge
@@ -25,6 +25,7 @@ from idp_bridge.errors import ConfigError
 from idp_bridge.idp import flag, number
 from idp_bridge.inbox import IdpSignal, InboundView
 from idp_bridge.security import same
+from providers.jwks import JWKSCache
 
 SOURCE = "keycloak"
 # First login, or finishing the required actions set at provisioning, proves the invitee owns the account.
@@ -37,9 +38,6 @@ BEARER_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS5
 # The claim binding the token to the exact body: lowercase hex SHA-256 of the body's bytes.
 BODY_HASH_CLAIM = "request_body_sha256"
 CLOCK_SKEW_SECONDS = 60
-# A token naming an unknown kid refetches the JWKS at most this often, so forged kids cannot make every
-# request a call to Keycloak.
-KEY_REFRESH_SECONDS = 10.0
 
 
 def _providers(bridge: Bridge) -> list[Any]:
@@ -50,52 +48,22 @@ def _option(provider: Any, key: str) -> str:
     return str(getattr(provider, "options", {}).get(key) or "")
 
 
-class KeysUnavailable(Exception):
-    """The realm's JWKS could not be read, so a bearer token cannot be checked now; the sender should retry."""
-
-
 class RealmKeys:
-    """A realm's signing keys from its JWKS endpoint: fetched once, refetched when a token names an unknown kid."""
+    """Where a realm publishes its signing keys and how to reach it; the keys themselves live in the shared cache."""
 
-    def __init__(self, url: str, *, verify: bool | str = True, timeout: float = 10.0,
-                 refresh_every: float = KEY_REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, url: str, cache: JWKSCache, *, verify: bool | str = True, timeout: float = 10.0) -> None:
         self.url = url
+        self.cache = cache
         self.verify = verify
         self.timeout = timeout
-        self.refresh_every = refresh_every
-        self.clock = clock
         self.http = requests.Session()
-        self._keys: KeySet | None = None
-        self._refreshed_at: float | None = None
-        self._lock = threading.Lock()
 
-    def _fetch(self) -> KeySet:
-        try:
-            resp = self.http.get(self.url, timeout=self.timeout, verify=self.verify)
-            doc = resp.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise KeysUnavailable(f"cannot read {self.url}: {type(exc).__name__}") from exc
-        if resp.status_code != 200 or not isinstance(doc, dict):
-            raise KeysUnavailable(f"{self.url} answered {resp.status_code}")
-        try:
-            return KeySet.import_key_set(cast(KeySetSerialization, doc))
-        except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise KeysUnavailable(f"{self.url} is not a JWKS") from exc
+    def _get(self, url: str) -> requests.Response:
+        return self.http.get(url, timeout=self.timeout, verify=self.verify)
 
     def for_kid(self, kid: str | None) -> KeySet:
-        """The key set, refreshed first when it lacks `kid` and no refresh happened within refresh_every."""
-        with self._lock:
-            keys = self._keys
-            if keys is not None and (kid is None or any(k.kid == kid for k in keys.keys)):
-                return keys
-            now = self.clock()
-            if keys is not None and self._refreshed_at is not None and now - self._refreshed_at < self.refresh_every:
-                return keys
-            fresh = self._fetch()
-            if keys is not None:
-                self._refreshed_at = now
-            self._keys = fresh
-            return fresh
+        """The key set, refetched by the cache when it lacks `kid` and no refetch happened within its window."""
+        return self.cache.key_set(self.url, kid, self._get)
 
 
 class BearerVerifier:
@@ -110,7 +78,7 @@ class BearerVerifier:
         self.clock = clock
 
     def verify(self, token: str, body: bytes) -> bool:
-        """True when the token is valid and made for exactly this body; raises KeysUnavailable."""
+        """True when the token is valid and made for exactly this body; raises providers.jwks.KeysUnavailable."""
         try:
             header = json.loads(_b64url(token.split(".")[0]))
         except (ValueError, IndexError):
@@ -149,7 +117,7 @@ def _unverified_issuer(token: str) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-def bearer_verifier(provider: Any) -> BearerVerifier | None:
+def bearer_verifier(provider: Any, cache: JWKSCache) -> BearerVerifier | None:
     """The provider's bearer-token verifier when `webhook_jwt` is on, built from its settings."""
     name, options = str(provider.name), getattr(provider, "options", {})
     if not flag(options, name, "webhook_jwt", False):
@@ -160,7 +128,7 @@ def bearer_verifier(provider: Any) -> BearerVerifier | None:
         raise ConfigError(f"providers.{name}.webhook_jwt_algorithms",
                           f"choose from {', '.join(sorted(BEARER_ALGORITHMS))}")
     realm_url = f"{provider.server_url}/realms/{provider.realm}"
-    keys = RealmKeys(f"{realm_url}/protocol/openid-connect/certs", verify=options.get("ca_file") or True,
+    keys = RealmKeys(f"{realm_url}/protocol/openid-connect/certs", cache, verify=options.get("ca_file") or True,
                      timeout=number(options, name, "timeout_seconds", 10.0, minimum=0.1))
     return BearerVerifier(issuer=str(options.get("webhook_jwt_issuer") or realm_url).rstrip("/"), keys=keys,
                           audience=str(options.get("webhook_jwt_audience") or "") or None, algorithms=algorithms)
@@ -171,7 +139,7 @@ def bearer_verifiers(bridge: Bridge) -> dict[str, BearerVerifier]:
     with _VERIFIERS_LOCK:
         found = bridge.extras.get("keycloak_bearer_verifiers")
         if found is None:
-            built = {str(p.name): bearer_verifier(p) for p in _providers(bridge)}
+            built = {str(p.name): bearer_verifier(p, bridge.jwks) for p in _providers(bridge)}
             found = bridge.extras["keycloak_bearer_verifiers"] = {n: v for n, v in built.items() if v is not None}
         return cast(dict[str, BearerVerifier], found)
 

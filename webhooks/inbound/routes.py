@@ -20,6 +20,7 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
 from idp_bridge.worker import JobKind
+from providers.jwks import KeysUnavailable
 from webhooks.group_commit import GroupCommit, sqlite_writers_lock
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
 
@@ -148,7 +149,7 @@ def keycloak_events(bridge: Bridge, req: Inbound) -> Answer:
     try:
         provider = keycloak.verify(bridge, req.body, signature=req.header("HTTP_X_KEYCLOAK_SIGNATURE"),
                                    authorization=req.header("HTTP_AUTHORIZATION"))
-    except keycloak.KeysUnavailable as exc:
+    except KeysUnavailable as exc:
         log.warning("cannot check a Keycloak bearer token: %s", exc)
         return 503, "cannot verify now; retry later"
     if provider is None:
