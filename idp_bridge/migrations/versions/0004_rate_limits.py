@@ -1,7 +1,7 @@
 """rate limits: fixed-window counters shared by every process of a deployment
 
 Revision ID: 0004_rate_limits
-Revises: 0002_login_states, 0002_webhook_attempts
+Revises: 0003_sealed_webhook_secrets
 """
 
 from __future__ import annotations
