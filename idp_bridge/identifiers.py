@@ -81,14 +81,14 @@ def same_domain(claimed: str, expected: str) -> bool:
 
 
 def search_forms(text: str) -> tuple[str, ...]:
-    """The canonical forms a search text can take: as typed (ASCII lower-cased), and with its domain part
-    as an A-label when that differs."""
+    """The canonical forms a search text can take: as typed (ASCII lower-cased), and with the part after
+    its @ as an A-label when that differs."""
     typed = ascii_lower(text)
     local, at, domain = typed.rpartition("@")
-    if domain.isascii():
+    if not at or domain.isascii():
         return (typed,)
     try:
-        encoded = f"{local}{at}{canonical_domain(domain)}"
+        encoded = f"{local}@{canonical_domain(domain)}"
     except InvalidDomain:
         return (typed,)
-    return (typed, encoded) if encoded != typed else (typed,)
+    return (typed, encoded)

@@ -333,7 +333,7 @@ def search(session: Session, org: Organization, *, status: str | None = None, pr
     if provider:
         stmt = stmt.where(Invite.provider == provider)
     if q:
-        stmt = stmt.where(matches(q, Invite.identifier_key, Invite.name, Invite.notification_email))
+        stmt = stmt.where(matches(q, Invite.identifier_key, Invite.identifier, Invite.name, Invite.notification_email))
     order = parse_sort(sort, INVITE_SORTS, "-created_at")
     return paginate(session, stmt, sort=order, id_column=Invite.id, limit=limit, cursor=cursor)
 

@@ -68,7 +68,7 @@ def filtered(org: Organization, *, status: str | None = None, role: str | None =
         bound = select(Identity.member_id).where(Identity.org_id == org.id, Identity.provider == provider)
         stmt = stmt.where(or_(Member.provider == provider, Member.id.in_(bound)))
     if q:
-        stmt = stmt.where(matches(q, Member.identifier_key, Member.name, Member.email))
+        stmt = stmt.where(matches(q, Member.identifier_key, Member.identifier, Member.name, Member.email))
     return stmt
 
 

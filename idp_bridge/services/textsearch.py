@@ -35,11 +35,13 @@ def _ascii_lower_postgresql(element: AsciiLower, compiler: SQLCompiler, **kw: An
             f"'{string.ascii_uppercase}', '{string.ascii_lowercase}')")
 
 
-def matches(q: str, key: InstrumentedAttribute[str], name: InstrumentedAttribute[str],
-            email: InstrumentedAttribute[str | None]) -> ColumnElement[bool]:
-    """Rows whose canonical identifier or ASCII-lower-cased email contains q, or whose name contains it."""
+def matches(q: str, key: InstrumentedAttribute[str], shown: InstrumentedAttribute[str],
+            name: InstrumentedAttribute[str], email: InstrumentedAttribute[str | None]) -> ColumnElement[bool]:
+    """Rows whose canonical identifier, or identifier or email as shown with ASCII letters lower-cased,
+    contains q; or whose name contains it."""
     text = q.strip()
     clauses: list[ColumnElement[bool]] = [name.ilike(f"%{text}%")]
     for form in search_forms(text):
-        clauses += [key.like(f"%{form}%"), AsciiLower(email).like(f"%{form}%")]
+        pattern = f"%{form}%"
+        clauses += [key.like(pattern), AsciiLower(shown).like(pattern), AsciiLower(email).like(pattern)]
     return or_(*clauses)
