@@ -6,16 +6,18 @@ from urllib.parse import quote
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
-from idp_bridge.models import Invite
+from idp_bridge.migrate import upgrade
+from idp_bridge.models import Invite, Member
 from tests.confusables import NEVER_MATCH, SAME_MAILBOX, Pair
 from tests.dbstate import row_counts
 from tests.helpers import Api, make_key, make_org
 
 INVITABLE = [p for p in NEVER_MATCH if p.invitable]
+CANONICAL_KEYS = "0002_canonical_identifier_keys"
 UNSAFE = [p for p in NEVER_MATCH if not p.invitable and "\u3000" not in p.lookalike]
 
 
@@ -123,3 +125,25 @@ def test_searching_finds_the_exact_mailbox_and_not_its_lookalikes(api: Api) -> N
     for q, wanted in expectations.items():
         assert found(api, "/invites", q) == wanted, q
         assert {members[m] for m in found(api, "/members", q) if m in members} == wanted, q
+
+
+def test_upgrading_turns_casefolded_keys_of_non_ascii_identifiers_into_the_canonical_form(
+        api: Api, bridge: Bridge) -> None:
+    sharp = api.invite("victim@stra\u00dfe.de")
+    api.invite("\u00e9mile@example.com")
+    api.invite("Ada@example.com")
+    with transaction(bridge.sessions) as session:
+        for model in (Member, Invite):
+            for row in session.scalars(select(model)):
+                row.identifier_key = row.identifier.strip().casefold()  # as releases before this one stored it
+        session.execute(text("DELETE FROM alembic_version WHERE version_num = :v"), {"v": CANONICAL_KEYS})
+    assert api.post("/invites", {"identifier": "victim@strasse.de"}).status_code == 409
+
+    upgrade(bridge.engine)
+
+    with transaction(bridge.sessions) as session:
+        for model in (Member, Invite):
+            assert set(session.scalars(select(model.identifier_key))) == {
+                "victim@xn--strae-oqa.de", "\u00e9mile@example.com", "ada@example.com"}
+    assert api.post("/invites", {"identifier": "victim@stra\u00dfe.de"}).get_json()["existing_id"] == sharp["id"]
+    api.invite("victim@strasse.de")
