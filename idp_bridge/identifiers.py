@@ -72,14 +72,6 @@ def same_email(claimed: str | None, invited: str | None) -> bool:
         return False
 
 
-def same_domain(claimed: str, expected: str) -> bool:
-    """Whether two domain names have the same A-label; a name that is not valid IDNA matches none."""
-    try:
-        return canonical_domain(claimed) == canonical_domain(expected)
-    except InvalidDomain:
-        return False
-
-
 def search_forms(text: str) -> tuple[str, ...]:
     """The canonical forms a search text can take: as typed (ASCII lower-cased), and with the part after
     its @ as an A-label when that differs."""

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from idp_bridge.identifiers import same_domain
 from idp_bridge.idp import InviteTarget, LoginIdentity, require
 from providers.base import OIDCProviderBase
 
@@ -51,6 +50,6 @@ class GoogleProvider(OIDCProviderBase):
         # The `hd` request parameter is only a hint; the signed `hd` claim decides (rule 4).
         if target.hosted_domain:
             hd = claims.get("hd")
-            if not isinstance(hd, str) or not same_domain(hd, target.hosted_domain):
+            if not isinstance(hd, str) or hd.lower() != target.hosted_domain.lower():
                 return "wrong_domain"
         return super().account_problem(identity, claims, target, match=match)

@@ -12,7 +12,6 @@ from idp_bridge.identifiers import (
     canonical_domain,
     canonical_email,
     identifier_key,
-    same_domain,
     same_email,
     search_forms,
 )
@@ -149,12 +148,6 @@ def test_a_non_email_identifier_lowercases_only_ascii_letters() -> None:
     assert identifier_key("Ada.Lovelace") == "ada.lovelace"
     assert identifier_key("\u212aATE") == "\u212aate"
     assert identifier_key("STRA\u00dfE") == "stra\u00dfe"
-
-
-def test_a_google_hosted_domain_compares_by_a_label() -> None:
-    assert same_domain("Stra\u00dfe.DE", "xn--strae-oqa.de")
-    assert not same_domain("stra\u00dfe.de", "strasse.de")
-    assert not same_domain("exa\u202emple.com", "example.com")
 
 
 def test_a_search_for_a_unicode_domain_also_looks_for_its_a_label() -> None:
