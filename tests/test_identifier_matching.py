@@ -147,3 +147,13 @@ def test_upgrading_turns_casefolded_keys_of_non_ascii_identifiers_into_the_canon
                 "victim@xn--strae-oqa.de", "\u00e9mile@example.com", "ada@example.com"}
     assert api.post("/invites", {"identifier": "victim@stra\u00dfe.de"}).get_json()["existing_id"] == sharp["id"]
     api.invite("victim@strasse.de")
+
+
+def test_a_username_in_a_link_org_folds_only_ascii_case(bridge: Bridge, client: FlaskClient) -> None:
+    make_org(bridge, "usernames", match="link")
+    api = Api(client, make_key(bridge, "usernames"), org="usernames")
+    ada, sharp = api.invite("Ada.Lovelace"), api.invite("STRA\u00dfE")
+
+    assert api.post("/invites", {"identifier": "ada.lovelace"}).get_json()["existing_id"] == ada["id"]
+    assert api.invite("strasse")["id"] != sharp["id"]
+    assert api.invite("\u212aate")["id"] != api.invite("kate")["id"]
