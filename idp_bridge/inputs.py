@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from idp_bridge.errors import ValidationFailed
+from idp_bridge.identifiers import InvalidDomain, canonical_domain
 
 SLUG = re.compile(r"^[a-z0-9-]{2,63}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -24,14 +25,14 @@ MAX_ATTRIBUTES_BYTES = 16_384
 M = TypeVar("M", bound="BaseModel")
 
 
-# Plain ASCII addresses (no IDNA labels, letters-only TLD) whose normal form is just a lower-case domain:
+# Plain ASCII addresses (no IDNA labels, letters-only TLD) whose stored form is just a lower-case domain:
 # recognised by one regex, because email_validator costs ~100 µs an address and bulk imports check 10,000.
 PLAIN_EMAIL = re.compile(r"^(?P<local>[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*)@"
                          r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$")
 
 
 def _plain_email(value: str) -> str | None:
-    """The normal form email_validator gives a plain address, or None when the full check is needed."""
+    """The stored form of a plain address, or None when the full check is needed."""
     match = PLAIN_EMAIL.match(value)
     if match is None or len(match["local"]) > 64 or len(value) > 254 or "--" in match["domain"]:
         return None
@@ -42,20 +43,18 @@ def _plain_email(value: str) -> str | None:
 
 
 def normalize_email(value: str) -> str:
-    """Validate email syntax (no DNS) and return its normalized form."""
+    """Validate email syntax (no DNS) and return the form it is stored in: the local part exactly as given
+    (email_validator's NFC would turn a Kelvin sign into K), the domain as its lower-case Unicode name."""
     value = value.strip()
     plain = _plain_email(value)
     if plain is not None:
         return plain
     try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
+        checked = validate_email(value, check_deliverability=False)
+        canonical_domain(checked.domain)
+    except (EmailNotValidError, InvalidDomain) as exc:
         raise ValueError(str(exc)) from exc
-
-
-def identifier_key(identifier: str) -> str:
-    """The form identifiers are compared in: case-insensitive, surrounding space ignored."""
-    return identifier.strip().casefold()
+    return f"{value.rpartition('@')[0]}@{checked.domain}"
 
 
 def looks_like_email(value: str) -> bool:

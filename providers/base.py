@@ -6,6 +6,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from idp_bridge.identifiers import same_email
 from idp_bridge.idp import IdentityCheck, InviteTarget, LoginIdentity
 from providers.jwks import JWKSCache
 from providers.oidc_login import OIDCClient
@@ -89,7 +90,8 @@ class OIDCProviderBase:
     def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
         """The account the claims describe, keyed on the issuer's `sub`."""
         email = claims.get("email")
-        email = email.strip() if isinstance(email, str) and email.strip() else None
+        # Kept exactly as signed: stripping would let "\u3000victim@…" (another mailbox) pass as "victim@…".
+        email = email if isinstance(email, str) and email.strip() else None
         account = email or str(claims.get("preferred_username") or claims.get("sub"))
         return LoginIdentity(provider=self.name, issuer=str(claims["iss"]), subject=str(claims["sub"]),
                              email=email, email_verified=email_verified(claims), account=account)
@@ -115,10 +117,11 @@ def email_verified(claims: Mapping[str, Any]) -> bool:
 
 
 def verified_email_problem(identity: LoginIdentity, target: InviteTarget) -> str | None:
+    """Rule 5 by email: verified, and the same mailbox as the identifier in canonical form."""
     if not identity.email:
         return "no_email"
     if not identity.email_verified:
         return "email_not_verified"
-    if identity.email.casefold() != target.identifier.strip().casefold():
+    if not same_email(identity.email, target.identifier):
         return "different_account"
     return None

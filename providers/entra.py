@@ -152,7 +152,7 @@ class EntraProvider(OIDCProviderBase):
         tid = str(claims.get("tid") or "").lower()
         oid = str(claims.get("oid") or "")
         raw = claims.get("email") or claims.get("preferred_username")
-        email = raw.strip() if isinstance(raw, str) and "@" in raw else None
+        email = raw if isinstance(raw, str) and "@" in raw else None
         return LoginIdentity(provider=self.name, issuer=str(claims["iss"]), subject=oid, tenant_id=tid or None,
                              email=email, email_verified=self._email_trusted(claims, None),
                              account=email or str(claims.get("preferred_username") or oid))

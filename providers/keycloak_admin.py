@@ -27,6 +27,7 @@ from keycloak.exceptions import KeycloakConnectionError
 from requests.utils import get_environ_proxies
 
 from idp_bridge.errors import ConfigError, ProviderError
+from idp_bridge.identifiers import same_email
 from idp_bridge.idp import InviteTarget, ProvisionResult
 from idp_bridge.models import utcnow
 
@@ -296,11 +297,11 @@ class KeycloakAdmin:
         return check(answer, expected, what)
 
     def find_by_email(self, email: str) -> dict[str, Any] | None:
-        """The user whose email equals this one exactly (case-insensitive), if any."""
+        """The user whose email is the same mailbox as this one (canonical form, SPEC §3 rule 5), if any."""
+        # Keycloak's own exact search lower-cases with Java's Unicode rules; the canonical check decides.
         response = self._call("GET", self._path(urls_patterns.URL_ADMIN_USERS), (200,), "user search",
                               query={"email": email, "exact": "true", "briefRepresentation": "false", "max": "2"})
-        wanted = email.casefold()
-        found = [u for u in response.json() if str(u.get("email") or "").casefold() == wanted]
+        found = [u for u in response.json() if same_email(str(u.get("email") or ""), email)]
         return found[0] if found else None
 
     def get(self, user_id: str) -> dict[str, Any] | None:

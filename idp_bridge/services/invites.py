@@ -14,8 +14,9 @@ from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed
+from idp_bridge.identifiers import identifier_key
 from idp_bridge.idp import ANY, InviteTarget
-from idp_bridge.inputs import InviteInput, identifier_key, looks_like_email, normalize_email
+from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
 from idp_bridge.models import (
     SEAT_STATUSES,
     Invite,
@@ -40,6 +41,7 @@ from idp_bridge.security import (
     token_hash,
 )
 from idp_bridge.services import orgs
+from idp_bridge.services.textsearch import matches
 
 SEND_EMAIL_JOB = "send_invite_email"
 PROVISION_JOB = "provision_invite"
@@ -332,9 +334,7 @@ def search(session: Session, org: Organization, *, status: str | None = None, pr
     if provider:
         stmt = stmt.where(Invite.provider == provider)
     if q:
-        pattern = f"%{q.strip().casefold()}%"
-        stmt = stmt.where(or_(Invite.identifier_key.like(pattern), func.lower(Invite.name).like(pattern),
-                              func.lower(Invite.notification_email).like(pattern)))
+        stmt = stmt.where(matches(q, Invite.identifier_key, Invite.identifier, Invite.name, Invite.notification_email))
     order = parse_sort(sort, INVITE_SORTS, "-created_at")
     return paginate(session, stmt, sort=order, id_column=Invite.id, limit=limit, cursor=cursor)
 

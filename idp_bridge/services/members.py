@@ -30,6 +30,7 @@ from idp_bridge.models import (
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.services import orgs
 from idp_bridge.services.prepared import prepared
+from idp_bridge.services.textsearch import matches
 
 MEMBER_SORTS = {
     "created_at": Member.created_at,
@@ -67,9 +68,7 @@ def filtered(org: Organization, *, status: str | None = None, role: str | None =
         bound = select(Identity.member_id).where(Identity.org_id == org.id, Identity.provider == provider)
         stmt = stmt.where(or_(Member.provider == provider, Member.id.in_(bound)))
     if q:
-        pattern = f"%{q.strip().casefold()}%"
-        stmt = stmt.where(or_(Member.identifier_key.like(pattern), func.lower(Member.name).like(pattern),
-                              func.lower(Member.email).like(pattern)))
+        stmt = stmt.where(matches(q, Member.identifier_key, Member.identifier, Member.name, Member.email))
     return stmt
 
 

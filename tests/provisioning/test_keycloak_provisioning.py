@@ -70,6 +70,22 @@ def test_an_existing_account_is_bound_without_any_password_action(
     assert len(mail.to("grace@example.com")) == len(mail.sent) == 1  # ours, since Keycloak sent nothing
 
 
+def test_an_existing_account_whose_email_only_looks_like_the_invited_one_is_never_bound(
+        bridge: Bridge, client: FlaskClient, worker: Worker, keycloak: FakeKeycloak) -> None:
+    # Keycloak lower-cases emails with Java's Unicode rules, so its exact search for the Kelvin sign finds kate.
+    existing = keycloak.add_user("kate", email="kate@example.com")
+    api = setup_api(bridge, client)
+    body = api.invite("\u212aate@example.com", provider="keycloak")
+
+    drain(bridge, worker)
+
+    row = invite_row(bridge, body["id"])
+    assert row.idp_user_id is None and row.provisioning_state == "failed"
+    assert keycloak.action_emails == []
+    assert keycloak.users[existing]["requiredActions"] == []
+    assert "another email" in (api.get(f"/invites/{body['id']}").get_json()["provisioning"]["last_error"] or "")
+
+
 def test_a_create_that_races_into_409_binds_the_account_that_won(
         bridge: Bridge, client: FlaskClient, worker: Worker, keycloak: FakeKeycloak) -> None:
     api = setup_api(bridge, client)
