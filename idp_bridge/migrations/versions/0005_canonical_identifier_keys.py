@@ -5,8 +5,8 @@ point as given, the domain as its IDNA 2008 / UTS #46 A-label). Keys written bef
 the identifier; for an ASCII identifier both forms are equal, so only non-ASCII rows change. No two rows can
 collide: the canonical form never equates two identifiers that casefold kept apart.
 
-Revision ID: 0002_canonical_identifier_keys
-Revises: 0001
+Revision ID: 0005_canonical_identifier_keys
+Revises: 0004_rate_limits
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from alembic import op
 
 from idp_bridge.identifiers import identifier_key
 
-revision = "0002_canonical_identifier_keys"
-down_revision = "0001"
+revision = "0005_canonical_identifier_keys"
+down_revision = "0004_rate_limits"
 branch_labels = None
 depends_on = None
 
