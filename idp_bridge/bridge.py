@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.db import make_engine, make_session_factory
+from idp_bridge.destinations import Destinations
 from idp_bridge.idp import Provider, build_providers
 from idp_bridge.mail import MailTransport, Renderer, make_transport
 from idp_bridge.settings import Settings, ensure_instance
@@ -25,6 +27,11 @@ class Bridge:
     mail: MailTransport
     renderer: Renderer = field(default_factory=Renderer)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def destinations(self) -> Destinations:
+        """Where outbound webhooks may connect (webhook_allow_networks, dns_nameservers), built once."""
+        return Destinations.from_settings(self.settings)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)
