@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -27,8 +28,10 @@ from idp_bridge.services import orgs
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import Worker
 from tests.dnsserver import LoopbackDNS
+from tests.fakes import FakeRequest, FakeResponse, serve
 from tests.helpers import Api, make_key, make_org
 from tests.webhooks.receiver import free_port
+from webhooks.outbound.delivery import _verify
 
 # A public address that may appear in DNS answers checked at registration; nothing here ever connects to it.
 PUBLIC = "93.184.215.14"
@@ -419,3 +422,59 @@ def test_an_error_recorded_before_reasons_were_fixed_is_not_shown(bridge: Bridge
 
     item = body["items"][0]
     assert item["last_error"] == "failed" and {a["error"] for a in item["log"]} == {"failed"}
+
+
+@pytest.fixture
+def trusted_tls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeRequest]]:
+    """A TLS receiver on loopback whose certificate names localhost and 127.0.0.1; its base URL is seen[0]."""
+    seen: list[FakeRequest] = []
+
+    def handler(request: FakeRequest) -> FakeResponse:
+        seen.append(request)
+        return FakeResponse.empty(204)
+
+    with serve(handler, tls=True) as url:
+        assert url.ca_file is not None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", url.ca_file)
+        _verify.cache_clear()  # the bundle is read once per process
+        seen.append(FakeRequest("GET", str(url), "/"))
+        yield seen
+    _verify.cache_clear()
+
+
+@pytest.mark.parametrize("allowed", [["127.0.0.0/8"]])
+def test_https_deliveries_verify_the_url_host_name_while_connecting_to_the_checked_address(
+        bridge: Bridge, api: Api, worker: Worker, dns_server: LoopbackDNS, trusted_tls: list[FakeRequest]) -> None:
+    port = urlsplit(trusted_tls.pop(0).root).port
+    answer(dns_server, {"hooks.example.test": ["127.0.0.1"]})
+    named = api.post("/webhook-endpoints", {"url": f"https://localhost:{port}/hooks"}).get_json()
+    # The certificate is valid for 127.0.0.1, the address connected to, but not for this name: refused.
+    other = api.post("/webhook-endpoints", {"url": f"https://hooks.example.test:{port}/hooks"}).get_json()
+    api.invite("first@example.com")
+
+    _drain(worker)
+
+    assert [r.header("Host") for r in trusted_tls] == [f"localhost:{port}"]
+    shown = {e["id"]: api.get(f"/webhook-endpoints/{e['id']}/deliveries").get_json()["items"][0]
+             for e in (named, other)}
+    assert (shown[named["id"]]["status"], shown[named["id"]]["last_status_code"]) == ("succeeded", 204)
+    assert shown[other["id"]]["last_error"] == "tls error"
+
+
+@pytest.mark.parametrize("allowed", [["127.0.0.0/8"]])
+def test_a_redirect_from_a_receiver_is_not_followed(bridge: Bridge, api: Api, worker: Worker) -> None:
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(8)
+    target.setblocking(False)
+    location = f"http://127.0.0.1:{target.getsockname()[1]}/elsewhere"
+    with serve(lambda request: FakeResponse.empty(307, {"Location": location})) as url:
+        endpoint = api.post("/webhook-endpoints", {"url": f"{url}/hooks"}).get_json()
+        api.invite("first@example.com")
+        _drain(worker, rounds=2)
+
+    with pytest.raises(BlockingIOError):
+        target.accept()
+    target.close()
+    item = api.get(f"/webhook-endpoints/{endpoint['id']}/deliveries").get_json()["items"][0]
+    assert (item["last_status_code"], item["last_error"]) == (307, "non-2xx status")
