@@ -39,9 +39,11 @@ class PinnedAdapter(HTTPAdapter):
         scheme, host = host_params["scheme"], host_params["host"] or ""
         port = host_params["port"] or (443 if scheme == "https" else 80)
         try:
-            address = self.destinations.addresses(scheme, host, port)[0]
+            found = self.destinations.addresses(scheme, host, port)
         except Refused as exc:
             raise NotAllowed(exc.reason) from None
+        # IPv4 first: one address is pinned (no fallback between families), and IPv4 routes nearly everywhere.
+        address = min(found, key=lambda a: a.version)
         request.headers["Host"] = urlsplit(request.url).netloc
         if scheme == "https":
             pool_kwargs["server_hostname"] = host
