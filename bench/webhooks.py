@@ -289,7 +289,8 @@ def outbound(directory: Path, db_url: str, deliveries: int, concurrency: int) ->
     from webhooks.outbound.delivery import sign
 
     settings = load_settings(overrides={"database_url": db_url, "instance_dir": str(directory / "instance-out"),
-                                        "secret_key": "bench-" + uuid.uuid4().hex, "providers": {}}, environ={})
+                                        "secret_key": "bench-" + uuid.uuid4().hex, "providers": {},
+                                        "webhook_allow_networks": ["127.0.0.0/8"]}, environ={})
     bridge = build(settings)
     upgrade(bridge.engine)
     port = free_port()
@@ -318,7 +319,8 @@ def outbound(directory: Path, db_url: str, deliveries: int, concurrency: int) ->
 
         with transaction(bridge.sessions) as session:
             org = orgs.create(session, bridge, audit.CLI, OrgCreate(slug="bench", name="Bench"))
-            webhooks.create(session, audit.CLI, org, webhooks.EndpointInput(url=url), bridge.settings.secret_key)
+            webhooks.create(session, audit.CLI, org, webhooks.EndpointInput(url=url), bridge.settings.secret_key,
+                            bridge.destinations)
         for start in range(0, deliveries, 500):
             with transaction(bridge.sessions) as session:
                 org = orgs.get(session, "bench")

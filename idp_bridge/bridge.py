@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.db import make_engine, make_session_factory
+from idp_bridge.destinations import Destinations
 from idp_bridge.idp import Provider, build_providers
 from idp_bridge.mail import MailTransport, Renderer, make_transport
 from idp_bridge.security import unseal
@@ -36,6 +38,11 @@ class Bridge:
             share = getattr(provider, "use_key_cache", None)
             if share is not None:
                 share(self.jwks)
+
+    @cached_property
+    def destinations(self) -> Destinations:
+        """Where outbound webhooks may connect (webhook_allow_networks, dns_nameservers), built once."""
+        return Destinations.from_settings(self.settings)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -102,6 +103,23 @@ class Settings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a network in CIDR notation (e.g. 127.0.0.0/8)") from None
+        return value
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _nameservers_are_addresses(cls, value: list[str]) -> list[str]:
+        for text in value:
+            nameserver_address(text)
+        return value
+
     @property
     def mail_dir(self) -> Path:
         """Where the file transport writes one .eml per message."""
@@ -117,6 +135,27 @@ class Settings(BaseModel):
             if role.default:
                 return name
         return next(iter(self.roles))
+
+
+def nameserver_address(text: str) -> tuple[str, int]:
+    """A dns_nameservers entry ("host", "host:port", "[v6]:port") as (IP address, port)."""
+    host, port = text.strip(), "53"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host.startswith("["):
+            host, _, rest = host[1:].partition("]")
+            port = rest.removeprefix(":") if rest else port
+        else:
+            host, _, port = host.rpartition(":")
+    try:
+        number = int(port)
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address, optionally with :port") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"{text!r} has a port outside 1-65535")
+    return host, number
 
 
 def _coerce(raw: str) -> Any:

@@ -22,6 +22,7 @@ from idp_bridge.bridge import Bridge, build
 from idp_bridge.migrate import upgrade
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import Worker
+from tests.dnsserver import LoopbackDNS
 
 PG_ADMIN_URL = os.environ.get("IDP_BRIDGE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKEND = os.environ.get("IDP_BRIDGE_TEST_DB", "sqlite")
@@ -104,10 +105,30 @@ def database_url(tmp_path: Path, pg_template: str | None) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def _loopback_dns() -> Iterator[LoopbackDNS]:
+    server = LoopbackDNS().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings_overrides(tmp_path: Path, database_url: str) -> dict[str, Any]:
+def dns_server(_loopback_dns: LoopbackDNS) -> LoopbackDNS:
+    """The DNS server tests resolve through (never the system's): names a test does not list do not exist."""
+    with _loopback_dns.lock:
+        _loopback_dns.answers.clear()
+        _loopback_dns.queries.clear()
+        _loopback_dns.default = None
+    return _loopback_dns
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path, database_url: str, dns_server: LoopbackDNS) -> dict[str, Any]:
     """Settings for this test; tests may add to the dict before `bridge` is built."""
     return {
+        # Test peers (webhook receivers, fakes) listen on loopback; tests of the policy itself empty this.
+        "webhook_allow_networks": ["127.0.0.0/8", "::1/128"],
+        "dns_nameservers": [dns_server.address],
         "instance_dir": str(tmp_path / "instance"),
         "database_url": database_url,
         "public_url": PUBLIC_URL,

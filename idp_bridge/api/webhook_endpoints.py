@@ -88,7 +88,8 @@ def issued_out(issued: tuple[WebhookEndpoint, str], org_slug: str) -> IssuedEndp
 def create_endpoint(call: Call) -> IssuedEndpointOut:
     org = call.must_org()
     data = parse(EndpointInput, call.body)
-    return issued_out(webhooks.create(call.session, call.actor, org, data, call.bridge.settings.secret_key), org.slug)
+    return issued_out(webhooks.create(call.session, call.actor, org, data, call.bridge.settings.secret_key,
+                                      call.bridge.destinations), org.slug)
 
 
 @operation("GET", "/orgs/{org}/webhook-endpoints", summary="List webhook endpoints", tag="webhooks",
@@ -107,12 +108,13 @@ def get_endpoint(call: Call, endpoint_id: str) -> EndpointOut:
 
 
 @operation("PATCH", "/orgs/{org}/webhook-endpoints/{endpoint_id}",
-           summary="Enable, disable or refilter a webhook endpoint", tag="webhooks", permission=WEBHOOKS_MANAGE,
-           body=EndpointUpdate, response=EndpointOut, errors=(422,))
+           summary="Change a webhook endpoint's URL, enable, disable or refilter it", tag="webhooks",
+           permission=WEBHOOKS_MANAGE, body=EndpointUpdate, response=EndpointOut, errors=(422,))
 def update_endpoint(call: Call, endpoint_id: str) -> EndpointOut:
     org = call.must_org()
     data = parse(EndpointUpdate, call.body)
-    return endpoint_out(webhooks.update(call.session, call.actor, org, endpoint_id, data), org.slug)
+    return endpoint_out(webhooks.update(call.session, call.actor, org, endpoint_id, data, call.bridge.destinations),
+                        org.slug)
 
 
 @operation("DELETE", "/orgs/{org}/webhook-endpoints/{endpoint_id}", summary="Delete a webhook endpoint",
@@ -139,9 +141,11 @@ def list_deliveries(call: Call, endpoint_id: str) -> DeliveryList:
                          status=d.status,  # type: ignore[arg-type]
                          attempts=d.attempts, next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
                          last_attempt_at=d.last_attempt_at, last_status_code=d.last_status_code,
-                         last_error=d.last_error, succeeded_at=d.succeeded_at, created_at=d.created_at,
+                         last_error=webhooks.shown_reason(d.last_error), succeeded_at=d.succeeded_at,
+                         created_at=d.created_at,
                          log=[AttemptOut(attempt=a.attempt, at=a.at, success=a.success, manual=a.manual,
-                                         status_code=a.status_code, error=a.error, duration_ms=a.duration_ms)
+                                         status_code=a.status_code, error=webhooks.shown_reason(a.error),
+                                         duration_ms=a.duration_ms)
                               for a in logs[d.id]])
              for d, e in page.items]
     return DeliveryList(items=items, next_cursor=page.next_cursor)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from cryptography.fernet import InvalidToken
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit, jobs
 from idp_bridge.audit import Actor
+from idp_bridge.destinations import ADDRESS_NOT_ALLOWED, NAME_NOT_RESOLVED, Destinations, Refused
 from idp_bridge.errors import InvalidState, NotFound, ValidationFailed
 from idp_bridge.events import EVENT_TYPES
 from idp_bridge.models import Event, Job, Organization, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
@@ -29,7 +28,19 @@ ROTATION_GRACE = timedelta(hours=24)
 PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-LOOPBACK_HOSTS = {"localhost"}
+# The fixed reasons a failed attempt records: never the receiver's body or headers, never socket or resolver text.
+CONNECTION_REFUSED = "connection refused"
+TIMEOUT = "timeout"
+TLS_ERROR = "tls error"
+PROXY_ERROR = "proxy error"
+CONNECTION_ERROR = "connection error"
+NON_2XX = "non-2xx status"
+ENDPOINT_DISABLED = "endpoint disabled"
+ALREADY_DELIVERED = "already delivered"
+FAILURE_REASONS = frozenset({CONNECTION_REFUSED, TIMEOUT, TLS_ERROR, PROXY_ERROR, CONNECTION_ERROR, NON_2XX,
+                             ENDPOINT_DISABLED, ALREADY_DELIVERED, ADDRESS_NOT_ALLOWED, NAME_NOT_RESOLVED})
+# What the delivery log shows for an error recorded before the reasons were fixed (it may hold a receiver's body).
+UNLISTED_REASON = "failed"
 
 
 class EndpointInput(BaseModel):
@@ -48,37 +59,37 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def shown_reason(error: str | None) -> str | None:
+    """An attempt's error as the delivery log shows it: one of the fixed reasons."""
+    return error if error is None or error in FAILURE_REASONS else UNLISTED_REASON
 
 
-def validate(data: EndpointInput) -> None:
-    """https URLs anywhere; plain http only to this machine (local receivers, development)."""
-    errors: dict[str, list[str]] = {}
-    parts = urlsplit(data.url.strip())
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("https", "http") or not host:
-        errors["url"] = ["must be an absolute https URL"]
-    elif parts.scheme == "http" and not _is_loopback(host):
-        errors["url"] = ["must use https (plain http only for localhost)"]
-    elif parts.username or parts.password:
-        errors["url"] = ["must not carry credentials"]
-    unknown = [t for t in data.event_types if t not in EVENT_TYPES]
+def _check_event_types(event_types: list[str], errors: dict[str, list[str]]) -> None:
+    unknown = [t for t in event_types if t not in EVENT_TYPES]
     if unknown:
         errors["event_types"] = [f"unknown event types {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"]
+
+
+def _check_url(url: str, destinations: Destinations, errors: dict[str, list[str]]) -> None:
+    try:
+        destinations.check_url(url)
+    except Refused as exc:
+        errors["url"] = [exc.message]
+
+
+def validate(data: EndpointInput, destinations: Destinations) -> None:
+    """https URLs whose host resolves to public addresses only (see idp_bridge.destinations); known event types."""
+    errors: dict[str, list[str]] = {}
+    _check_url(data.url.strip(), destinations, errors)
+    _check_event_types(data.event_types, errors)
     if errors:
         raise ValidationFailed(errors)
 
 
 def create(session: Session, actor: Actor, org: Organization, data: EndpointInput,
-           secret_key: str) -> tuple[WebhookEndpoint, str]:
+           secret_key: str, destinations: Destinations) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; returns it with its secret, which the caller sees this once (only sealed at rest)."""
-    validate(data)
+    validate(data, destinations)
     secret = new_secret()
     endpoint = WebhookEndpoint(org_id=org.id, url=data.url.strip(), description=data.description,
                                event_types=list(dict.fromkeys(data.event_types)), enabled=data.enabled,
@@ -235,17 +246,28 @@ class EndpointUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    url: str | None = Field(default=None, max_length=2000)
     enabled: bool | None = None
     event_types: list[str] | None = None
     description: str | None = Field(default=None, max_length=500)
 
 
 def update(session: Session, actor: Actor, org: Organization, endpoint_id: str,
-           data: EndpointUpdate) -> WebhookEndpoint:
-    """Change an endpoint; enabling it again clears an automatic disable."""
+           data: EndpointUpdate, destinations: Destinations) -> WebhookEndpoint:
+    """Change an endpoint; a new URL is checked as at registration; enabling it again clears an automatic disable."""
     endpoint = get(session, org, endpoint_id)
+    errors: dict[str, list[str]] = {}
+    if data.url is not None:
+        _check_url(data.url, destinations, errors)
     if data.event_types is not None:
-        validate(EndpointInput(url=endpoint.url, event_types=data.event_types))
+        _check_event_types(data.event_types, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    if data.url is not None and data.url != endpoint.url:
+        endpoint.url = data.url
+        audit.record(session, actor, "webhook_endpoint.url_changed", org_id=org.id, target_type="webhook_endpoint",
+                     target_id=endpoint.id, details={"url": endpoint.url})
+    if data.event_types is not None:
         endpoint.event_types = list(dict.fromkeys(data.event_types))
     if data.description is not None:
         endpoint.description = data.description

@@ -25,9 +25,19 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.db import is_sqlite, read_only, transaction
 from idp_bridge.metrics import DELIVERIES
 from idp_bridge.models import Event, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
-from idp_bridge.services.webhooks import DELIVER_JOB, FAILED, PENDING, SUCCEEDED, signing_secrets
+from idp_bridge.services.webhooks import (
+    ALREADY_DELIVERED,
+    DELIVER_JOB,
+    ENDPOINT_DISABLED,
+    FAILED,
+    NON_2XX,
+    PENDING,
+    SUCCEEDED,
+    signing_secrets,
+)
 from idp_bridge.worker import JobKind, JobView
 from webhooks.group_commit import GroupCommit
+from webhooks.outbound.transport import PinnedAdapter, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +133,8 @@ def _http(bridge: Bridge) -> requests.Session:
         http = requests.Session()
         http.trust_env = False
         http.headers["User-Agent"] = USER_AGENT
-        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
+        # Every connection goes to an address the policy checked at connect time (DNS rebinding gains nothing).
+        adapter = PinnedAdapter(bridge.destinations, pool_connections=16, pool_maxsize=64)
         http.mount("http://", adapter)
         http.mount("https://", adapter)
         bridge.extras["webhook_http"] = http
@@ -179,7 +190,7 @@ _RECOVERED = (
 _GIVE_UP = (
     update(_deliveries)
     .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.status == PENDING)
-    .values(status=FAILED, last_error="endpoint disabled")
+    .values(status=FAILED, last_error=ENDPOINT_DISABLED)
 )
 
 
@@ -212,7 +223,7 @@ def _prepare(bridge: Bridge, delivery_id: str, row: tuple[Any, ...] | None = Non
 
 
 def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
-    """POST once; returns (status code, error) with error None on a 2xx."""
+    """POST once, never following a redirect; returns (status code, fixed reason) with reason None on a 2xx."""
     now = utcnow()
     headers = {
         "content-type": "application/json",
@@ -223,11 +234,12 @@ def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
     try:
         resp = _http(bridge).post(out.url, data=out.body.encode(), headers=headers, timeout=TIMEOUT,
                                   allow_redirects=False, proxies=_proxies(out.url), verify=_verify())
-    except requests.RequestException as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
+    except (requests.RequestException, OSError, ValueError) as exc:
+        # A fixed reason only: the exception text can hold what an internal service said, or probe results.
+        return None, failure_reason(exc)
     if 200 <= resp.status_code < 300:
         return resp.status_code, None
-    return resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}"
+    return resp.status_code, NON_2XX
 
 
 _SQLITE_WRITES = threading.Lock()
@@ -304,7 +316,7 @@ def _write_successes(conn: Connection, batch: list[_Success]) -> None:
         attempts.append({"id": new_id(), "delivery_id": s.out.delivery_id, "endpoint_id": s.out.endpoint_id,
                          "event_id": s.out.event_id, "attempt": s.out.attempt, "manual": s.manual,
                          "success": flipped, "status_code": s.status_code,
-                         "error": None if flipped else "already delivered", "duration_ms": s.duration_ms,
+                         "error": None if flipped else ALREADY_DELIVERED, "duration_ms": s.duration_ms,
                          "at": now})
     if flips:
         conn.execute(_SUCCEED, flips)
@@ -333,7 +345,7 @@ def _record_failure(bridge: Bridge, session: Session, out: Outgoing, status_code
         endpoint.disabled_reason = f"every delivery failed since {endpoint.failing_since.isoformat()}"
         audit.record(session, audit.WORKER, "webhook_endpoint.disabled", org_id=out.org_id,
                      target_type="webhook_endpoint", target_id=endpoint.id,
-                     details={"failing_since": endpoint.failing_since.isoformat(), "last_error": error[:200]})
+                     details={"failing_since": endpoint.failing_since.isoformat(), "last_error": error})
     if not endpoint.enabled or now - out.created_at >= RETRY_WINDOW:
         delivery.status = FAILED
         return None
