@@ -53,6 +53,8 @@ def test_failed_authentication_past_the_limit_gets_a_429_problem_with_retry_afte
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     # Counted per client address: another client is not affected.
     assert invites(client, BAD, NEIGHBOUR).status_code == 401
+    documented = client.get("/openapi.json").get_json()["paths"]
+    assert all("429" in item[op]["responses"] for item in documented.values() for op in item)
 
 
 def test_past_the_limit_a_valid_key_from_that_address_is_refused_too_until_the_window_ends(

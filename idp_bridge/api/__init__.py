@@ -261,6 +261,7 @@ def _refuse_over_auth_failure_limit() -> Response | None:
 
 
 def _count_auth_failure() -> None:
+    """Count one failed authentication against this client's budget."""
     strategy, limit, ip = _auth_failures()
     strategy.hit(limit, AUTH_FAILURE_SCOPE, ip)
 
