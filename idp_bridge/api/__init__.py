@@ -294,7 +294,6 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                     try:
                         principal = key_service.authenticate(session, _presented_key())
                     except Unauthenticated:
-                        _count_auth_failure()
                         denied = ("invalid or missing API key", None)
                         raise
                     if platform_only and not principal.platform:
@@ -324,6 +323,9 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         key_service.touch(session, principal.key_id)
             except BridgeError as exc:
                 if denied is not None:
+                    if denied[1] is None:
+                        # Counted once the read transaction is over: the storage may be a network hop away.
+                        _count_auth_failure()
                     _audit_denied(op, denied[0], denied[1])
                 return problem_from(exc)
             finally:
