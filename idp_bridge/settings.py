@@ -85,6 +85,9 @@ class Settings(BaseModel):
     # Per client IP, Flask-Limiter notation; code tries get their own, tighter limit.
     invite_page_rate_limit: str = "120/minute"
     invite_code_rate_limit: str = "20/minute"
+    # API requests that fail to authenticate (no, malformed, unknown or revoked key), per client IP; past it
+    # every API request from that IP gets 429 until the window ends.
+    api_auth_failure_rate_limit: str = "30/minute"
     trust_proxy_headers: int = Field(default=0, ge=0, le=5)
     # One line per request on stdout from `serve`; off where a reverse proxy already logs requests.
     access_log: bool = True
@@ -95,6 +98,17 @@ class Settings(BaseModel):
     dns_nameservers: list[str] = Field(default_factory=list)
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("api_auth_failure_rate_limit")
+    @classmethod
+    def _is_a_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be a rate limit such as 30/minute") from None
+        return value
 
     @field_validator("public_url")
     @classmethod

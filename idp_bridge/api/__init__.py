@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from flask_limiter import Limiter
+from limits import RateLimitItem
+from limits import parse as parse_limit
+from limits.strategies import RateLimiter
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
@@ -113,6 +119,12 @@ class Operation:
     errors: tuple[int, ...] = ()
     extra_responses: dict[str, Any] = field(default_factory=dict)
     request_content: dict[str, Any] = field(default_factory=dict)
+    platform_only: bool = False
+
+    @property
+    def route(self) -> str:
+        """The registered route, e.g. `POST /api/v1/orgs/{org}/invites`: names the operation, never a URL."""
+        return f"{self.method} {bp.url_prefix}{self.rule}"
 
 
 OPERATIONS: list[Operation] = []
@@ -142,6 +154,11 @@ def bridge() -> Bridge:
     return b
 
 
+def bridge_of(app: Flask) -> Bridge:
+    b: Bridge = app.extensions["idp_bridge"]
+    return b
+
+
 def client_ip() -> str | None:
     return request.remote_addr
 
@@ -154,19 +171,15 @@ def _presented_key() -> str | None:
     return value.strip()
 
 
-def _audit_denied(org_slug: str | None, reason: str, key_id: str | None = None) -> None:
+def _audit_denied(op: Operation, reason: str, principal: Principal | None) -> None:
     """Refused calls leave an audit event and nothing else (written in its own transaction)."""
     b = bridge()
     with transaction(b.sessions) as session:
-        org_id = None
-        if org_slug:
-            try:
-                org_id = org_service.get(session, org_slug).id
-            except NotFound:
-                org_id = None
-        actor = Actor("api_key", key_id, client_ip()) if key_id else Actor("anonymous", "", client_ip())
-        audit.record(session, actor, "auth.denied", org_id=org_id, target_type="request",
-                     target_id=f"{request.method} {request.path}"[:200], details={"reason": reason})
+        actor = principal.actor(client_ip()) if principal else Actor("anonymous", "", client_ip())
+        # The event lands in the trail of the key's own org (none without a key), never of the org the URL
+        # names, and its target is the registered route: the URL and headers are whatever the caller chose.
+        audit.record(session, actor, "auth.denied", org_id=principal.org_id if principal else None,
+                     target_type="request", target_id=op.route, details={"reason": reason})
 
 
 def _read_body(op: Operation) -> Any:
@@ -221,6 +234,38 @@ def _refuse_nul_in_url(op: Operation, path: dict[str, Any]) -> None:
         raise ValidationFailed(bad)
 
 
+# Counted per client IP in the invitee pages' limiter, so both follow rate_limit_storage_url.
+AUTH_FAILURE_SCOPE = "api-auth-failures"
+AUTH_FAILURE_LIMIT = "idp_bridge_api_auth_failure_limit"
+
+
+def _auth_failures() -> tuple[RateLimiter, RateLimitItem, str]:
+    """The shared limiter, the configured limit and this client's counter key."""
+    limiter: Limiter = current_app.extensions["idp_bridge_limiter"]
+    return limiter.limiter, current_app.extensions[AUTH_FAILURE_LIMIT], client_ip() or ""
+
+
+def _refuse_over_auth_failure_limit() -> Response | None:
+    """A 429 problem for a client past its failed-authentication budget, before any key is looked at."""
+    # Refusing valid keys too while the window lasts leaves a key-guessing client no answer that tells a
+    # right guess from a wrong one, and keeps a flood from costing a key lookup and an audit row each.
+    strategy, limit, ip = _auth_failures()
+    if strategy.test(limit, AUTH_FAILURE_SCOPE, ip):
+        return None
+    reset_at = strategy.get_window_stats(limit, AUTH_FAILURE_SCOPE, ip).reset_time
+    resp = problem(429, "Too many failed authentications",
+                   "too many requests from this address failed to authenticate; try again later",
+                   "too_many_auth_failures")
+    resp.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+    return resp
+
+
+def _count_auth_failure() -> None:
+    """Count one failed authentication against this client's budget."""
+    strategy, limit, ip = _auth_failures()
+    strategy.hit(limit, AUTH_FAILURE_SCOPE, ip)
+
+
 Handler = Callable[..., Any]
 
 
@@ -233,15 +278,17 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
 
     def decorate(fn: Handler) -> Handler:
         op = Operation(method, rule, fn.__name__, summary, tag, permission, body, body_required, response,
-                       status, query or [], errors, extra_responses or {}, request_content or {})
+                       status, query or [], errors, extra_responses or {}, request_content or {}, platform_only)
         OPERATIONS.append(op)
 
         def view(**path: Any) -> Any:
             b = bridge()
+            if (refused := _refuse_over_auth_failure_limit()) is not None:
+                return refused
             org_slug = path.get("org")
             write = method not in ("GET", "HEAD")
             token = set_write_intent(write)
-            denied: tuple[str, str | None] | None = None
+            denied: tuple[str, Principal | None] | None = None
             try:
                 with transaction(b.sessions) as session:
                     try:
@@ -250,10 +297,10 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         denied = ("invalid or missing API key", None)
                         raise
                     if platform_only and not principal.platform:
-                        denied = ("needs a platform-wide key", principal.key_id)
+                        denied = ("needs a platform-wide key", principal)
                         raise Forbidden("this operation needs a platform-wide API key")
                     if permission and not principal.may(permission):
-                        denied = (f"missing permission {permission}", principal.key_id)
+                        denied = (f"missing permission {permission}", principal)
                         raise Forbidden(f"this API key lacks the permission {permission}",
                                         missing_permission=permission)
                     _refuse_nul_in_url(op, path)
@@ -264,11 +311,11 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         except NotFound:
                             if not principal.platform:
                                 # An org key learns nothing about other organizations.
-                                denied = ("key of another organization", principal.key_id)
+                                denied = ("key of another organization", principal)
                                 raise Forbidden("this API key belongs to another organization") from None
                             raise
                         if not principal.can_reach(org):
-                            denied = ("key of another organization", principal.key_id)
+                            denied = ("key of another organization", principal)
                             raise Forbidden("this API key belongs to another organization")
                     call = Call(session, b, principal, org, _read_body(op))
                     result = fn(call, **{k: v for k, v in path.items() if k != "org"})
@@ -276,7 +323,10 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         key_service.touch(session, principal.key_id)
             except BridgeError as exc:
                 if denied is not None:
-                    _audit_denied(org_slug, denied[0], denied[1])
+                    if denied[1] is None:
+                        # Counted once the read transaction is over: the storage may be a network hop away.
+                        _count_auth_failure()
+                    _audit_denied(op, denied[0], denied[1])
                 return problem_from(exc)
             finally:
                 reset_write_intent(token)
@@ -304,6 +354,7 @@ ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints", "bulk", "pro
 
 def install(app: Flask) -> None:
     """Register the API blueprint, its routes and its problem handlers."""
+    app.extensions[AUTH_FAILURE_LIMIT] = parse_limit(bridge_of(app).settings.api_auth_failure_rate_limit)
     for module in ROUTE_MODULES:
         # Operations register themselves when their module is first imported.
         importlib.import_module(f"idp_bridge.api.{module}")

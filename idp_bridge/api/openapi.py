@@ -28,7 +28,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 ERROR_TEXT = {400: "Malformed request", 401: "Missing or invalid API key", 403: "Not allowed for this key",
               404: "Not found", 409: "Conflicts with the current state", 413: "Too large",
-              415: "Unsupported media type", 422: "Invalid input", 502: "Identity provider error"}
+              415: "Unsupported media type", 422: "Invalid input",
+              429: "Too many failed authentications from this address", 502: "Identity provider error"}
 
 
 def _models() -> list[tuple[type[BaseModel], str]]:
@@ -60,7 +61,7 @@ def _operation(op: Operation, refs: dict[tuple[type[BaseModel], str], dict[str, 
         content: dict[str, Any] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
         content.update(op.extra_responses)
         responses[str(op.status)] = {"description": "OK", "content": content}
-    for status in sorted({401, 403, *op.errors, *((404,) if "{" in op.rule else ()),
+    for status in sorted({401, 403, 429, *op.errors, *((404,) if "{" in op.rule else ()),
                           *((400, 415, 422) if op.body is not None else ()),
                           # A bad cursor, filter or date in the query is answered with a 422 problem.
                           *((422,) if op.query else ())}):

@@ -72,14 +72,14 @@ def list_api_keys(call: Call) -> ApiKeyList:
            tag="api-keys", permission=ORGS_MANAGE, response=IssuedApiKeyOut, status=201)
 def rotate_api_key(call: Call, key_id: str) -> IssuedApiKeyOut:
     org = call.must_org()
-    key, secret = api_keys.rotate(call.session, call.actor, org, key_id)
+    key, secret = api_keys.rotate(call.session, call.actor, org, key_id, caller=call.principal)
     return IssuedApiKeyOut(**api_key_out(key, org.slug).model_dump(), key=secret)
 
 
 @operation("DELETE", "/orgs/{org}/api-keys/{key_id}", summary="Delete an API key", tag="api-keys",
            permission=ORGS_MANAGE, status=204)
 def delete_api_key(call: Call, key_id: str) -> None:
-    api_keys.delete(call.session, call.actor, call.must_org(), key_id)
+    api_keys.delete(call.session, call.actor, call.must_org(), key_id, caller=call.principal)
 
 
 AUDIT_SORT = Sort("at", AuditEvent.at, descending=True)

@@ -118,7 +118,7 @@ def update_endpoint(call: Call, endpoint_id: str) -> EndpointOut:
 
 
 @operation("DELETE", "/orgs/{org}/webhook-endpoints/{endpoint_id}", summary="Delete a webhook endpoint",
-           tag="webhooks", permission=WEBHOOKS_MANAGE)
+           tag="webhooks", permission=WEBHOOKS_MANAGE, status=204)
 def delete_endpoint(call: Call, endpoint_id: str) -> None:
     webhooks.delete(call.session, call.actor, call.must_org(), endpoint_id)
 

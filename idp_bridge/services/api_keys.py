@@ -98,9 +98,23 @@ def list_for(session: Session, org: Organization) -> list[ApiKey]:
                                 .order_by(ApiKey.created_at)))
 
 
-def rotate(session: Session, actor: Actor, org: Organization, key_id: str) -> tuple[ApiKey, str]:
+def _may_manage(caller: Principal | None, key: ApiKey, verb: str) -> None:
+    """A key may rotate or delete only keys whose permissions it holds; a platform key or the operator any."""
+    if caller is None or caller.platform:
+        return
+    # Rotation hands the caller the target's permissions, and deletion takes them from whoever holds the
+    # target: either would let a narrow key act beyond what it was given.
+    lacking = sorted(set(key.permissions) - caller.permissions)
+    if lacking:
+        raise Forbidden(f"cannot {verb} a key with permissions this key does not hold: {', '.join(lacking)}",
+                        missing_permissions=lacking)
+
+
+def rotate(session: Session, actor: Actor, org: Organization, key_id: str, *,
+           caller: Principal | None) -> tuple[ApiKey, str]:
     """A new key with the same scope and permissions; the old one stops working at once."""
     old = get(session, org, key_id)
+    _may_manage(caller, old, "rotate")
     old.revoked_at = utcnow()
     new, secret = create(session, actor, org=org, permissions=list(old.permissions), name=old.name)
     audit.record(session, actor, "api_key.rotated", org_id=org.id, target_type="api_key", target_id=old.id,
@@ -108,7 +122,9 @@ def rotate(session: Session, actor: Actor, org: Organization, key_id: str) -> tu
     return new, secret
 
 
-def delete(session: Session, actor: Actor, org: Organization, key_id: str) -> None:
+def delete(session: Session, actor: Actor, org: Organization, key_id: str, *, caller: Principal | None) -> None:
+    """Revoke a key at once."""
     key = get(session, org, key_id)
+    _may_manage(caller, key, "delete")
     key.revoked_at = utcnow()
     audit.record(session, actor, "api_key.deleted", org_id=org.id, target_type="api_key", target_id=key.id)
