@@ -130,33 +130,34 @@ def landing(token: str) -> Response:
     b = bridge()
     with read_only(), transaction(b.sessions) as session:
         found = invites.by_token(session, token)
-        resp = _dead_link_page(session, found)
+        resp = _dead_link_page(found)
         if resp is not None:
             return resp
-        invite = found.invite
-        assert invite is not None
-        org = session.get(Organization, invite.org_id)
-        assert org is not None
+        invite, org = _open_invite(session, found)
         return _landing_page(b, invite, org, token, again=request.args.get("again") == "1")
 
 
-def _dead_link_page(session: Any, found: invites.LinkLookup) -> Response | None:
-    """The page for a link that cannot be used now, or None when the invite is open."""
-    invite = found.invite
-    if invite is None:
-        return invalid_page()
-    org = session.get(Organization, invite.org_id)
-    assert org is not None
-    status = invites.effective_status(invite)
-    if found.superseded:
-        if status == InviteStatus.PENDING:
-            return page("superseded.html", 410, org=org)
-        return invalid_page()
-    if status == InviteStatus.ACCEPTED:
-        return page("used.html", 410, org=org)
-    if status != InviteStatus.PENDING:
-        return invalid_page()
-    return None
+def _dead_link_page(found: invites.LinkLookup) -> Response | None:
+    """The page for a link that cannot be used now, or None when the invite is open.
+
+    Decided from the lookup alone, with no further reads: a dead link costs the same whatever killed it.
+    """
+    if found.open:
+        return None
+    named = {"name": found.org_name}
+    if found.superseded and found.status == InviteStatus.PENDING:
+        return page("superseded.html", 410, org=named)
+    if not found.superseded and found.status == InviteStatus.ACCEPTED:
+        return page("used.html", 410, org=named)
+    return invalid_page()
+
+
+def _open_invite(session: Any, found: invites.LinkLookup) -> tuple[Invite, Organization]:
+    """The invite and org behind an open link."""
+    invite = session.get(Invite, found.invite_id)
+    org = session.get(Organization, found.org_id)
+    assert invite is not None and org is not None
+    return invite, org
 
 
 def _account(b: Bridge, invite: Invite, org: Organization) -> str:
@@ -192,13 +193,10 @@ def login(token: str) -> Response:
     again = request.args.get("again") == "1"
     with transaction(b.sessions) as session:
         found = invites.by_token(session, token)
-        resp = _dead_link_page(session, found)
+        resp = _dead_link_page(found)
         if resp is not None:
             return resp
-        invite = found.invite
-        assert invite is not None
-        org = session.get(Organization, invite.org_id)
-        assert org is not None
+        invite, org = _open_invite(session, found)
         if _needs_code(invite, org):
             # The code is typed on the landing page and posted; a GET cannot skip it.
             return redirect(f"/invite/{token}" + ("?again=1" if again else ""), 303)  # type: ignore[return-value]
@@ -214,11 +212,11 @@ def login_post(token: str) -> Response:
         return page("form_expired.html", 400, token=token)
     with transaction(b.sessions) as session:
         found = invites.by_token(session, token)
-        resp = _dead_link_page(session, found)
+        resp = _dead_link_page(found)
         if resp is not None:
             return resp
-        assert found.invite is not None
-        invite = redeem.lock_invite(session, found.invite.id)
+        assert found.invite_id is not None
+        invite = redeem.lock_invite(session, found.invite_id)
         assert invite is not None
         org = session.get(Organization, invite.org_id)
         assert org is not None
