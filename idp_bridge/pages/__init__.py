@@ -250,9 +250,9 @@ def _begin(b: Bridge, session: Any, invite: Invite, org: Organization, token: st
         return page("choose.html", org=org, token=token, again=again, needs_code=_needs_code(invite, org),
                     providers=[(n, b.providers[n].label) for n in choices])
     provider = b.providers[provider_name]
-    browser = request.cookies.get(BROWSER_COOKIE) or ""
-    if len(browser) < 20:
-        browser = secrets.token_urlsafe(32)
+    # Always a value of our own, never the one the browser presents: a value planted in the invitee's
+    # browser (session fixation) would otherwise bind this login to a secret the planter knows.
+    browser = secrets.token_urlsafe(32)
     state, nonce, verifier = redeem.start_login(session, b, invite, link_token=token, provider=provider_name,
                                                 browser_secret=browser)
     try:
