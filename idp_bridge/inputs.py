@@ -93,7 +93,8 @@ def single_line(value: str) -> str:
 
 
 # Text that reaches a mail header (To, Subject) or a page title: one CR or LF there stops the org's mail.
-OneLine = Annotated[str, AfterValidator(single_line)]
+OneLine = Annotated[str, AfterValidator(single_line),
+                    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"})]
 
 
 class Strict(BaseModel):
