@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -38,6 +39,9 @@ SECURITY_HEADERS = {
 INVALID_STATUS = 404
 CSRF_COOKIE = "ib_csrf"
 BROWSER_COOKIE = "ib_login"
+# How many logins one browser may have in flight at once (tabs); the cookie holds one value for each.
+LOGINS_PER_BROWSER = 4
+BROWSER_VALUE_RANDOM = 43
 COOKIE_MAX_AGE = 3600
 
 
@@ -250,9 +254,9 @@ def _begin(b: Bridge, session: Any, invite: Invite, org: Organization, token: st
         return page("choose.html", org=org, token=token, again=again, needs_code=_needs_code(invite, org),
                     providers=[(n, b.providers[n].label) for n in choices])
     provider = b.providers[provider_name]
-    # Always a value of our own, never the one the browser presents: a value planted in the invitee's
-    # browser (session fixation) would otherwise bind this login to a secret the planter knows.
-    browser = secrets.token_urlsafe(32)
+    # Always a new value of our own, never one the browser presents: a value planted in the invitee's browser
+    # (session fixation) would otherwise bind this login to a secret the planter knows.
+    browser = _new_browser_value()
     state, nonce, verifier = redeem.start_login(session, b, invite, link_token=token, provider=provider_name,
                                                 browser_secret=browser)
     try:
@@ -263,8 +267,33 @@ def _begin(b: Bridge, session: Any, invite: Invite, org: Organization, token: st
         return page("provider_down.html", 503, org=org, token=token, label=provider.label)
     resp = redirect(url, 303)
     resp.headers.update(SECURITY_HEADERS)
-    _set_cookie(resp, BROWSER_COOKIE, browser)
+    # Logins started earlier in this browser (other tabs) stay finishable; only values we made are kept.
+    kept = [value for value in _browser_values() if _we_made(value)][:LOGINS_PER_BROWSER - 1]
+    _set_cookie(resp, BROWSER_COOKIE, ".".join([browser, *kept]))
     return resp  # type: ignore[return-value]
+
+
+def _browser_mac(value: str) -> str:
+    digest = hmac.new(bridge().settings.secret_key.encode(), b"login-browser:" + value.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+def _new_browser_value() -> str:
+    """A fresh login-browser value: 256 random bits and our MAC of them (so we know it for ours later)."""
+    value = secrets.token_urlsafe(32)
+    return value + _browser_mac(value)
+
+
+def _we_made(value: str) -> bool:
+    """Whether a presented login-browser value is one this deployment made (not one planted from elsewhere)."""
+    random_part, mac = value[:BROWSER_VALUE_RANDOM], value[BROWSER_VALUE_RANDOM:]
+    return (len(random_part) == BROWSER_VALUE_RANDOM
+            and hmac.compare_digest(mac.encode(), _browser_mac(random_part).encode()))
+
+
+def _browser_values() -> list[str]:
+    """The login-browser values this browser presents, one per login in flight (the callback checks the binding)."""
+    return [v for v in (request.cookies.get(BROWSER_COOKIE) or "").split(".")[:LOGINS_PER_BROWSER] if v]
 
 
 def mask(account: str) -> str:
@@ -297,8 +326,8 @@ def callback(provider_name: str) -> Response:
     if provider is None:
         count_login("unknown", "expired")
         return page("login_expired.html", 400)
-    pending = redeem.find_login(b, state=request.args.get("state", ""),
-                                browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
+    pending = redeem.find_login(b, state=request.args.get("state", ""), browser_secrets=_browser_values(),
+                                provider=provider_name)
     if pending is None:
         count_login(provider_name, "expired")
         return page("login_expired.html", 400)
