@@ -161,7 +161,7 @@ class OrgCreate(Strict):
     invite_ttl_hours: int = Field(default=336, ge=1, le=720)
     require_invite_code: bool = False
     allowed_providers: list[str] | None = None
-    redirect_url: str | None = Field(default=None, max_length=2000)
+    redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] = "email"
     keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
 
@@ -172,7 +172,7 @@ class OrgUpdate(Strict):
     invite_ttl_hours: int | None = Field(default=None, ge=1, le=720)
     require_invite_code: bool | None = None
     allowed_providers: list[str] | None = None
-    redirect_url: str | None = Field(default=None, max_length=2000)
+    redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] | None = None
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
 

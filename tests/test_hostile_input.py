@@ -31,8 +31,10 @@ from idp_bridge import api as api_package
 from idp_bridge.api import OPERATIONS, PROBLEM_JSON, Operation
 from idp_bridge.bridge import Bridge
 from idp_bridge.cli import cli
+from idp_bridge.errors import ConfigError
 from idp_bridge.inputs import MAX_ATTRIBUTES_BYTES
 from idp_bridge.jsontext import MAX_DEPTH
+from idp_bridge.settings import load_settings
 from tests.helpers import Api, make_key, make_org
 from webhooks.inbound.routes import ROUTES
 
@@ -313,15 +315,27 @@ def test_a_control_character_in_any_csv_column_makes_that_row_invalid_naming_the
         assert [sorted(r["errors"]) for r in body["rows"]] == [[f] for f in sorted(INVITE_FIELDS)], hostile(char)
 
 
-def test_a_control_character_in_an_org_name_is_a_422_on_create_and_on_patch(platform: Api) -> None:
-    created = {hostile(c): platform.client.post("/api/v1/orgs", json={"slug": "beta", "name": f"Be{c}ta"},
+# Org fields whose text reaches a mail Subject, a page title or the Location header of the redirect.
+ORG_FIELDS: dict[str, Callable[[str], str]] = {
+    "name": lambda c: f"Be{c}ta",
+    "redirect_url": lambda c: f"https://app.test/{c}welcome",
+}
+
+
+@pytest.mark.parametrize("field", sorted(ORG_FIELDS))
+def test_a_control_character_in_an_org_text_field_is_a_422_on_create_and_on_patch(
+        platform: Api, field: str) -> None:
+    make = ORG_FIELDS[field]
+    created = {hostile(c): platform.client.post("/api/v1/orgs", json={"slug": "beta", "name": "Beta",
+                                                                      field: make(c)},
                                                 headers=platform.headers()) for c in CONTROL_CHARACTERS}
-    patched = {hostile(c): platform.patch("", {"name": f"Ac{c}me"}) for c in CONTROL_CHARACTERS}
+    patched = {hostile(c): platform.patch("", {field: make(c)}) for c in CONTROL_CHARACTERS}
 
     for answers in (created, patched):
         assert {k: r.status_code for k, r in answers.items()} == {k: 422 for k in answers}
-        assert all("name" in r.get_json()["errors"] for r in answers.values())
-    assert platform.get("").get_json()["name"] == "Acme"
+        assert all(field in r.get_json()["errors"] for r in answers.values())
+    org = platform.get("").get_json()
+    assert (org["name"], org["redirect_url"]) == ("Acme", None)
     assert platform.client.get("/api/v1/orgs/beta", headers=platform.headers()).status_code == 404
 
 
@@ -337,3 +351,14 @@ def test_the_cli_refuses_an_org_name_with_a_control_character_and_names_the_opti
 
     assert result.exit_code == 2 and "name: must not contain control characters" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("setting", ["product_name", "support_contact", "mail_from"])
+def test_a_control_character_in_a_setting_shown_in_mail_headers_or_page_titles_is_a_config_error(
+        tmp_path: Path, setting: str) -> None:
+    for char in CONTROL_CHARACTERS:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(overrides={"instance_dir": str(tmp_path), setting: f"Acme{char}Support <a@b.test>"},
+                          environ={})
+
+        assert caught.value.setting == setting and "control characters" in caught.value.detail, hostile(char)
