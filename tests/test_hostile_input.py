@@ -263,6 +263,18 @@ def test_a_control_character_in_any_invite_text_field_is_a_422_naming_the_field(
     assert platform.get("/invites").get_json()["items"] == []
 
 
+def test_a_control_character_in_a_username_of_an_org_that_matches_by_link_is_a_422(
+        platform: Api, bridge: Bridge) -> None:
+    make_org(bridge, "links", match="link")
+    links = Api(platform.client, platform.key, org="links")
+
+    answers = {hostile(c): links.post("/invites", {"identifier": f"ann{c}smith"}) for c in CONTROL_CHARACTERS}
+
+    assert {k: r.status_code for k, r in answers.items()} == {k: 422 for k in answers}
+    assert all("identifier" in r.get_json()["errors"] for r in answers.values())
+    assert links.post("/invites", {"identifier": "ann smith"}).status_code == 201
+
+
 def test_a_control_character_in_any_bulk_row_field_makes_that_row_invalid_naming_the_field(platform: Api) -> None:
     for char in CONTROL_CHARACTERS:
         rows = [{"identifier": f"row{i}@example.com", field: make(char)}
