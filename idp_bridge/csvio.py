@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from idp_bridge import jsontext
 from idp_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from idp_bridge.models import Member
 
@@ -123,7 +124,7 @@ def _attribute(cell: str) -> Any:
     """Objects and lists come back from their JSON export form; other values stay text."""
     if cell[:1] in ("{", "["):
         try:
-            return json.loads(cell)
+            return jsontext.loads(cell)
         except ValueError:
             return cell
     return cell

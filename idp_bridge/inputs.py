@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -18,6 +19,7 @@ from pydantic import (
 
 from idp_bridge.errors import ValidationFailed
 from idp_bridge.identifiers import InvalidDomain, canonical_domain
+from idp_bridge.jsontext import control_character
 
 SLUG = re.compile(r"^[a-z0-9-]{2,63}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -81,21 +83,34 @@ def parse(model: type[M], data: Any) -> M:
         raise ValidationFailed(errors_from(exc)) from exc
 
 
+def single_line(value: str) -> str:
+    """Refuse text with control characters or line separators: it ends up in mail headers and page titles."""
+    found = control_character(value)
+    if found is not None:
+        raise ValueError(f"must not contain control characters or line breaks (found {found})")
+    return value
+
+
+# Text that reaches a mail header (To, Subject) or a page title: one CR or LF there stops the org's mail.
+OneLine = Annotated[str, AfterValidator(single_line),
+                    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"})]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-Name = Annotated[str, Field(max_length=200)]
+Name = Annotated[OneLine, Field(max_length=200)]
 
 
 class InviteInput(Strict):
     """One invitation as an admin describes it."""
 
-    identifier: str = Field(min_length=1, max_length=320,
+    identifier: OneLine = Field(min_length=1, max_length=320,
                             validation_alias=AliasChoices("identifier", "email"),
                             description="The username the IdP will show; usually an email address.")
-    notification_email: str | None = Field(default=None, max_length=320,
-                                           description="Where the invitation is mailed, if not the identifier.")
+    notification_email: OneLine | None = Field(default=None, max_length=320,
+                                               description="Where the invitation is mailed, if not the identifier.")
     provider: str = Field(default="any", max_length=64,
                           description="`any`, or the name of a configured provider.")
     tenant_id: str | None = Field(default=None, description="Entra tenant GUID (Entra providers only).")
@@ -140,23 +155,23 @@ class InviteInput(Strict):
 
 class OrgCreate(Strict):
     slug: str = Field(pattern=SLUG.pattern, description="Unique, [a-z0-9-]{2,63}.")
-    name: str = Field(min_length=1, max_length=200)
+    name: OneLine = Field(min_length=1, max_length=200)
     member_limit: int = Field(default=10, ge=1, le=1_000_000)
     invite_ttl_hours: int = Field(default=336, ge=1, le=720)
     require_invite_code: bool = False
     allowed_providers: list[str] | None = None
-    redirect_url: str | None = Field(default=None, max_length=2000)
+    redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] = "email"
     keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
 
 
 class OrgUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: OneLine | None = Field(default=None, min_length=1, max_length=200)
     member_limit: int | None = Field(default=None, ge=1, le=1_000_000)
     invite_ttl_hours: int | None = Field(default=None, ge=1, le=720)
     require_invite_code: bool | None = None
     allowed_providers: list[str] | None = None
-    redirect_url: str | None = Field(default=None, max_length=2000)
+    redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] | None = None
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
 
@@ -180,7 +195,7 @@ class ApiKeyCreate(Strict):
 class InviteDefaults(Strict):
     """Values every row of a bulk invite gets unless the row sets its own."""
 
-    notification_email: str | None = Field(default=None, max_length=320)
+    notification_email: OneLine | None = Field(default=None, max_length=320)
     provider: str | None = Field(default=None, max_length=64)
     tenant_id: str | None = None
     hosted_domain: str | None = Field(default=None, max_length=253)

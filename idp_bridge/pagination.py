@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from idp_bridge import jsontext
 from idp_bridge.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ def _encode(sort: Sort, value: Any, id_: str) -> str:
 def _decode(sort: Sort, cursor: str) -> tuple[Any, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        name, descending, value, id_ = json.loads(base64.urlsafe_b64decode(padded))
+        name, descending, value, id_ = jsontext.loads(base64.urlsafe_b64decode(padded), max_depth=2)
         if isinstance(value, dict):
             value = datetime.fromisoformat(value["t"])
         if (name, descending) != (sort.name, sort.descending) or not isinstance(id_, str):

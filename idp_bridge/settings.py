@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from idp_bridge.errors import ConfigError
+from idp_bridge.jsontext import control_character
 
 ENV_PREFIX = "IDP_BRIDGE_"
 DEFAULT_CONFIG = Path("config/idp-bridge.toml")
@@ -132,6 +133,15 @@ class Settings(BaseModel):
     def _nameservers_are_addresses(cls, value: list[str]) -> list[str]:
         for text in value:
             nameserver_address(text)
+        return value
+
+    @field_validator("product_name", "support_contact", "mail_from")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        # Shown in page titles and mail headers: one line break there would stop every invitation mail.
+        found = control_character(value)
+        if found is not None:
+            raise ValueError(f"must not contain control characters or line breaks (found {found})")
         return value
 
     @property

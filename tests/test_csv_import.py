@@ -38,15 +38,24 @@ def test_a_bom_and_semicolon_separators_from_a_spreadsheet_are_understood(bridge
     assert (ada["name"], ada["role"], ada["attributes"]) == ("Ada Lovelace", "ADMIN", {"Company": "Analytical, Ltd"})
 
 
-def test_quoted_cells_may_hold_newlines_and_blank_lines_are_skipped(bridge: Bridge, client: FlaskClient) -> None:
+def test_quoted_attribute_cells_may_hold_newlines_and_blank_lines_are_skipped(
+        bridge: Bridge, client: FlaskClient) -> None:
     api = setup(bridge, client)
-    body = 'identifier,name,address\n\nada@example.com,"Ada\nLovelace","1 Main St\n2nd floor"\n,,\nbad,Bob,\n'
+    body = 'identifier,name,address\n\nada@example.com,"Ada Lovelace","1 Main St\n2nd floor"\n,,\nbad,Bob,\n'
     result = post_csv(api, body).get_json()
     assert result["summary"] == {"created": 1, "duplicate": 0, "invalid": 1}
     # Rows as a spreadsheet numbers them: header 1, blank 2, Ada 3, empty 4, bad 5.
     assert [(r["row"], r["status"]) for r in result["rows"]] == [(3, "created"), (5, "invalid")]
     ada = invites_of(api)["ada@example.com"]
-    assert (ada["name"], ada["attributes"]) == ("Ada\nLovelace", {"address": "1 Main St\n2nd floor"})
+    assert (ada["name"], ada["attributes"]) == ("Ada Lovelace", {"address": "1 Main St\n2nd floor"})
+
+
+def test_a_name_cell_holding_a_newline_is_an_invalid_row_naming_the_column(
+        bridge: Bridge, client: FlaskClient) -> None:
+    api = setup(bridge, client)
+    result = post_csv(api, 'identifier,name\nada@example.com,"Ada\nLovelace"\n').get_json()
+    assert result["summary"] == {"created": 0, "duplicate": 0, "invalid": 1}
+    assert list(result["rows"][0]["errors"]) == ["name"]
 
 
 def test_a_file_that_is_not_utf8_gets_a_clear_400_and_nothing_is_written(bridge: Bridge, client: FlaskClient) -> None:

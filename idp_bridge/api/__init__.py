@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from idp_bridge import audit
+from idp_bridge import audit, jsontext
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import reset_write_intent, set_write_intent, transaction
@@ -197,7 +197,9 @@ def _read_body(op: Operation) -> Any:
         accepted = ", ".join(op.request_content or {"application/json": None})
         raise UnsupportedMediaType(f"send the body as {accepted}")
     try:
-        data = json.loads(raw)
+        data = jsontext.loads(raw)
+    except jsontext.TooDeep as exc:
+        raise BadRequest(f"the body is {exc}; at most {exc.max_depth} levels are accepted") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
     if (where := _nul_at(data, "")) is not None:

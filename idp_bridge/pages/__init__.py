@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -38,6 +39,9 @@ SECURITY_HEADERS = {
 INVALID_STATUS = 404
 CSRF_COOKIE = "ib_csrf"
 BROWSER_COOKIE = "ib_login"
+# How many logins one browser may have in flight at once (tabs); the cookie holds one value for each.
+LOGINS_PER_BROWSER = 4
+BROWSER_VALUE_RANDOM = 43
 COOKIE_MAX_AGE = 3600
 
 
@@ -134,33 +138,34 @@ def landing(token: str) -> Response:
     b = bridge()
     with read_only(), transaction(b.sessions) as session:
         found = invites.by_token(session, token)
-        resp = _dead_link_page(session, found)
+        resp = _dead_link_page(found)
         if resp is not None:
             return resp
-        invite = found.invite
-        assert invite is not None
-        org = session.get(Organization, invite.org_id)
-        assert org is not None
+        invite, org = _open_invite(session, found)
         return _landing_page(b, invite, org, token, again=request.args.get("again") == "1")
 
 
-def _dead_link_page(session: Any, found: invites.LinkLookup) -> Response | None:
-    """The page for a link that cannot be used now, or None when the invite is open."""
-    invite = found.invite
-    if invite is None:
-        return invalid_page()
-    org = session.get(Organization, invite.org_id)
-    assert org is not None
-    status = invites.effective_status(invite)
-    if found.superseded:
-        if status == InviteStatus.PENDING:
-            return page("superseded.html", 410, org=org)
-        return invalid_page()
-    if status == InviteStatus.ACCEPTED:
-        return page("used.html", 410, org=org)
-    if status != InviteStatus.PENDING:
-        return invalid_page()
-    return None
+def _dead_link_page(found: invites.LinkLookup) -> Response | None:
+    """The page for a link that cannot be used now, or None when the invite is open.
+
+    Decided from the lookup alone, with no further reads: a dead link costs the same whatever killed it.
+    """
+    if found.open:
+        return None
+    named = {"name": found.org_name}
+    if found.superseded and found.status == InviteStatus.PENDING:
+        return page("superseded.html", 410, org=named)
+    if not found.superseded and found.status == InviteStatus.ACCEPTED:
+        return page("used.html", 410, org=named)
+    return invalid_page()
+
+
+def _open_invite(session: Any, found: invites.LinkLookup) -> tuple[Invite, Organization]:
+    """The invite and org behind an open link."""
+    invite = session.get(Invite, found.invite_id)
+    org = session.get(Organization, found.org_id)
+    assert invite is not None and org is not None
+    return invite, org
 
 
 def _account(b: Bridge, invite: Invite, org: Organization) -> str:
@@ -196,13 +201,10 @@ def login(token: str) -> Response:
     again = request.args.get("again") == "1"
     with transaction(b.sessions) as session:
         found = invites.by_token(session, token)
-        resp = _dead_link_page(session, found)
+        resp = _dead_link_page(found)
         if resp is not None:
             return resp
-        invite = found.invite
-        assert invite is not None
-        org = session.get(Organization, invite.org_id)
-        assert org is not None
+        invite, org = _open_invite(session, found)
         if _needs_code(invite, org):
             # The code is typed on the landing page and posted; a GET cannot skip it.
             return redirect(f"/invite/{token}" + ("?again=1" if again else ""), 303)  # type: ignore[return-value]
@@ -218,11 +220,11 @@ def login_post(token: str) -> Response:
         return page("form_expired.html", 400, token=token)
     with transaction(b.sessions) as session:
         found = invites.by_token(session, token)
-        resp = _dead_link_page(session, found)
+        resp = _dead_link_page(found)
         if resp is not None:
             return resp
-        assert found.invite is not None
-        invite = redeem.lock_invite(session, found.invite.id)
+        assert found.invite_id is not None
+        invite = redeem.lock_invite(session, found.invite_id)
         assert invite is not None
         org = session.get(Organization, invite.org_id)
         assert org is not None
@@ -256,9 +258,9 @@ def _begin(b: Bridge, session: Any, invite: Invite, org: Organization, token: st
         return page("choose.html", org=org, token=token, again=again, needs_code=_needs_code(invite, org),
                     providers=[(n, b.providers[n].label) for n in choices])
     provider = b.providers[provider_name]
-    browser = request.cookies.get(BROWSER_COOKIE) or ""
-    if len(browser) < 20:
-        browser = secrets.token_urlsafe(32)
+    # Always a new value of our own, never one the browser presents: a value planted in the invitee's browser
+    # (session fixation) would otherwise bind this login to a secret the planter knows.
+    browser = _new_browser_value()
     state, nonce, verifier = redeem.start_login(session, b, invite, link_token=token, provider=provider_name,
                                                 browser_secret=browser)
     try:
@@ -269,8 +271,33 @@ def _begin(b: Bridge, session: Any, invite: Invite, org: Organization, token: st
         return page("provider_down.html", 503, org=org, token=token, label=provider.label)
     resp = redirect(url, 303)
     resp.headers.update(SECURITY_HEADERS)
-    _set_cookie(resp, BROWSER_COOKIE, browser)
+    # Logins started earlier in this browser (other tabs) stay finishable; only values we made are kept.
+    kept = [value for value in _browser_values() if _we_made(value)][:LOGINS_PER_BROWSER - 1]
+    _set_cookie(resp, BROWSER_COOKIE, ".".join([browser, *kept]))
     return resp  # type: ignore[return-value]
+
+
+def _browser_mac(value: str) -> str:
+    digest = hmac.new(bridge().settings.secret_key.encode(), b"login-browser:" + value.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+def _new_browser_value() -> str:
+    """A fresh login-browser value: 256 random bits and our MAC of them (so we know it for ours later)."""
+    value = secrets.token_urlsafe(32)
+    return value + _browser_mac(value)
+
+
+def _we_made(value: str) -> bool:
+    """Whether a presented login-browser value is one this deployment made (not one planted from elsewhere)."""
+    random_part, mac = value[:BROWSER_VALUE_RANDOM], value[BROWSER_VALUE_RANDOM:]
+    return (len(random_part) == BROWSER_VALUE_RANDOM
+            and hmac.compare_digest(mac.encode(), _browser_mac(random_part).encode()))
+
+
+def _browser_values() -> list[str]:
+    """The login-browser values this browser presents, one per login in flight (the callback checks the binding)."""
+    return [v for v in (request.cookies.get(BROWSER_COOKIE) or "").split(".")[:LOGINS_PER_BROWSER] if v]
 
 
 def mask(account: str) -> str:
@@ -303,8 +330,8 @@ def callback(provider_name: str) -> Response:
     if provider is None:
         count_login("unknown", "expired")
         return page("login_expired.html", 400)
-    pending = redeem.find_login(b, state=request.args.get("state", ""),
-                                browser_secret=request.cookies.get(BROWSER_COOKIE), provider=provider_name)
+    pending = redeem.find_login(b, state=request.args.get("state", ""), browser_secrets=_browser_values(),
+                                provider=provider_name)
     if pending is None:
         count_login(provider_name, "expired")
         return page("login_expired.html", 400)

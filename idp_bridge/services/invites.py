@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, Table, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -401,22 +403,50 @@ def revoke(session: Session, bridge: Bridge, actor: Actor, org: Organization, in
     return invite
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkLookup:
-    """What a presented invite token resolves to."""
+    """What a presented invite token resolves to; org_name is there for the pages of used and replaced links."""
 
-    invite: Invite | None
+    invite_id: str | None
+    org_id: str | None = None
+    status: str | None = None
     superseded: bool = False
+    org_name: str = ""
+
+    @property
+    def open(self) -> bool:
+        """A current link of a PENDING invite: the only kind an invitee can go on with."""
+        return self.invite_id is not None and not self.superseded and self.status == InviteStatus.PENDING
+
+
+# Never a stored token's hash (tokens are 43 characters and more): what a token too long to be one is looked up as.
+_NO_TOKEN = "\x00"
 
 
 def by_token(session: Session, token: str) -> LinkLookup:
-    """Resolve a link token; a superseded link is reported as such, never as the invite itself."""
-    if not token or len(token) > 200:
+    """Resolve a link token; a superseded link is reported as such, never as the invite itself.
+
+    Every token costs the same: one hash and one statement that always answers one row of the same columns
+    (NULLs for a token that names nothing), so expired, revoked, unknown and tampered links cannot be told
+    apart by the work done for them.
+    """
+    presented = token if 0 < len(token) <= 200 else _NO_TOKEN
+    row = session.execute(_link_statement(), {"token_hash": token_hash(presented)}).one()
+    superseded_at, invite_id, org_id, status, expires_at, org_name = row
+    if invite_id is None:
         return LinkLookup(None)
-    link = session.get(InviteLink, token_hash(token))
-    if link is None:
-        return LinkLookup(None)
-    invite = session.get(Invite, link.invite_id)
-    if link.superseded_at is not None:
-        return LinkLookup(invite, superseded=True)
-    return LinkLookup(invite)
+    current = effective_status(cast(Invite, SimpleNamespace(status=status, expires_at=expires_at)))
+    return LinkLookup(invite_id, org_id, current, superseded=superseded_at is not None, org_name=org_name or "")
+
+
+@functools.cache
+def _link_statement() -> Select[Any]:
+    """by_token()'s statement: a one-row probe outer-joined to the link, its invite and its org."""
+    link, invite, org = (cast(Table, model.__table__) for model in (InviteLink, Invite, Organization))
+    probe = select(bindparam("token_hash", type_=String(64)).label("token_hash")).subquery("probe")
+    return (select(link.c.superseded_at, invite.c.id, invite.c.org_id, invite.c.status, invite.c.expires_at,
+                   org.c.name)
+            .select_from(probe)
+            .outerjoin(link, link.c.token_hash == probe.c.token_hash)
+            .outerjoin(invite, invite.c.id == link.c.invite_id)
+            .outerjoin(org, org.c.id == invite.c.org_id))

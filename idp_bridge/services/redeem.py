@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
@@ -96,13 +96,14 @@ def start_login(session: Session, bridge: Bridge, invite: Invite, *, link_token:
     return state, nonce, verifier
 
 
-def find_login(bridge: Bridge, *, state: str, browser_secret: str | None, provider: str) -> PendingLogin | None:
+def find_login(bridge: Bridge, *, state: str, browser_secrets: Sequence[str], provider: str) -> PendingLogin | None:
     """The login a callback finishes: it must exist, be unused and fresh, and belong to this browser and provider.
 
-    Only reads, in one statement on a bare pooled driver connection; claim_login() uses the state up in the
-    transaction that records how the login ended.
+    browser_secrets are the values this browser holds, one per login it has in flight; the login must be bound
+    to one of them. Only reads, in one statement on a bare pooled driver connection; claim_login() uses the
+    state up in the transaction that records how the login ended.
     """
-    if not state or len(state) > 200 or not browser_secret:
+    if not state or len(state) > 200 or not browser_secrets:
         return None
     dialect = bridge.engine.dialect
     with raw_read(bridge.engine) as connection:
@@ -113,7 +114,7 @@ def find_login(bridge: Bridge, *, state: str, browser_secret: str | None, provid
     state_hash, browser_hash, invite_id, link_sealed, row_provider, nonce, code_verifier, created_at, used_at = row
     if used_at is not None or row_provider != provider:
         return None
-    if not same(browser_hash, token_hash(browser_secret)):
+    if not any(same(browser_hash, token_hash(secret)) for secret in browser_secrets):
         return None
     if created_at + LOGIN_STATE_TTL < utcnow():
         return None

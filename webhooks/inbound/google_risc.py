@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
+from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import IdpSignal, InboundView
 from providers.jwks import JWKSCache, KeysUnavailable
@@ -110,7 +110,7 @@ class RiscVerifier:
 def _segment(token: str, index: int) -> dict[str, Any]:
     try:
         part = token.split(".")[index]
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        value = jsontext.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     except (IndexError, ValueError) as exc:
         raise InvalidToken("not a JWT") from exc
     if not isinstance(value, dict):

@@ -20,6 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
+from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import ConfigError
 from idp_bridge.idp import flag, number
@@ -80,7 +81,7 @@ class BearerVerifier:
     def verify(self, token: str, body: bytes) -> bool:
         """True when the token is valid and made for exactly this body; raises providers.jwks.KeysUnavailable."""
         try:
-            header = json.loads(_b64url(token.split(".")[0]))
+            header = jsontext.loads(_b64url(token.split(".")[0]))
         except (ValueError, IndexError):
             return False
         if not isinstance(header, dict) or header.get("alg") not in self.algorithms:
@@ -110,7 +111,7 @@ def _b64url(segment: str) -> bytes:
 
 def _unverified_issuer(token: str) -> str | None:
     try:
-        claims = json.loads(_b64url(token.split(".")[1]))
+        claims = jsontext.loads(_b64url(token.split(".")[1]))
     except (ValueError, IndexError):
         return None
     issuer = claims.get("iss") if isinstance(claims, dict) else None
@@ -200,7 +201,7 @@ def _representation(payload: Mapping[str, Any]) -> dict[str, Any]:
     raw = payload.get("representation")
     if isinstance(raw, str):
         try:
-            parsed = json.loads(raw)
+            parsed = jsontext.loads(raw)
         except ValueError:
             return {}
         return parsed if isinstance(parsed, dict) else {}

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.errors import ConfigError, ProviderError
@@ -46,11 +47,11 @@ def provider_for_state(bridge: Bridge, client_state: Any) -> str | None:
 
 
 def split(bridge: Bridge, body: bytes) -> list[tuple[str, str, str]]:
-    """The notifications of a POST that carry our clientState, as (provider, event id, item JSON)."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return []
+    """The notifications of a POST that carry our clientState, as (provider, event id, item JSON).
+
+    Raises ValueError (jsontext.TooDeep when nested too deeply) for a body that is not JSON.
+    """
+    payload = jsontext.loads(body)
     items = payload.get("value") if isinstance(payload, dict) else None
     found = []
     for item in items if isinstance(items, list) else []:

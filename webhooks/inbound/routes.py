@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -15,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wsgi import get_input_stream
 
-from idp_bridge import inbox
+from idp_bridge import inbox, jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
@@ -155,7 +154,9 @@ def keycloak_events(bridge: Bridge, req: Inbound) -> Answer:
     if provider is None:
         return 401, "invalid signature"
     try:
-        payload = json.loads(req.body)
+        payload = jsontext.loads(req.body)
+    except jsontext.TooDeep:
+        return 400, "body is nested too deeply"
     except ValueError:
         return 400, "body is not JSON"
     if not isinstance(payload, dict):
@@ -171,7 +172,13 @@ def microsoft_graph_notifications(bridge: Bridge, req: Inbound) -> Answer:
         # Echoed exactly (query decoding already undid the URL encoding); text/plain + nosniff so no browser
         # ever renders it as markup.
         return 200, token
-    for provider, event_id, raw in microsoft_graph.split(bridge, req.body):
+    try:
+        notifications = microsoft_graph.split(bridge, req.body)
+    except jsontext.TooDeep:
+        return 400, "body is nested too deeply"
+    except ValueError:
+        return 400, "body is not JSON"
+    for provider, event_id, raw in notifications:
         _store(bridge, req, f"{microsoft_graph.SOURCE}:{provider}", event_id, raw)
     return 202, ""
 
