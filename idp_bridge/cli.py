@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -38,7 +40,7 @@ class State:
 pass_state = click.make_pass_decorator(State, ensure=True)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
@@ -73,6 +75,49 @@ def cli(verbose: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def claim_address(host: str, port: int) -> list[socket.socket]:
+    """Make sure nothing else serves host:port, and hold it for this server; fails with a clear message if taken.
+
+    The web workers listen with SO_REUSEPORT, which the kernel grants to any process of the same user: a second
+    server started on a taken port would silently take half its connections. An exclusive test bind (no
+    SO_REUSEPORT) fails on any socket listening there, ours included; the held lock closes the window while
+    two servers start at once. Keep the returned sockets open for as long as the server runs.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    taken = (f"cannot listen on {where}: the address is already in use (another idp-bridge serve or another "
+             "program listens there); stop it or choose another --port")
+    held: list[socket.socket] = []
+    if sys.platform.startswith("linux"):
+        # An abstract Unix socket name lives in the network namespace, like the port, and goes away with the
+        # last process holding it: no file to clean up after a crash.
+        lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lock.bind(f"\0idp-bridge-serve:{where}")
+        except OSError as exc:
+            lock.close()
+            if exc.errno == errno.EADDRINUSE:
+                fail(taken)
+            raise
+        held.append(lock)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {where}: {exc.strerror}", 2)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the server's own sockets do: connections of an earlier run still in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            for sock in held:
+                sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                fail(taken)
+            fail(f"cannot listen on {where}: {exc.strerror}")
+    return held
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
@@ -86,6 +131,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     """Run the service (creates or upgrades the database first)."""
     from gunicorn.app.base import BaseApplication
 
+    held = claim_address(host, port)
     bridge = state.bridge
     _upgrade(bridge)
     access_log = bridge.settings.access_log
@@ -95,7 +141,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             self.cfg.set("workers", web_workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
@@ -118,6 +164,8 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     try:
         Server().run()
     finally:
+        for sock in held:
+            sock.close()
         if worker_proc is not None and worker_proc.poll() is None:
             worker_proc.send_signal(signal.SIGTERM)
             try:
