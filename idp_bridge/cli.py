@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -22,6 +20,7 @@ from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.settings import load_settings
+from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 
 
 class State:
@@ -130,6 +129,7 @@ def claim_address(host: str, port: int) -> list[socket.socket]:
 def serve(state: State, host: str, port: int, web_workers: int, threads: int, with_worker: bool) -> None:
     """Run the service (creates or upgrades the database first)."""
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
 
     held = claim_address(host, port)
     bridge = state.bridge
@@ -139,6 +139,36 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=True)
     bridge.close()
 
+    supervisor = None
+    if with_worker:
+        supervisor = WorkerSupervisor([sys.executable, "-m", "idp_bridge.cli", "worker"],
+                                      heartbeat_path(bridge.settings.instance_dir))
+
+    class Master(Arbiter):  # type: ignore[misc]
+        """gunicorn's master, which also keeps the job worker running."""
+
+        def start(self) -> None:
+            super().start()
+            if supervisor is not None:
+                supervisor.start()
+
+        def reap_workers(self) -> None:
+            # The job worker is a child of this process too: take its exit status before gunicorn's
+            # waitpid(-1) reaps it as an unknown child.
+            if supervisor is not None:
+                supervisor.poll()
+            super().reap_workers()
+
+        def manage_workers(self) -> None:
+            super().manage_workers()
+            if supervisor is not None:
+                supervisor.poll()
+
+        def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+            if supervisor is not None:
+                supervisor.stop()
+            super().halt(reason, exit_status)
+
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
@@ -147,6 +177,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             self.cfg.set("worker_class", "gthread")
             # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over them;
             # on one shared socket a single worker can win every accept and carry all keep-alive clients alone.
+            # claim_address keeps every other server off the port.
             self.cfg.set("reuse_port", True)
             self.cfg.set("accesslog", "-" if access_log else None)
             self.cfg.set("graceful_timeout", 10)
@@ -156,22 +187,24 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
         def load(self) -> Any:
             from idp_bridge.app import create_app
 
-            return create_app()
+            app = create_app()
+            # /readyz reports a missing job worker only where serve runs one.
+            app.config["READYZ_JOB_WORKER"] = with_worker
+            return app
 
-    worker_proc = None
-    if with_worker:
-        worker_proc = subprocess.Popen([sys.executable, "-m", "idp_bridge.cli", "worker"], env=os.environ.copy())
+        def run(self) -> None:
+            try:
+                Master(self).run()
+            except RuntimeError as exc:
+                fail(str(exc))
+
     try:
         Server().run()
     finally:
         for sock in held:
             sock.close()
-        if worker_proc is not None and worker_proc.poll() is None:
-            worker_proc.send_signal(signal.SIGTERM)
-            try:
-                worker_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 @cli.command()
@@ -186,6 +219,9 @@ def worker(state: State, once: bool, concurrency: int) -> None:
     _upgrade(bridge)
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
     runner = make_worker(bridge, concurrency=concurrency)
+    if not once:
+        runner.heartbeat = Heartbeat(heartbeat_path(bridge.settings.instance_dir))
+        runner.heartbeat()
     if once:
         counts = runner.run_once()
         click.echo(f"jobs: {counts['done']} done, {counts['retry']} to retry, {counts['failed']} failed")

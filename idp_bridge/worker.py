@@ -186,6 +186,8 @@ class Worker:
     record_every: float = 0.05
     # With nothing more due at the last look, how often to look again while jobs are still running.
     reclaim_every: float = 0.25
+    # Called on every turn of the loop while running forever (see supervisor.Heartbeat): proof of progress.
+    heartbeat: Callable[[], None] | None = None
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _last_periodic: float = 0.0
 
@@ -353,6 +355,8 @@ class Worker:
         drained = False  # the last claim found fewer jobs than asked for: ask again only now and then
         last_sync = last_claim = time.monotonic()
         while True:
+            if self.heartbeat is not None:
+                self.heartbeat()
             now = time.monotonic()
             halted = (stop is not None and stop.is_set()) or now > deadline or claims >= max_claims
             idle = not running and not backlog
@@ -404,6 +408,8 @@ class Worker:
         counts: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job") as pool:
             while not stop.is_set():
+                if self.heartbeat is not None:
+                    self.heartbeat()
                 self.run_periodic()
                 try:
                     self._pump(pool, counts, deadline=float("inf"), max_claims=1 << 62, stop=stop)
