@@ -99,10 +99,12 @@ def claim_address(host: str, port: int) -> list[socket.socket]:
             raise
         held.append(lock)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        # The family gunicorn binds with: IPv6 for an IPv6 literal, IPv4 for everything else.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         fail(f"cannot listen on {where}: {exc.strerror}", 2)
-    family, kind, proto, _, address = infos[0]
+    _, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         # As the server's own sockets do: connections of an earlier run still in TIME_WAIT do not count.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
