@@ -133,8 +133,8 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
+    bridge = state.bridge  # configuration errors first: they are the more useful message
     held = claim_address(host, port)
-    bridge = state.bridge
     _upgrade(bridge)
     access_log = bridge.settings.access_log
     # Before gunicorn forks its workers and before the job worker starts: they all count into one directory.
