@@ -119,7 +119,11 @@ class WorkerSupervisor:
             self.proc = None
             self._start_at = now + pause
             # Its heartbeat is no longer true: /readyz answers 503 until the next worker beats.
-            self.heartbeat.unlink(missing_ok=True)
+            try:
+                self.heartbeat.unlink(missing_ok=True)
+            except OSError as exc:
+                # A read-only instance dir: the beat goes stale instead, and the master must keep running.
+                log.debug("cannot remove the worker heartbeat %s: %s", self.heartbeat, exc)
         if self._start_at is not None and self.clock() >= self._start_at:
             self.restarts += 1
             self.start()

@@ -226,3 +226,21 @@ def test_readyz_answers_503_while_the_database_refuses_writes(settings_overrides
         assert answer.get_json()["detail"].startswith("the database refuses writes")
     finally:
         bridge.close()
+
+
+def test_a_heartbeat_that_cannot_be_removed_does_not_stop_the_supervisor(tmp_path: Path) -> None:
+    now = [0.0]
+    beat = tmp_path / "worker.heartbeat"
+    beat.mkdir()  # unlink() fails on it, as on a read-only instance dir for an unprivileged user
+    supervisor = WorkerSupervisor([sys.executable, "-c", "raise SystemExit(1)"], beat, clock=lambda: now[0])
+    try:
+        supervisor.start()
+        assert supervisor.proc is not None
+        supervisor.proc.wait(30)
+        supervisor.poll()
+        assert supervisor.proc is None
+        now[0] += 1.0
+        supervisor.poll()
+        assert supervisor.proc is not None
+    finally:
+        supervisor.stop()
