@@ -212,14 +212,24 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 @cli.command()
 @click.option("--once", is_flag=True, help="Run what is due now, then exit.")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
+# Passed by serve's supervisor only: the pid of a worker on this host that it saw die.
+@click.option("--release-leases-of", "dead_pids", multiple=True, type=click.IntRange(1), hidden=True)
 @pass_state
-def worker(state: State, once: bool, concurrency: int) -> None:
+def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...]) -> None:
     """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps."""
     from idp_bridge.app import make_worker
+    from idp_bridge.jobs import release_leases_of
+    from idp_bridge.worker import worker_id_prefix
 
     bridge = state.bridge
     _upgrade(bridge)
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
+    if dead_pids:
+        with transaction(bridge.sessions) as session:
+            released = release_leases_of(session, [worker_id_prefix(pid) for pid in dead_pids])
+        if released:
+            logging.getLogger(__name__).warning("requeued %d jobs the worker that died (pid %s) was running",
+                                                released, ", ".join(map(str, dead_pids)))
     runner = make_worker(bridge, concurrency=concurrency)
     if not once:
         runner.heartbeat = Heartbeat(heartbeat_path(bridge.settings.instance_dir))

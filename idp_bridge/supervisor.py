@@ -89,16 +89,20 @@ class WorkerSupervisor:
         self._started_at = 0.0
         self._start_at: float | None = None
         self._stopped = False
+        # Workers that died since the last start: their jobs need not wait for their leases to run out.
+        self._dead: list[int] = []
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
     def start(self) -> None:
-        """Start the worker now."""
+        """Start the worker now; it first requeues the jobs the workers that died here still held."""
         self._start_at = None
         self._started_at = self.clock()
-        self.proc = subprocess.Popen(self.command, env=os.environ.copy())
+        dead = [arg for pid in self._dead for arg in ("--release-leases-of", str(pid))]
+        self.proc = subprocess.Popen([*self.command, *dead], env=os.environ.copy())
+        self._dead = []
         log.info("job worker started (pid %d)", self.proc.pid)
 
     def poll(self) -> None:
@@ -116,6 +120,7 @@ class WorkerSupervisor:
             self._backoff = min(self.max_backoff, self._backoff * 2)
             log.error("job worker (pid %d) %s; starting a new one in %.0f s", self.proc.pid, describe_exit(code),
                       pause)
+            self._dead.append(self.proc.pid)
             self.proc = None
             self._start_at = now + pause
             # Its heartbeat is no longer true: /readyz answers 503 until the next worker beats.

@@ -171,6 +171,11 @@ class Outcome:
     record: Recorder | None = None
 
 
+def worker_id_prefix(pid: int) -> str:
+    """How the ids of the workers in process `pid` on this host begin."""
+    return f"{socket.gethostname()}:{pid}:"
+
+
 @dataclass
 class Worker:
     """Claims and runs jobs; several workers may share one database."""
@@ -180,7 +185,7 @@ class Worker:
     concurrency: int = 4
     lease_seconds: float = 300.0
     periodic: list[Callable[[Bridge], Any]] = field(default_factory=list)
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
+    worker_id: str = field(default_factory=lambda: f"{worker_id_prefix(os.getpid())}{id(object())}")
     periodic_every: float = 30.0
     # Finished runs wait at most this long to be recorded together with others.
     record_every: float = 0.05

@@ -3,6 +3,9 @@ database refuses writes."""
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import json
 import logging
 import os
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -67,7 +71,7 @@ def post_invite(base: str, key: str, email: str) -> int:
     request = urllib.request.Request(f"{base}/api/v1/orgs/acme/invites", method="POST",
                                      data=json.dumps({"identifier": email}).encode(),
                                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
+    with urllib.request.urlopen(request, timeout=40) as resp:
         return int(resp.status)
 
 
@@ -112,7 +116,7 @@ def test_a_killed_job_worker_is_restarted_with_a_log_line_readyz_is_503_meanwhil
         with ThreadPoolExecutor(3) as pool:
             posted = [pool.submit(post_invite, base, key, f"user{n}@example.com") for n in range(3)]
             # Should the worker have frozen inside an SQLite write, the kill below frees the database for them.
-            wait(posted, timeout=10)
+            wait(posted, timeout=3)
             os.kill(first_pid, signal.SIGKILL)
             assert [f.result() for f in posted] == [201, 201, 201]
 
@@ -244,3 +248,68 @@ def test_a_heartbeat_that_cannot_be_removed_does_not_stop_the_supervisor(tmp_pat
         assert supervisor.proc is not None
     finally:
         supervisor.stop()
+
+
+class StallingSink:
+    """aiosmtpd handler that keeps every message it is sent and leaves the first one waiting for its answer."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.stalled = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(bytes(envelope.content))
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await asyncio.sleep(30)
+            return "451 Try again later"
+        return "250 OK"
+
+
+@pytest.mark.slow
+def test_the_job_a_killed_worker_was_running_is_taken_up_by_its_successor_at_once_with_the_same_message_id(
+        tmp_path: Path, database_url: str) -> None:
+    sink = StallingSink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    env = instance_env(tmp_path, database_url, "first") | {
+        "IDP_BRIDGE_MAIL_TRANSPORT": "smtp", "IDP_BRIDGE_SMTP_HOST": "127.0.0.1",
+        "IDP_BRIDGE_SMTP_PORT": str(smtp_port), "IDP_BRIDGE_MAIL_FROM": "access@acme.test"}
+    invoke(env, "org", "create", "acme", "--name", "Acme")
+    code, out, err = invoke(env, "api-key", "create", "--org", "acme", "--permission", "users:invite")
+    assert code == 0, err
+    key = out.strip().splitlines()[0]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([*console_script(), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--threads", "2"],
+                            env=serve_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = Lines(proc)
+    try:
+        assert poll_until(lambda: log.worker_pids()), "".join(log.lines)
+        [first_pid] = log.worker_pids()
+        assert poll_until(lambda: _up(base)), "".join(log.lines)
+        assert post_invite(base, key, "ann@example.com") == 201
+        assert sink.stalled.wait(60), "the worker did not start mailing"
+        os.kill(first_pid, signal.SIGKILL)
+
+        # Well before the job's lease (job_lease_seconds, 300 s) would have run out.
+        assert poll_until(lambda: len(sink.messages) == 2, seconds=60), "".join(log.lines)
+        assert log.matching(f"requeued 1 jobs the worker that died (pid {first_pid}) was running")
+        stalled, delivered = message_ids_of(sink.messages)
+        assert stalled == delivered
+    finally:
+        stop(proc)
+        controller.stop()
+
+
+def _up(base: str) -> bool:
+    try:
+        return get(f"{base}/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def message_ids_of(raw: list[bytes]) -> list[str]:
+    return [str(email.message_from_bytes(m, policy=email.policy.default)["Message-ID"]) for m in raw]
