@@ -18,17 +18,21 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from idp_bridge import jobs
 from idp_bridge.app import create_app
-from idp_bridge.bridge import build
+from idp_bridge.bridge import Bridge, build
+from idp_bridge.db import transaction
+from idp_bridge.models import Job, utcnow
 from idp_bridge.settings import load_settings
 from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 from tests.conftest import BACKEND, PG_ADMIN_URL
@@ -313,3 +317,16 @@ def _up(base: str) -> bool:
 
 def message_ids_of(raw: list[bytes]) -> list[str]:
     return [str(email.message_from_bytes(m, policy=email.policy.default)["Message-ID"]) for m in raw]
+
+
+def test_only_the_jobs_of_the_worker_that_died_are_requeued(bridge: Bridge) -> None:
+    with transaction(bridge.sessions) as session:
+        for holder in ("web-1:123:1", "web-1:1234:1", "web-2:123:1", "web%1:123:1"):
+            job = jobs.enqueue(session, "send_invite_email", {"holder": holder})
+            job.status, job.locked_by, job.locked_until = jobs.RUNNING, holder, utcnow() + timedelta(minutes=5)
+    with transaction(bridge.sessions) as session:
+        assert jobs.release_leases_of(session, ["web-1:123:"]) == 1
+    with transaction(bridge.sessions) as session:
+        states = {j.payload["holder"]: (j.status, j.locked_by) for j in session.scalars(select(Job))}
+    assert states == {"web-1:123:1": ("queued", None), "web-1:1234:1": ("running", "web-1:1234:1"),
+                      "web-2:123:1": ("running", "web-2:123:1"), "web%1:123:1": ("running", "web%1:123:1")}
