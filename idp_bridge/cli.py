@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 import signal
-import subprocess
+import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.engine import make_url
@@ -21,6 +21,7 @@ from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.settings import Settings, load_settings
+from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 
 
 class State:
@@ -58,7 +59,7 @@ class State:
 pass_state = click.make_pass_decorator(State, ensure=True)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
@@ -98,6 +99,51 @@ def cli(verbose: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def claim_address(host: str, port: int) -> list[socket.socket]:
+    """Make sure nothing else serves host:port, and hold it for this server; fails with a clear message if taken.
+
+    The web workers listen with SO_REUSEPORT, which the kernel grants to any process of the same user: a second
+    server started on a taken port would silently take half its connections. An exclusive test bind (no
+    SO_REUSEPORT) fails on any socket listening there, ours included; the held lock closes the window while
+    two servers start at once. Keep the returned sockets open for as long as the server runs.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    taken = (f"cannot listen on {where}: the address is already in use (another idp-bridge serve or another "
+             "program listens there); stop it or choose another --port")
+    held: list[socket.socket] = []
+    if sys.platform.startswith("linux"):
+        # An abstract Unix socket name lives in the network namespace, like the port, and goes away with the
+        # last process holding it: no file to clean up after a crash.
+        lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lock.bind(f"\0idp-bridge-serve:{where}")
+        except OSError as exc:
+            lock.close()
+            if exc.errno == errno.EADDRINUSE:
+                fail(taken)
+            raise
+        held.append(lock)
+    try:
+        # The family gunicorn binds with: IPv6 for an IPv6 literal, IPv4 for everything else.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {where}: {exc.strerror}", 2)
+    _, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the server's own sockets do: connections of an earlier run still in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            for sock in held:
+                sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                fail(taken)
+            fail(f"cannot listen on {where}: {exc.strerror}")
+    return held
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
@@ -110,11 +156,13 @@ def cli(verbose: bool) -> None:
 def serve(state: State, host: str, port: int, web_workers: int, threads: int, with_worker: bool) -> None:
     """Run the service (creates or upgrades the database first)."""
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
 
     from idp_bridge.pages.ratelimit import open_storage
 
     state.require_secret_key()
-    bridge = state.bridge
+    bridge = state.bridge  # configuration errors first: they are the more useful message
+    held = claim_address(host, port)
     _upgrade(bridge)
     # Before any worker forks: a rate-limit storage that cannot work stops start-up with the setting's name,
     # instead of every worker failing to boot.
@@ -124,14 +172,45 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=True)
     bridge.close()
 
+    supervisor = None
+    if with_worker:
+        supervisor = WorkerSupervisor([sys.executable, "-m", "idp_bridge.cli", "worker"],
+                                      heartbeat_path(bridge.settings.instance_dir))
+
+    class Master(Arbiter):  # type: ignore[misc]
+        """gunicorn's master, which also keeps the job worker running."""
+
+        def start(self) -> None:
+            super().start()
+            if supervisor is not None:
+                supervisor.start()
+
+        def reap_workers(self) -> None:
+            # The job worker is a child of this process too: take its exit status before gunicorn's
+            # waitpid(-1) reaps it as an unknown child.
+            if supervisor is not None:
+                supervisor.poll()
+            super().reap_workers()
+
+        def manage_workers(self) -> None:
+            super().manage_workers()
+            if supervisor is not None:
+                supervisor.poll()
+
+        def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+            if supervisor is not None:
+                supervisor.stop()
+            super().halt(reason, exit_status)
+
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             self.cfg.set("workers", web_workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over them;
             # on one shared socket a single worker can win every accept and carry all keep-alive clients alone.
+            # claim_address keeps every other server off the port.
             self.cfg.set("reuse_port", True)
             self.cfg.set("accesslog", "-" if access_log else None)
             # Invite tokens in paths and the login callback's code and state never reach the log.
@@ -143,35 +222,52 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
         def load(self) -> Any:
             from idp_bridge.app import create_app
 
-            return create_app()
+            app = create_app()
+            # /readyz reports a missing job worker only where serve runs one.
+            app.config["READYZ_JOB_WORKER"] = with_worker
+            return app
 
-    worker_proc = None
-    if with_worker:
-        worker_proc = subprocess.Popen([sys.executable, "-m", "idp_bridge.cli", "worker"], env=os.environ.copy())
+        def run(self) -> None:
+            try:
+                Master(self).run()
+            except RuntimeError as exc:
+                fail(str(exc))
+
     try:
         Server().run()
     finally:
-        if worker_proc is not None and worker_proc.poll() is None:
-            worker_proc.send_signal(signal.SIGTERM)
-            try:
-                worker_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
+        for sock in held:
+            sock.close()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Run what is due now, then exit.")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
+# Passed by serve's supervisor only: the pid of a worker on this host that it saw die.
+@click.option("--release-leases-of", "dead_pids", multiple=True, type=click.IntRange(1), hidden=True)
 @pass_state
-def worker(state: State, once: bool, concurrency: int) -> None:
+def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...]) -> None:
     """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps."""
     from idp_bridge.app import make_worker
+    from idp_bridge.jobs import release_leases_of
+    from idp_bridge.worker import worker_id_prefix
 
     state.require_secret_key()
     bridge = state.bridge
     _upgrade(bridge)
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
+    if dead_pids:
+        with transaction(bridge.sessions) as session:
+            released = release_leases_of(session, [worker_id_prefix(pid) for pid in dead_pids])
+        if released:
+            logging.getLogger(__name__).warning("requeued %d jobs the worker that died (pid %s) was running",
+                                                released, ", ".join(map(str, dead_pids)))
     runner = make_worker(bridge, concurrency=concurrency)
+    if not once:
+        runner.heartbeat = Heartbeat(heartbeat_path(bridge.settings.instance_dir))
+        runner.heartbeat()
     if once:
         counts = runner.run_once()
         click.echo(f"jobs: {counts['done']} done, {counts['retry']} to retry, {counts['failed']} failed")

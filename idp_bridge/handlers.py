@@ -11,6 +11,7 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.idp import ANY
 from idp_bridge.jobs import PermanentFailure, Recorder
+from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import invites, redeem
 from idp_bridge.worker import JobKind, JobView
@@ -53,8 +54,11 @@ def send_invite_email(bridge: Bridge, job: JobView) -> Recorder | None:
         to = invite.notification_email or invite.identifier
         context = invite_email_context(bridge, org, invite, bridge.link(link_token), code,
                                        str(job.payload.get("inviter", "")))
+        # One job mails one link: a run that dies after the server's 250 but before the job is marked done sends
+        # again with the same Message-ID, while a resend (a new link, so a new job) gets a new one.
         message = bridge.renderer.message("invite", sender=bridge.settings.mail_from, to=to,
-                                          subject=f"You're invited to join {org.name}", context=context)
+                                          subject=f"You're invited to join {org.name}", context=context,
+                                          message_id=stable_message_id(f"invite.{job.id}", bridge.settings.mail_from))
         invite_id, org_id = invite.id, org.id
     bridge.mail.send(message)
 

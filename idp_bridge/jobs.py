@@ -185,3 +185,19 @@ def release_lost_leases(session: Session) -> int:
         .values(status=QUEUED, locked_by=None, locked_until=None)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def release_leases_of(session: Session, holders: Sequence[str]) -> int:
+    """Requeue the running jobs of workers known to be dead, without waiting for their leases to run out.
+
+    `holders` are worker id prefixes (`host:pid:`); only a caller that saw those processes end may pass them.
+    """
+    if not holders:
+        return 0
+    held_by_dead = or_(*(Job.locked_by.startswith(prefix, autoescape=True) for prefix in holders))
+    result = session.execute(
+        update(Job).where(Job.status == RUNNING, held_by_dead)
+        .values(status=QUEUED, locked_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

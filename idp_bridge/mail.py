@@ -8,7 +8,7 @@ import ssl
 import tempfile
 import uuid
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +62,15 @@ class SMTPTransport:
             smtp.send_message(message)
 
 
+def stable_message_id(name: str, sender: str) -> str:
+    """A Message-ID that is the same every time `name` is mailed, so receivers can drop a resent duplicate."""
+    domain = parseaddr(sender)[1].rpartition("@")[2].strip().lower()
+    # The right side names who generated the id; a sender domain that is not plain ASCII cannot go in the header.
+    if not domain or not domain.isascii() or not all(ch.isalnum() or ch in ".-" for ch in domain):
+        domain = "idp-bridge"
+    return f"<{name}@{domain}>"
+
+
 def make_transport(settings: Settings) -> MailTransport:
     """The transport the settings ask for."""
     if settings.mail_transport == "smtp":
@@ -77,14 +86,14 @@ class Renderer:
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 
     def message(self, template: str, *, sender: str, to: str, subject: str,
-                context: dict[str, Any]) -> EmailMessage:
+                context: dict[str, Any], message_id: str | None = None) -> EmailMessage:
         """Build a multipart/alternative message from `<template>.txt` and `<template>.html`."""
         msg = EmailMessage()
         msg["Subject"] = subject
         msg["From"] = sender
         msg["To"] = to
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = make_msgid(domain="idp-bridge")
+        msg["Message-ID"] = message_id or make_msgid(domain="idp-bridge")
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(self.env.get_template(f"{template}.txt").render(**context))
         msg.add_alternative(self.env.get_template(f"{template}.html").render(**context), subtype="html")

@@ -8,9 +8,10 @@ from sqlalchemy import func, select, text
 
 from idp_bridge.api.openapi import document
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, transaction
+from idp_bridge.db import read_only, reset_write_intent, set_write_intent, transaction
 from idp_bridge.metrics import exposition
 from idp_bridge.models import Job
+from idp_bridge.supervisor import heartbeat_age, heartbeat_path, stale_after
 
 bp = Blueprint("ops", __name__)
 
@@ -33,15 +34,33 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
+# A write the database must accept, rolled back: it takes the write lock and proves the database is not
+# read-only (a read-only SQLite file or instance dir, a PostgreSQL standby or read-only transaction).
+_WRITE_PROBE = text("UPDATE alembic_version SET version_num = version_num")
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The database answers and its schema is current."""
+    """The database answers and takes writes, and the job worker that serve runs beside it is alive."""
+    bridge = _bridge()
     try:
-        with read_only(), transaction(_bridge().sessions) as session:
-            session.execute(text("SELECT 1"))
+        with read_only(), transaction(bridge.sessions) as session:
             queued = session.scalar(select(func.count(Job.id)).where(Job.status == "queued")) or 0
     except Exception as exc:
         return jsonify(status="unavailable", detail=type(exc).__name__), 503
+    intent = set_write_intent(True)  # on SQLite: BEGIN IMMEDIATE, queued behind other writers
+    try:
+        with bridge.engine.connect() as conn, conn.begin() as probe:
+            conn.execute(_WRITE_PROBE)
+            probe.rollback()
+    except Exception as exc:
+        return jsonify(status="unavailable", detail=f"the database refuses writes ({type(exc).__name__})"), 503
+    finally:
+        reset_write_intent(intent)
+    if current_app.config.get("READYZ_JOB_WORKER"):
+        age = heartbeat_age(heartbeat_path(bridge.settings.instance_dir))
+        if age is None or age > stale_after(bridge.settings.worker_poll_seconds):
+            return jsonify(status="unavailable", detail="no job worker is running", jobs_queued=queued), 503
     return jsonify(status="ok", jobs_queued=queued), 200
 
 

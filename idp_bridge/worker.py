@@ -171,6 +171,11 @@ class Outcome:
     record: Recorder | None = None
 
 
+def worker_id_prefix(pid: int) -> str:
+    """How the ids of the workers in process `pid` on this host begin."""
+    return f"{socket.gethostname()}:{pid}:"
+
+
 @dataclass
 class Worker:
     """Claims and runs jobs; several workers may share one database."""
@@ -180,12 +185,14 @@ class Worker:
     concurrency: int = 4
     lease_seconds: float = 300.0
     periodic: list[Callable[[Bridge], Any]] = field(default_factory=list)
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
+    worker_id: str = field(default_factory=lambda: f"{worker_id_prefix(os.getpid())}{id(object())}")
     periodic_every: float = 30.0
     # Finished runs wait at most this long to be recorded together with others.
     record_every: float = 0.05
     # With nothing more due at the last look, how often to look again while jobs are still running.
     reclaim_every: float = 0.25
+    # Called on every turn of the loop while running forever (see supervisor.Heartbeat): proof of progress.
+    heartbeat: Callable[[], None] | None = None
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _last_periodic: float = 0.0
 
@@ -353,6 +360,8 @@ class Worker:
         drained = False  # the last claim found fewer jobs than asked for: ask again only now and then
         last_sync = last_claim = time.monotonic()
         while True:
+            if self.heartbeat is not None:
+                self.heartbeat()
             now = time.monotonic()
             halted = (stop is not None and stop.is_set()) or now > deadline or claims >= max_claims
             idle = not running and not backlog
@@ -404,6 +413,8 @@ class Worker:
         counts: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="job") as pool:
             while not stop.is_set():
+                if self.heartbeat is not None:
+                    self.heartbeat()
                 self.run_periodic()
                 try:
                     self._pump(pool, counts, deadline=float("inf"), max_claims=1 << 62, stop=stop)
