@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from idp_bridge import audit
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import reset_write_intent, set_write_intent, transaction
+from idp_bridge.db import reset_write_intent, set_write_intent, transaction, writing
 from idp_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -157,7 +157,9 @@ def _presented_key() -> str | None:
 def _audit_denied(org_slug: str | None, reason: str, key_id: str | None = None) -> None:
     """Refused calls leave an audit event and nothing else (written in its own transaction)."""
     b = bridge()
-    with transaction(b.sessions) as session:
+    # A refused GET still runs under its read intent here: without `writing` this transaction would begin as a
+    # reader and fail with "database is locked" on SQLite when a concurrent writer commits before its insert.
+    with writing(), transaction(b.sessions) as session:
         org_id = None
         if org_slug:
             try:
