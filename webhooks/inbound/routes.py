@@ -75,10 +75,11 @@ def _problem(status: int, title: str, detail: str, code: str) -> str:
 class Endpoints:
     """The inbound webhooks as a WSGI app of their own, mounted under /webhooks in front of the main app.
 
-    Senders authenticate each request and are answered with a short plain-text status, so these endpoints need
-    none of the main app's per-request machinery (cookie session, invitee-page rate limiting, API error
-    handling) nor Flask's request and app contexts: the environ is read directly and the answer written with
-    one start_response, which roughly halves the CPU an event costs before it is stored.
+    Senders authenticate each request and are answered with a short plain-text status (an RFC 9457 problem with
+    Retry-After when the database cannot take the event now), so these endpoints need none of the main app's
+    per-request machinery (cookie session, invitee-page rate limiting, API error handling) nor Flask's request
+    and app contexts: the environ is read directly and the answer written with one start_response, which
+    roughly halves the CPU an event costs before it is stored.
     """
 
     def __init__(self, bridge: Bridge, routes: dict[str, Handler], *, max_content_length: int) -> None:
