@@ -6,8 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 
@@ -29,12 +28,7 @@ class Outage:
         self.calls += 1
         if self.broken.is_set():
             raise PermissionError(13, "Permission denied", "instance/idp-bridge.sqlite3-writers.lock")
-        return _nothing()
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+        return nullcontext()
 
 
 def incoming() -> inbox.Incoming:
@@ -59,11 +53,12 @@ def test_the_inbound_writer_backs_off_refuses_at_once_meanwhile_and_writes_again
     assert len(refused) == 300  # nobody waits for a store that cannot write, and nothing was stored
     assert all(exc.retry_after_header.isdigit() and int(exc.retry_after_header) >= 1 for exc in refused)
     assert inbound_count(bridge) == 1
-    # One attempt per backoff step, each logged once with one line; never a retry without a caller.
+    # One attempt per backoff step, each logged once with one line and no traceback; the submissions in between
+    # cost no attempt (a busy loop makes thousands).
     attempts = outage.calls - 1
     failures = [r for r in caplog.records if "refusing writes" in r.getMessage()]
     assert 1 <= attempts == len(failures) == writer.failures
-    assert attempts <= 12 and all(r.exc_info is None for r in failures)
+    assert attempts <= len(refused) // 10 and all(r.exc_info is None for r in failures)
     delays = [float(r.getMessage().rsplit("for ", 1)[1].removesuffix(" s")) for r in failures]
     assert delays == sorted(delays) and delays[-1] <= 0.4  # exponential, capped
 
