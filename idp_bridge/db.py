@@ -105,11 +105,30 @@ def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> N
     def _on_begin(conn: Any) -> None:
         # Straight on the driver connection: a statement execution through SQLAlchemy costs several times the
         # BEGIN itself. Its errors (SQLITE_BUSY past the busy timeout) still surface as SQLAlchemy's.
-        sql = "BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN"
+        write = _write_intent.get()
+        conn.info[_READER] = not write
+        sql = "BEGIN IMMEDIATE" if write else "BEGIN"
         try:
             conn.connection.dbapi_connection.execute(sql)
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=conn.dialect) from exc
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse_write_in_reader(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # A reader cannot become a writer safely: once another connection has committed since its first read,
+        # SQLite refuses the upgrade at once ("database is locked"), busy timeout or not. Failing every such
+        # write, not only the ones that meet a concurrent writer, makes the path show up in any test.
+        if conn.info.get(_READER) and conn.in_transaction() and statement.lstrip()[:7].upper().startswith(_WRITES):
+            raise WriteInReadTransaction(
+                "a write inside a transaction begun as read-only; run it under db.writing() or outside read_only()")
+
+
+_READER = "idp_bridge.reader"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class WriteInReadTransaction(RuntimeError):
+    """A statement that writes ran in a SQLite transaction declared read-only (it would fail under contention)."""
 
 
 def checkpointer_of(engine: Engine) -> WalCheckpointer | None:
@@ -159,6 +178,16 @@ class WalCheckpointer:
                 self.checkpoint()
             except sqlite3.Error as exc:
                 log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Within this block, new SQLite transactions take the write lock up front (however the request declared)."""
+    token = _write_intent.set(True)
+    try:
+        yield
+    finally:
+        _write_intent.reset(token)
 
 
 @contextmanager

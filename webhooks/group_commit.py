@@ -5,14 +5,17 @@ from __future__ import annotations
 import _thread
 import fcntl
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,27 @@ TIMEOUT_SECONDS = 30.0
 # How long the writer keeps its connection once nothing waits: across the short gaps of a steady stream of
 # small batches it then skips the pool's checkout and pre-ping (a round trip on PostgreSQL) each time.
 KEEP_CONNECTION_SECONDS = 1.0
+# After a failure the store is left alone for BACKOFF_FIRST_SECONDS, doubled after each further failure up to
+# BACKOFF_MAX_SECONDS: a read-only, full or unreachable store costs one attempt and one log line per step,
+# while the senders (IdPs retry on 503) carry the events until it can take them again.
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 15.0
+# Failures that say the store cannot write now (read-only or full disk, lock file, lost connection), as opposed
+# to a fault in what was written.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, OperationalError, InterfaceError, InternalError)
+
+
+class Unavailable(Exception):
+    """The store cannot take writes now; try again after `retry_after` seconds."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"{name}: the database cannot take writes now; retry in {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str:
+        """The Retry-After value: whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after)))
 
 
 @dataclass
@@ -41,26 +65,37 @@ class GroupCommit(Generic[T]):
     One writer thread per process writes whatever all callers submitted as one transaction (what arrives
     while it commits forms the next), so commit cost is paid per batch, not per item. `turn` is entered around
     each transaction: a lock shared with this process's other writers, or a file lock shared across processes.
+    When the store cannot write, every waiting caller gets `Unavailable` at once, and so does every caller
+    until the backoff has passed; the next submission after it tries again.
     """
 
     def __init__(self, engine: Engine, write: Callable[[Connection, list[T]], None], *, name: str,
                  turn: Callable[[], AbstractContextManager[object]] = nullcontext, max_batch: int = MAX_BATCH,
-                 timeout: float = TIMEOUT_SECONDS) -> None:
+                 timeout: float = TIMEOUT_SECONDS, backoff_first: float = BACKOFF_FIRST_SECONDS,
+                 backoff_max: float = BACKOFF_MAX_SECONDS) -> None:
         self.engine = engine
         self.write = write
         self.name = name
         self.turn = turn
         self.max_batch = max_batch
         self.timeout = timeout
+        self.backoff_first = backoff_first
+        self.backoff_max = backoff_max
+        self.failures = 0  # consecutive failed attempts; 0 while writing works
+        self._retry_at = 0.0  # monotonic time before which no write is attempted
         self._pending: list[tuple[T, _Ticket]] = []
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._pid = 0
 
     def submit(self, item: T) -> None:
-        """Return once the item is committed; raise what the write raised."""
+        """Return once the item is committed; raise what the write raised, or Unavailable while backing off."""
         ticket = _Ticket()
         with self._cond:
+            if self.failures:
+                wait = self._retry_at - time.monotonic()
+                if wait > 0:
+                    raise Unavailable(self.name, wait)
             self._pending.append((item, ticket))
             # A forked process inherits this object but not its thread.
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
@@ -70,12 +105,20 @@ class GroupCommit(Generic[T]):
             self._cond.notify()
         if not ticket.done.acquire(timeout=self.timeout):
             raise TimeoutError(f"{self.name}: not committed within {self.timeout:g} s")
-        if ticket.error is not None:
-            raise ticket.error
+        error = ticket.error
+        if isinstance(error, _Refused):
+            raise Unavailable(self.name, error.retry_after) from error.cause
+        if error is not None:
+            raise error
 
     def _take(self) -> list[tuple[T, _Ticket]]:
         with self._cond:
             batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            return batch
+
+    def _take_all(self) -> list[tuple[T, _Ticket]]:
+        with self._cond:
+            batch, self._pending = self._pending, []
             return batch
 
     def _run(self) -> None:
@@ -95,23 +138,64 @@ class GroupCommit(Generic[T]):
                 continue
             batch: list[tuple[T, _Ticket]] = []
             error: BaseException | None = None
+            taken = False
             try:
                 with self.turn():
                     # Taken only once it is our turn, so whatever arrived meanwhile joins this transaction.
-                    batch = self._take()
+                    batch, taken = self._take(), True
                     if conn is None:
                         conn = self.engine.connect()
                     with conn.begin():
                         self.write(conn, [item for item, _ in batch])
             except Exception as exc:
-                log.exception("%s: writing %d items failed", self.name, len(batch))
-                error = exc
                 if conn is not None:
                     conn.close()  # a broken connection is not reused
                     conn = None
+                if not taken:
+                    # The turn itself failed (e.g. its lock file cannot be created): everything waiting for it
+                    # is answered now, or the loop would retry it at once, forever.
+                    batch = self._take_all()
+                if isinstance(exc, UNAVAILABLE_ERRORS):
+                    error = self._back_off(exc, len(batch))
+                    batch += self._take_all()  # whatever arrived during the attempt fails alike
+                else:
+                    log.exception("%s: writing %d items failed", self.name, len(batch))
+                    error = exc
+            else:
+                if self.failures:
+                    log.warning("%s: writing again after %d failed attempts", self.name, self.failures)
+                    with self._cond:
+                        self.failures = 0
             for _, ticket in batch:
                 ticket.error = error
                 ticket.done.release()
+
+    def _back_off(self, exc: BaseException, items: int) -> _Refused:
+        """Start the next backoff step and log it once; returns what the waiting callers are told."""
+        with self._cond:
+            delay = min(self.backoff_max, self.backoff_first * 2 ** min(self.failures, 32))
+            self.failures += 1
+            self._retry_at = time.monotonic() + delay
+        # One line per step and no traceback: an outage logs a bounded amount.
+        log.error("%s: writing %d items failed (%s); refusing writes for %.1f s", self.name, items, describe(exc),
+                  delay)
+        return _Refused(exc, delay)
+
+
+class _Refused(Exception):
+    """How the writer tells its waiting callers that the store is unavailable (each raises its own Unavailable)."""
+
+    def __init__(self, cause: BaseException, retry_after: float) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+def describe(exc: BaseException) -> str:
+    """The driver's own error, one line: a SQLAlchemy error's text would carry the statement and every row."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split())[:300]
+    return f"{type(cause).__module__}.{type(cause).__qualname__}: {text}"
 
 
 @contextmanager

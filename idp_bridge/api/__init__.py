@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from idp_bridge import audit, jsontext
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import reset_write_intent, set_write_intent, transaction
+from idp_bridge.db import reset_write_intent, set_write_intent, transaction, writing
 from idp_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -174,7 +174,9 @@ def _presented_key() -> str | None:
 def _audit_denied(op: Operation, reason: str, principal: Principal | None) -> None:
     """Refused calls leave an audit event and nothing else (written in its own transaction)."""
     b = bridge()
-    with transaction(b.sessions) as session:
+    # A refused GET still runs under its read intent here: without `writing` this transaction would begin as a
+    # reader and fail with "database is locked" on SQLite when a concurrent writer commits before its insert.
+    with writing(), transaction(b.sessions) as session:
         actor = principal.actor(client_ip()) if principal else Actor("anonymous", "", client_ip())
         # The event lands in the trail of the key's own org (none without a key), never of the org the URL
         # names, and its target is the registered route: the URL and headers are whatever the caller chose.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -15,12 +16,13 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wsgi import get_input_stream
 
 from idp_bridge import inbox, jsontext
+from idp_bridge.api import PROBLEM_JSON, PROBLEM_TYPE
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
 from idp_bridge.worker import JobKind
 from providers.jwks import KeysUnavailable
-from webhooks.group_commit import GroupCommit, sqlite_writers_lock
+from webhooks.group_commit import GroupCommit, Unavailable, sqlite_writers_lock
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
 
 PREFIX = "/webhooks"
@@ -61,17 +63,24 @@ Handler = Callable[[Bridge, Inbound], Answer]
 STATUS_LINES = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 401: "401 Unauthorized",
                 404: "404 Not Found", 405: "405 Method Not Allowed", 413: "413 Request Entity Too Large",
                 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
-PLAIN_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff"),
-                 ("Cache-Control", "no-store")]
+PLAIN_TEXT = "text/plain; charset=utf-8"
+COMMON_HEADERS = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
+
+
+def _problem(status: int, title: str, detail: str, code: str) -> str:
+    """An RFC 9457 problem body, as the API writes them."""
+    return json.dumps({"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail,
+                       "code": code})
 
 
 class Endpoints:
     """The inbound webhooks as a WSGI app of their own, mounted under /webhooks in front of the main app.
 
-    Senders authenticate each request and are answered with a short plain-text status, so these endpoints need
-    none of the main app's per-request machinery (cookie session, invitee-page rate limiting, API error
-    handling) nor Flask's request and app contexts: the environ is read directly and the answer written with
-    one start_response, which roughly halves the CPU an event costs before it is stored.
+    Senders authenticate each request and are answered with a short plain-text status (an RFC 9457 problem with
+    Retry-After when the database cannot take the event now), so these endpoints need none of the main app's
+    per-request machinery (cookie session, invitee-page rate limiting, API error handling) nor Flask's request
+    and app contexts: the environ is read directly and the answer written with one start_response, which
+    roughly halves the CPU an event costs before it is stored.
     """
 
     def __init__(self, bridge: Bridge, routes: dict[str, Handler], *, max_content_length: int) -> None:
@@ -83,6 +92,7 @@ class Endpoints:
         path = environ.get("PATH_INFO") or "/"
         handler = self.routes.get(path)
         extra: list[tuple[str, str]] = []
+        content_type = PLAIN_TEXT
         if handler is None:
             status, text = 404, "not found"
         elif environ.get("REQUEST_METHOD") != "POST":
@@ -97,6 +107,12 @@ class Endpoints:
             else:
                 try:
                     status, text = handler(self.bridge, Inbound(environ, body))
+                except Unavailable as exc:
+                    # Not stored, and the writer is backing off (it logged that once): the sender retries later.
+                    status, text = 503, _problem(503, "Service unavailable", "the event could not be stored now; "
+                                                 "send it again after Retry-After seconds", "store_unavailable")
+                    extra = [("Retry-After", exc.retry_after_header)]
+                    content_type = PROBLEM_JSON
                 except Exception:
                     # Not stored (or not known to be): the sender retries.
                     log.exception("inbound webhook %s failed", environ.get("PATH_INFO"))
@@ -106,7 +122,8 @@ class Endpoints:
             environ[HANDLER_KEY] = f"webhooks.{endpoint}"
             INBOUND_WEBHOOKS.labels(endpoint, str(status)).inc()
         payload = text.encode()
-        start_response(STATUS_LINES[status], [*PLAIN_HEADERS, ("Content-Length", str(len(payload))), *extra])
+        start_response(STATUS_LINES[status], [("Content-Type", content_type), *COMMON_HEADERS,
+                                              ("Content-Length", str(len(payload))), *extra])
         return [payload]
 
 
