@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the tests need beyond Python packages: Debian's chromium, the OpenID Provider's npm packages,
+# What the tests need beyond Python packages: Debian's chromium and redis-server, the OpenID Provider's npm packages,
 # and a PostgreSQL server on 127.0.0.1:5432. Idempotent; safe to run on every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq chromium >/dev/null
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing Debian redis-server for the shared rate-limit storage tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server >/dev/null
 fi
 
 if [ -f tests/e2e/op/package-lock.json ] && [ ! -d tests/e2e/op/node_modules ]; then
