@@ -162,11 +162,11 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 
     state.require_secret_key()
     bridge = state.bridge  # configuration errors first: they are the more useful message
-    held = claim_address(host, port)
     _upgrade(bridge)
     # Before any worker forks: a rate-limit storage that cannot work stops start-up with the setting's name,
     # instead of every worker failing to boot.
     open_storage(bridge.settings.rate_limit_storage_url, bridge.engine)
+    held = claim_address(host, port)
     access_log = bridge.settings.access_log
     # Before gunicorn forks its workers and before the job worker starts: they all count into one directory.
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=True)

@@ -31,7 +31,9 @@ def instance_env(tmp_path: Path, database_url: str, name: str) -> dict[str, str 
     config.write_text('public_url = "http://127.0.0.1:8080"\n')
     url = database_url if name == "first" else f"sqlite:///{tmp_path / (name + '.sqlite3')}"
     return {"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": str(tmp_path / name),
-            "IDP_BRIDGE_DATABASE_URL": url, "IDP_BRIDGE_TEST_DB": None, "IDP_BRIDGE_TEST_PG_ADMIN": None}
+            "IDP_BRIDGE_DATABASE_URL": url, "IDP_BRIDGE_TEST_DB": None, "IDP_BRIDGE_TEST_PG_ADMIN": None,
+            # A shared database (PostgreSQL) needs an explicit key; every instance of a test shares this one.
+            "IDP_BRIDGE_SECRET_KEY": "test-secret-key-of-the-serve-port-tests"}
 
 
 def serve_command(port: int) -> list[str]:
