@@ -103,6 +103,9 @@ class WorkerSupervisor:
         dead = [arg for pid in self._dead for arg in ("--release-leases-of", str(pid))]
         self.proc = subprocess.Popen([*self.command, *dead], env=os.environ.copy())
         self._dead = []
+        # A worker just started counts as running until it misses its beats: /readyz must not answer 503 while
+        # it is still importing.
+        Heartbeat(self.heartbeat, every=0.0)()
         log.info("job worker started (pid %d)", self.proc.pid)
 
     def poll(self) -> None:
