@@ -28,7 +28,7 @@ class NoCookieSession(SessionInterface):
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge | None = None) -> Flask:
     """Build the Flask app; test_config overrides settings like environment variables do."""
-    from idp_bridge import api, headers, ops, pages, redact
+    from idp_bridge.web import api, headers, ops, pages, redact
 
     if bridge is None:
         bridge = build(load_settings(overrides=test_config))

@@ -158,7 +158,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
-    from idp_bridge.pages.ratelimit import open_storage
+    from idp_bridge.web.pages.ratelimit import open_storage
 
     state.require_secret_key()
     bridge = state.bridge  # configuration errors first: they are the more useful message
@@ -214,7 +214,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             self.cfg.set("reuse_port", True)
             self.cfg.set("accesslog", "-" if access_log else None)
             # Invite tokens in paths and the login callback's code and state never reach the log.
-            self.cfg.set("logger_class", "idp_bridge.redact.RedactingLogger")
+            self.cfg.set("logger_class", "idp_bridge.web.redact.RedactingLogger")
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("timeout", 60)
             self.cfg.set("child_exit", lambda _arbiter, child: metrics.process_exited(child.pid))

@@ -1,6 +1,6 @@
 """Who may call what: every registered API operation against every kind of caller, and key-management escalation.
 
-The operations come from the registry (`idp_bridge.api.OPERATIONS`) after the app is built, so an operation
+The operations come from the registry (`idp_bridge.web.api.OPERATIONS`) after the app is built, so an operation
 added later is covered without touching this file.
 """
 
@@ -22,7 +22,6 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from idp_bridge import audit
-from idp_bridge.api import OPERATIONS, Operation
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.inputs import (
@@ -38,6 +37,7 @@ from idp_bridge.models import ApiKey, AuditEvent, Base, WebhookDelivery
 from idp_bridge.permissions import ALL_PERMISSIONS, ORGS_MANAGE
 from idp_bridge.services import api_keys, orgs
 from idp_bridge.services.webhooks import EndpointInput, EndpointUpdate
+from idp_bridge.web.api import OPERATIONS, Operation
 from tests.helpers import ORG_PERMISSIONS, make_key, make_org
 from webhooks.outbound.delivery import fan_out
 

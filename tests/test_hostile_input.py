@@ -27,19 +27,19 @@ import responses
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
-from idp_bridge import api as api_package
-from idp_bridge.api import OPERATIONS, PROBLEM_JSON, Operation
 from idp_bridge.bridge import Bridge
 from idp_bridge.cli import cli
 from idp_bridge.errors import ConfigError
 from idp_bridge.inputs import MAX_ATTRIBUTES_BYTES
 from idp_bridge.jsontext import MAX_DEPTH
 from idp_bridge.settings import load_settings
+from idp_bridge.web import api as api_package
+from idp_bridge.web.api import OPERATIONS, PROBLEM_JSON, Operation
 from tests.helpers import Api, make_key, make_org
 from webhooks.inbound.routes import ROUTES
 
 for _module in api_package.ROUTE_MODULES:
-    importlib.import_module(f"idp_bridge.api.{_module}")
+    importlib.import_module(f"idp_bridge.web.api.{_module}")
 
 DEPTHS = [MAX_DEPTH + 1, 900, 1_000, 10_000, 100_000]
 SHAPES: dict[str, Callable[[int], str]] = {

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from idp_bridge.app import create_app
 from idp_bridge.bridge import Bridge
-from idp_bridge.redact import REDACTED, RedactingLogger, SecretConverter, redactor
+from idp_bridge.web.redact import REDACTED, RedactingLogger, SecretConverter, redactor
 
 # Route variables with these names hold a credential wherever they appear.
 SECRET_LOOKING = {"token", "code", "state", "secret", "key", "api_key", "password"}

@@ -11,14 +11,14 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from idp_bridge.api import OPERATIONS, ROUTE_MODULES, Operation
 from idp_bridge.app import create_app
 from idp_bridge.bridge import Bridge
-from idp_bridge.headers import carries_secret
+from idp_bridge.web.api import OPERATIONS, ROUTE_MODULES, Operation
+from idp_bridge.web.headers import carries_secret
 from tests.helpers import make_key, make_org
 
 for _module in ROUTE_MODULES:
-    importlib.import_module(f"idp_bridge.api.{_module}")
+    importlib.import_module(f"idp_bridge.web.api.{_module}")
 
 # A body each operation accepts, by body model; an operation not listed gets {} (and its 4xx is checked too).
 BODIES: dict[str, Any] = {

@@ -16,10 +16,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wsgi import get_input_stream
 
 from idp_bridge import inbox, jsontext
-from idp_bridge.api import PROBLEM_JSON, PROBLEM_TYPE
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
+from idp_bridge.web.api import PROBLEM_JSON, PROBLEM_TYPE
 from idp_bridge.worker import JobKind
 from providers.jwks import KeysUnavailable
 from webhooks.group_commit import GroupCommit, Unavailable, sqlite_writers_lock

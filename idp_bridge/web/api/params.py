@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import request
 
-from idp_bridge.api import Query
 from idp_bridge.pagination import MAX_LIMIT, parse_limit
+from idp_bridge.web.api import Query
 
 LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}, "Page size.")
 CURSOR = Query("cursor", {"type": "string"}, "The next_cursor of the previous page.")

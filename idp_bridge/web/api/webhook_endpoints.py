@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from idp_bridge.api import Call, operation
-from idp_bridge.api.params import CURSOR, LIMIT, page_args
 from idp_bridge.inputs import parse
 from idp_bridge.models import WebhookEndpoint
 from idp_bridge.permissions import WEBHOOKS_MANAGE
 from idp_bridge.services import webhooks
 from idp_bridge.services.webhooks import EndpointInput, EndpointUpdate
+from idp_bridge.web.api import Call, operation
+from idp_bridge.web.api.params import CURSOR, LIMIT, page_args
 
 
 class EndpointOut(BaseModel):

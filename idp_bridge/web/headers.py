@@ -41,7 +41,7 @@ def carries_secret(model: Any, _seen: frozenset[type] = frozenset()) -> bool:
 
 def no_store_endpoints() -> frozenset[str]:
     """Flask endpoints of the API operations whose response carries a secret, from the operation registry."""
-    from idp_bridge.api import OPERATIONS, bp
+    from idp_bridge.web.api import OPERATIONS, bp
 
     return frozenset(f"{bp.name}.{op.endpoint}" for op in OPERATIONS if carries_secret(op.response))
 

@@ -352,7 +352,7 @@ def _respond(op: Operation, result: Any) -> Any:
     return Response(json.dumps(payload, default=str), status=op.status, mimetype="application/json")
 
 
-# Route modules under idp_bridge/api/; add a feature's module here to publish its operations.
+# Route modules under idp_bridge/web/api/; add a feature's module here to publish its operations.
 ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints", "bulk", "provisioning"]
 
 
@@ -361,7 +361,7 @@ def install(app: Flask) -> None:
     app.extensions[AUTH_FAILURE_LIMIT] = parse_limit(bridge_of(app).settings.api_auth_failure_rate_limit)
     for module in ROUTE_MODULES:
         # Operations register themselves when their module is first imported.
-        importlib.import_module(f"idp_bridge.api.{module}")
+        importlib.import_module(f"idp_bridge.web.api.{module}")
 
     app.register_blueprint(bp)
 
@@ -384,7 +384,7 @@ def install(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Any:
         if isinstance(exc, HTTPException):
             return _http_error(exc)
-        from idp_bridge.redact import redactor
+        from idp_bridge.web.redact import redactor
 
         current_app.logger.exception("unhandled error on %s %s", request.method, redactor().path(request.path))
         if request.path.startswith("/api/"):

@@ -99,7 +99,7 @@ def secret_prefix_patterns(rules: Iterable[Rule]) -> list[str]:
 def install(app: Flask) -> None:
     """Derive this process's redactor from the app's URL rules and the API's documented query parameters."""
     global _redactor
-    from idp_bridge.api import OPERATIONS
+    from idp_bridge.web.api import OPERATIONS
 
     safe_query = {q.name for op in OPERATIONS for q in op.query} | PAGE_QUERY
     _redactor = Redactor(secret_prefix_patterns(app.url_map.iter_rules()), safe_query)

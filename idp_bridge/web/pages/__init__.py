@@ -21,8 +21,8 @@ from idp_bridge.db import read_only, transaction
 from idp_bridge.idp import ANY, LoginFailed
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
-from idp_bridge.pages import ratelimit
 from idp_bridge.services import invites, redeem
+from idp_bridge.web.pages import ratelimit
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 

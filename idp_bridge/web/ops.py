@@ -6,12 +6,12 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
-from idp_bridge.api.openapi import document
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, reset_write_intent, set_write_intent, transaction
 from idp_bridge.metrics import exposition
 from idp_bridge.models import Job
 from idp_bridge.supervisor import heartbeat_age, heartbeat_path, stale_after
+from idp_bridge.web.api.openapi import document
 
 bp = Blueprint("ops", __name__)
 

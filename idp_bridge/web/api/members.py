@@ -8,9 +8,6 @@ from typing import Any
 
 from flask import Response, request, stream_with_context
 
-from idp_bridge.api import Call, Query, operation, problem_from
-from idp_bridge.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sort_param, status_param
-from idp_bridge.api.schemas import BulkMemberResult, BulkMemberRow, MemberList, MemberOut, member_out
 from idp_bridge.bridge import Bridge
 from idp_bridge.csvio import member_rows
 from idp_bridge.db import read_only, transaction
@@ -20,6 +17,9 @@ from idp_bridge.models import Member, MemberStatus, Organization
 from idp_bridge.permissions import USERS_DELETE, USERS_EDIT, USERS_READ
 from idp_bridge.services import members
 from idp_bridge.services.members import MEMBER_SORTS
+from idp_bridge.web.api import Call, Query, operation, problem_from
+from idp_bridge.web.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sort_param, status_param
+from idp_bridge.web.api.schemas import BulkMemberResult, BulkMemberRow, MemberList, MemberOut, member_out
 
 
 def _perms(call: Call) -> dict[str, list[str]]:

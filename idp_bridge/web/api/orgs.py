@@ -7,9 +7,15 @@ from datetime import datetime
 from flask import request
 from sqlalchemy import select
 
-from idp_bridge.api import Call, Query, operation
-from idp_bridge.api.params import CURSOR, LIMIT, page_args
-from idp_bridge.api.schemas import (
+from idp_bridge.errors import Forbidden, ValidationFailed
+from idp_bridge.inputs import ApiKeyCreate, OrgCreate, OrgUpdate, parse
+from idp_bridge.models import AuditEvent
+from idp_bridge.pagination import Page, Sort, paginate
+from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE
+from idp_bridge.services import api_keys, invites, orgs
+from idp_bridge.web.api import Call, Query, operation
+from idp_bridge.web.api.params import CURSOR, LIMIT, page_args
+from idp_bridge.web.api.schemas import (
     ApiKeyList,
     AuditEventList,
     IssuedApiKeyOut,
@@ -18,12 +24,6 @@ from idp_bridge.api.schemas import (
     audit_out,
     org_out,
 )
-from idp_bridge.errors import Forbidden, ValidationFailed
-from idp_bridge.inputs import ApiKeyCreate, OrgCreate, OrgUpdate, parse
-from idp_bridge.models import AuditEvent
-from idp_bridge.pagination import Page, Sort, paginate
-from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE
-from idp_bridge.services import api_keys, invites, orgs
 
 
 @operation("POST", "/orgs", summary="Create an organization", tag="orgs", permission=ORGS_MANAGE,

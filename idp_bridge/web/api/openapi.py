@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from idp_bridge.api import OPERATIONS, PROBLEM_JSON, Operation
+from idp_bridge.web.api import OPERATIONS, PROBLEM_JSON, Operation
 
 REF = "#/components/schemas/{model}"
 
