@@ -30,8 +30,7 @@ if str(ROOT) not in sys.path:
 from requests import PreparedRequest, Response  # noqa: E402
 from requests.adapters import BaseAdapter  # noqa: E402
 
-from idp_bridge.app import create_app  # noqa: E402
-from idp_bridge.bridge import build  # noqa: E402
+from idp_bridge.bootstrap import build, create_app  # noqa: E402
 from idp_bridge.settings import load_settings  # noqa: E402
 from providers.base import OIDCProviderBase  # noqa: E402
 from tests.fakes.oidc import FakeOP  # noqa: E402

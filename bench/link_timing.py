@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile, temp_database
 from idp_bridge import audit
-from idp_bridge.app import create_app
-from idp_bridge.bridge import build
+from idp_bridge.bootstrap import build, create_app
 from idp_bridge.db import transaction
 from idp_bridge.inputs import InviteInput, OrgCreate
 from idp_bridge.migrate import upgrade

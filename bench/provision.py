@@ -85,8 +85,7 @@ def run_worker(url: str, users: int, concurrency: int, db_url: str, faults: bool
     from sqlalchemy import func, select
 
     from idp_bridge import audit
-    from idp_bridge.app import make_worker
-    from idp_bridge.bridge import build
+    from idp_bridge.bootstrap import build, make_worker
     from idp_bridge.db import transaction
     from idp_bridge.inputs import InviteInput, OrgCreate
     from idp_bridge.jobs import QUEUED, RUNNING

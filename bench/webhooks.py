@@ -278,8 +278,7 @@ def sink_server(port: int) -> None:
 def outbound(directory: Path, db_url: str, deliveries: int, concurrency: int) -> dict[str, float]:
     """The worker delivering `deliveries` events versus a bare sign+POST loop, both to a receiver process."""
     from idp_bridge import audit, events
-    from idp_bridge.app import make_worker
-    from idp_bridge.bridge import build
+    from idp_bridge.bootstrap import build, make_worker
     from idp_bridge.db import transaction
     from idp_bridge.inputs import OrgCreate
     from idp_bridge.migrate import upgrade

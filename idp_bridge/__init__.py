@@ -1,5 +1,5 @@
-"""idp-bridge: organization invitations on real identity providers."""
+"""idp-bridge: organization invitations on real identity providers.
 
-from idp_bridge.app import create_app
-
-__all__ = ["create_app"]
+The app factory is `idp_bridge.bootstrap.create_app`; this package imports nothing, so importing a service or
+the domain loads no web framework.
+"""

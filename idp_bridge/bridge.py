@@ -1,26 +1,23 @@
-"""The composition root's product: settings, database, providers and mail, wired once."""
+"""What the composition root hands the services, jobs and faces: settings, database, providers and mail."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp_bridge.db import make_engine, make_session_factory
 from idp_bridge.destinations import Destinations
-from idp_bridge.idp import Provider, build_providers
-from idp_bridge.mail import MailTransport, Renderer, make_transport
+from idp_bridge.idp import Provider
+from idp_bridge.mail import MailTransport, Renderer
 from idp_bridge.security import unseal
-from idp_bridge.settings import Settings, ensure_instance
-from providers.jwks import JWKSCache
+from idp_bridge.settings import Settings
 
 
 @dataclass
 class Bridge:
-    """Everything services and handlers need, built from settings in one place."""
+    """Everything services and handlers need, built from settings by `idp_bridge.bootstrap`."""
 
     settings: Settings
     engine: Engine
@@ -28,16 +25,6 @@ class Bridge:
     providers: dict[str, Provider]
     mail: MailTransport
     renderer: Renderer = field(default_factory=Renderer)
-    extras: dict[str, Any] = field(default_factory=dict)
-    # One JWKS cache for every consumer of signing keys (OIDC login, Keycloak bearer webhooks, Google RISC),
-    # so an unknown kid refetches a JWKS URL at most once per window whoever asks.
-    jwks: JWKSCache = field(default_factory=JWKSCache)
-
-    def __post_init__(self) -> None:
-        for provider in self.providers.values():
-            share = getattr(provider, "use_key_cache", None)
-            if share is not None:
-                share(self.jwks)
 
     @cached_property
     def destinations(self) -> Destinations:
@@ -63,18 +50,3 @@ class Bridge:
     def close(self) -> None:
         self.engine.dispose()
 
-
-def build(settings: Settings, *, mail: MailTransport | None = None,
-          providers: dict[str, Provider] | None = None, jwks: JWKSCache | None = None) -> Bridge:
-    """Wire a Bridge from settings; configuration errors surface here, before serving."""
-    ensure_instance(settings)
-    engine = make_engine(settings.database_url)
-    return Bridge(
-        settings=settings,
-        engine=engine,
-        sessions=make_session_factory(engine),
-        providers=providers if providers is not None else build_providers(
-            settings.providers, public_url=settings.public_url),
-        mail=mail or make_transport(settings),
-        jwks=jwks or JWKSCache(),
-    )

@@ -15,7 +15,8 @@ import click
 from sqlalchemy.engine import make_url
 
 from idp_bridge import audit, metrics
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build
+from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
@@ -220,7 +221,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             self.cfg.set("child_exit", lambda _arbiter, child: metrics.process_exited(child.pid))
 
         def load(self) -> Any:
-            from idp_bridge.app import create_app
+            from idp_bridge.bootstrap import create_app
 
             app = create_app()
             # /readyz reports a missing job worker only where serve runs one.
@@ -250,7 +251,7 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 @pass_state
 def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...]) -> None:
     """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps."""
-    from idp_bridge.app import make_worker
+    from idp_bridge.bootstrap import make_worker
     from idp_bridge.jobs import release_leases_of
     from idp_bridge.worker import worker_id_prefix
 
@@ -386,17 +387,16 @@ def graph() -> None:
 @pass_state
 def graph_subscribe(state: State, provider_names: tuple[str, ...]) -> None:
     """Create the users subscription of each Entra provider; the worker renews it before it expires."""
-    from webhooks.inbound import microsoft_graph
+    from idp_bridge.bootstrap import graph_subscribe as subscribe
 
     bridge = state.bridge
     _upgrade(bridge)
-    names = list(provider_names) or [p.name for p in microsoft_graph.entra_providers(bridge)
-                                      if p.options.get("graph_client_state")]
-    if not names:
+    created = subscribe(bridge, list(provider_names))
+    if not created:
         fail("no entra provider with graph_client_state is configured", 2)
-    for name in names:
-        sub = microsoft_graph.subscribe(bridge, name)
+    for name, sub in created:
         click.echo(f"{name}: subscription {sub.id} on {sub.resource} until {sub.expires_at.isoformat()}")
+
 
 def main() -> None:
     """Entry point of the `idp-bridge` console script."""

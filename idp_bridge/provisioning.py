@@ -38,13 +38,9 @@ from idp_bridge.services import invites, orgs
 from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
 from idp_bridge.worker import GroupWriter, JobKind, JobView, TokenBucket
 
-PACERS = "provisioning.pacers"
-PROVISIONERS = "provisioning.provisioners"
-STAMPER = "provisioning.stamper"
 # idp_data keys: when an attempt first went to create the account, and which job recorded it.
 CREATE_ATTEMPTED = "create_attempted_at"
 PROVISIONED_BY = "provisioned_by_job"
-_pacers_lock = threading.Lock()
 
 
 class Pacer:
@@ -70,32 +66,59 @@ class Pacer:
             yield
 
 
-def pacer(bridge: Bridge, provider: Provisioner) -> Pacer:
-    """The pacer of this provider (one per provider per process)."""
-    pacers: dict[str, Pacer] = bridge.extras.setdefault(PACERS, {})
-    found = pacers.get(provider.name)
-    if found is not None:
-        return found
-    with _pacers_lock:
-        if provider.name not in pacers:
-            pacing = provider.pacing()
-            pacers[provider.name] = Pacer(pacing.rate_per_second, pacing.concurrency)
-        return pacers[provider.name]
+class Provisioning:
+    """This process's provisioning state: one pacer per provider and the writer of create-attempt stamps."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self._pacers: dict[str, Pacer] = {}
+        self._provisioners: dict[str, Provisioner | None] = {}
+        self._lock = threading.Lock()
+        # Many provisioning threads stamp their invites before creating accounts: in shared transactions.
+        self.stamper: GroupWriter[str] = GroupWriter(bridge, _stamp_create_attempts)
+
+    def pacer(self, provider: Provisioner) -> Pacer:
+        """The pacer of this provider (one per provider per process)."""
+        found = self._pacers.get(provider.name)
+        if found is not None:
+            return found
+        with self._lock:
+            if provider.name not in self._pacers:
+                pacing = provider.pacing()
+                self._pacers[provider.name] = Pacer(pacing.rate_per_second, pacing.concurrency)
+            return self._pacers[provider.name]
+
+    def provisioner(self, name: str) -> Provisioner | None:
+        """The configured provider by this name when it provisions accounts."""
+        # Checking a runtime protocol walks all its members; the answer per provider never changes.
+        if name not in self._provisioners:
+            provider = self.bridge.provider(name)
+            self._provisioners[name] = (provider if isinstance(provider, Provisioner) and provider.provisions()
+                                        else None)
+        return self._provisioners[name]
+
+    def provision(self, bridge: Bridge, job: JobView) -> jobs.Recorder | None:
+        return provision_invite(self, job)
+
+    def deprovision(self, bridge: Bridge, job: JobView) -> None:
+        deprovision_invite(self, job)
+
+    def set_enabled(self, bridge: Bridge, job: JobView) -> None:
+        set_account_enabled(self, job)
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        """Job kinds of provisioning, provider-agnostic; pacing is per provider inside the handlers."""
+        return {
+            invites.PROVISION_JOB: JobKind(run=self.provision, on_give_up=provisioning_failed, wipe=SEALED_KEYS,
+                                           prefetch=prefetch_invites),
+            invites.DEPROVISION_JOB: JobKind(run=self.deprovision),
+            DISABLE_ACCOUNT_JOB: JobKind(run=self.set_enabled),
+        }
 
 
-def provisioner(bridge: Bridge, name: str) -> Provisioner | None:
-    """The configured provider by this name when it provisions accounts."""
-    # Checking a runtime protocol walks all its members; the answer per provider never changes.
-    known: dict[str, Provisioner | None] = bridge.extras.setdefault(PROVISIONERS, {})
-    if name not in known:
-        provider = bridge.provider(name)
-        known[name] = provider if isinstance(provider, Provisioner) and provider.provisions() else None
-    return known[name]
-
-
-def _call(bridge: Bridge, provider: Provisioner, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(state: Provisioning, provider: Provisioner, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run one provider operation inside its pacing; ProviderError becomes retry-later or a permanent failure."""
-    gate = pacer(bridge, provider)
+    gate = state.pacer(provider)
     try:
         with gate.slot():
             return fn(*args, **kwargs)
@@ -166,9 +189,10 @@ def _attempt_recorder(invite_id: str, attempts: int, error: str) -> jobs.Recorde
     return record
 
 
-def _prepare(bridge: Bridge, row: Row[Any], job: JobView) -> Attempt:
+def _prepare(state: Provisioning, row: Row[Any], job: JobView) -> Attempt:
     invite, org = cast(Invite, row), cast(Organization, row)
-    provider = provisioner(bridge, invite.provider)
+    bridge = state.bridge
+    provider = state.provisioner(invite.provider)
     if provider is None:
         raise PermanentFailure(f"provider {invite.provider!r} is not configured to provision accounts")
     if "link" not in job.payload:
@@ -199,15 +223,6 @@ def _stamp_create_attempts(conn: Connection, invite_ids: list[str]) -> None:
     conn.execute(_STAMP[conn.dialect.name], [{"b_invite": invite_id, "b_at": now} for invite_id in invite_ids])
 
 
-def _stamper(bridge: Bridge) -> GroupWriter[str]:
-    """Many provisioning threads stamp their invites before creating accounts: in shared transactions."""
-    writer: GroupWriter[str] | None = bridge.extras.get(STAMPER)
-    if writer is None:
-        with _pacers_lock:
-            writer = bridge.extras.setdefault(STAMPER, GroupWriter(bridge, _stamp_create_attempts))
-    return writer
-
-
 def prefetch_invites(session: Session, batch: list[JobView]) -> dict[str, Row[Any]]:
     """The invite rows of a batch of claimed provisioning jobs, read in one query."""
     wanted = {job.payload.get("invite_id") for job in batch}
@@ -215,8 +230,9 @@ def prefetch_invites(session: Session, batch: list[JobView]) -> dict[str, Row[An
     return {job.id: rows[job.payload["invite_id"]] for job in batch if job.payload.get("invite_id") in rows}
 
 
-def provision_invite(bridge: Bridge, job: JobView) -> jobs.Recorder | None:
+def provision_invite(state: Provisioning, job: JobView) -> jobs.Recorder | None:
     """Create or bind the invitee's IdP account; the returned recorder stores it and queues our mail if due."""
+    bridge = state.bridge
     invite_id = job.payload["invite_id"]
     row: Row[Any] | None = job.context
     if row is None:
@@ -228,17 +244,17 @@ def provision_invite(bridge: Bridge, job: JobView) -> jobs.Recorder | None:
     if invites.effective_status(cast(Invite, row)) != InviteStatus.PENDING:
         return _closed_recorder(invite_id)
     try:
-        attempt = _prepare(bridge, row, job)
+        attempt = _prepare(state, row, job)
     except PermanentFailure as exc:
         raise PermanentFailure(str(exc), record=_attempt_recorder(invite_id, job.attempts, str(exc))) from exc
     since = attempt.since
 
     def before_create() -> None:
         if since is None:
-            _stamper(bridge).submit(invite_id)
+            state.stamper.submit(invite_id)
 
     try:
-        result = _call(bridge, attempt.provider, attempt.provider.provision, attempt.target,
+        result = _call(state, attempt.provider, attempt.provider.provision, attempt.target,
                        idp_mail=attempt.idp_mail, since=since, before_create=before_create)
     except RetryLater as exc:
         raise RetryLater(str(exc), delay=exc.delay,
@@ -326,17 +342,18 @@ def provisioning_failed(bridge: Bridge, job: JobView, error: str) -> None:
                     error=error[:500], attempts=job.attempts)
 
 
-def deprovision_invite(bridge: Bridge, job: JobView) -> None:
+def deprovision_invite(state: Provisioning, job: JobView) -> None:
     """For a revoked, expired or removed invite: delete the account only if we created it and it is unused."""
+    bridge = state.bridge
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, job.payload["invite_id"])
         if invite is None or not invite.idp_user_id or invites.effective_status(invite) == InviteStatus.PENDING:
             return  # nothing bound, or the invite was reopened by a resend and keeps its account
-        provider = provisioner(bridge, invite.provider)
+        provider = state.provisioner(invite.provider)
         if provider is None:
             return
         user_id, created = invite.idp_user_id, invite.idp_user_created
-    outcome = str(_call(bridge, provider, provider.deprovision, user_id, created=created))
+    outcome = str(_call(state, provider, provider.deprovision, user_id, created=created))
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, job.payload["invite_id"])
         assert invite is not None
@@ -349,8 +366,9 @@ def deprovision_invite(bridge: Bridge, job: JobView) -> None:
                      target_id=invite.id, details={"idp_user_id": user_id, "outcome": outcome})
 
 
-def set_account_enabled(bridge: Bridge, job: JobView) -> None:
+def set_account_enabled(state: Provisioning, job: JobView) -> None:
     """Disable (deactivate) or enable (reactivate) the IdP account bound to a member."""
+    bridge = state.bridge
     enabled = bool(job.payload["enabled"])
     with transaction(bridge.sessions) as session:
         member = session.get(Member, job.payload["member_id"])
@@ -363,11 +381,11 @@ def set_account_enabled(bridge: Bridge, job: JobView) -> None:
                                 .order_by(Invite.created_at.desc()).limit(1))
         if invite is None or invite.idp_user_id is None:
             return
-        provider = provisioner(bridge, invite.provider)
+        provider = state.provisioner(invite.provider)
         if provider is None:
             return
         user_id, org_id, member_id = invite.idp_user_id, member.org_id, member.id
-    outcome = str(_call(bridge, provider, provider.set_enabled, user_id, enabled))
+    outcome = str(_call(state, provider, provider.set_enabled, user_id, enabled))
     with transaction(bridge.sessions) as session:
         audit.record(session, audit.WORKER, "member.idp_account_" + ("enabled" if enabled else "disabled"),
                      org_id=org_id, target_type="member", target_id=member_id,
@@ -396,13 +414,3 @@ def retry(session: Session, bridge: Bridge, actor: Actor, org: Organization, inv
                  target_id=invite.id)
     session.flush()
     return invites.IssuedInvite(invite, bridge.link(token), code)
-
-
-def provisioning_kinds() -> dict[str, JobKind]:
-    """Job kinds of provisioning, provider-agnostic; pacing is per provider inside the handlers."""
-    return {
-        invites.PROVISION_JOB: JobKind(run=provision_invite, on_give_up=provisioning_failed, wipe=SEALED_KEYS,
-                                       prefetch=prefetch_invites),
-        invites.DEPROVISION_JOB: JobKind(run=deprovision_invite),
-        DISABLE_ACCOUNT_JOB: JobKind(run=set_account_enabled),
-    }

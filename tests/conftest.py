@@ -17,8 +17,8 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from idp_bridge.app import create_app, make_worker
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app, make_worker
+from idp_bridge.bridge import Bridge
 from idp_bridge.migrate import upgrade
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import Worker

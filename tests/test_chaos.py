@@ -29,7 +29,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build
+from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import PROCESS_JOB
 from idp_bridge.jobs import DONE, RUNNING
 from idp_bridge.migrate import upgrade

@@ -18,8 +18,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from idp_bridge.app import create_app
-from idp_bridge.bridge import build
+from idp_bridge.bootstrap import build, create_app
 from idp_bridge.cli import cli
 from idp_bridge.db import transaction
 from idp_bridge.models import ApiKey

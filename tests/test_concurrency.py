@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from idp_bridge.app import make_worker
+from idp_bridge.bootstrap import make_worker
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.models import Invite, Member

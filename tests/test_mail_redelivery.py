@@ -17,8 +17,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from idp_bridge.app import create_app
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app
+from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.models import Job, utcnow
 from idp_bridge.services.invites import SEND_EMAIL_JOB

@@ -12,8 +12,7 @@ from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
 from idp_bridge import metrics
-from idp_bridge.app import create_app, job_kinds
-from idp_bridge.bridge import build
+from idp_bridge.bootstrap import build, create_app, job_kinds
 from idp_bridge.settings import load_settings
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from idp_bridge.bridge import build
+from idp_bridge.bootstrap import build
 from idp_bridge.errors import ConfigError
 from idp_bridge.settings import load_settings
 

@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from idp_bridge.app import create_app, make_worker
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app, make_worker
+from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.jobs import Backoff
 from idp_bridge.models import AuditEvent, InviteLink, Job, utcnow

@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from idp_bridge import jobs
-from idp_bridge.app import create_app
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app
+from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.models import Job, utcnow
 from idp_bridge.settings import load_settings

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from idp_bridge import jobs
+from idp_bridge import csvio, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.bulkwrite import BulkWriter
@@ -134,6 +134,25 @@ def json_rows(body: Any, role: str | None = None) -> tuple[dict[str, Any], list[
     if chosen:
         defaults["role"] = chosen
     return defaults, [RawRow(i, data) for i, data in enumerate(rows, start=1)]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A bulk body read into rows: the defaults, the rows, and how a field is named in errors."""
+
+    defaults: dict[str, Any]
+    rows: Iterable[RawRow]
+    column_of: Callable[[str], str] = field_name
+
+
+def read_upload(body: Any, role: str | None = None) -> Upload:
+    """A CSV file (bytes) or a JSON body, as rows; `role` is the default role the request names."""
+    if isinstance(body, bytes):
+        header, records = csvio.read(csvio.decode(body), max_rows=MAX_ROWS)
+        return Upload({"role": role} if role else {},
+                      (RawRow(r.row, header.fields(r), header.problems(r)) for r in records), header.column_of)
+    defaults, listed = json_rows(body, role)
+    return Upload(defaults, listed)
 
 
 def check_defaults(defaults: Mapping[str, Any]) -> dict[str, Any]:

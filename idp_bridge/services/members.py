@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Insert, Select, Table, Update, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
+from idp_bridge.csvio import member_rows
+from idp_bridge.db import read_only, transaction
 from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed
 from idp_bridge.inputs import MemberBulk
 from idp_bridge.models import (
@@ -92,6 +94,29 @@ def stream(session: Session, org: Organization, *, sort: str | None = None, batc
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+def export_csv(sessions: sessionmaker[Session], org: Organization, *, sort: str | None = None,
+               **filters: Any) -> Iterator[str]:
+    """CSV lines of every matching member, read in their own read-only transaction as the lines are taken.
+
+    The filters are checked at once, while the caller can still answer with a problem; the rows are read only
+    when the first line is asked for (a streamed response outlives the request's transaction).
+    """
+    filtered(org, **filters)
+    return _export_lines(sessions, org.id, sort, filters)
+
+
+def _export_lines(sessions: sessionmaker[Session], org_id: str, sort: str | None,
+                  filters: dict[str, Any]) -> Iterator[str]:
+    with read_only(), transaction(sessions) as session:
+        current = session.get(Organization, org_id)
+        assert current is not None
+        keys: set[str] = set()
+        stmt = filtered(current, **filters).with_only_columns(Member.attributes)
+        for attrs in session.scalars(stmt.execution_options(yield_per=1000)):
+            keys.update((attrs or {}).keys())
+        yield from member_rows(stream(session, current, sort=sort, **filters), sorted(keys))
 
 
 def _owner_roles(bridge: Bridge) -> list[str]:

@@ -14,8 +14,8 @@ from playwright.sync_api import Page
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from idp_bridge.app import create_app
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app
+from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.models import Event, Invite, Member, utcnow
 from idp_bridge.settings import load_settings

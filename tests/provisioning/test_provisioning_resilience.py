@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from idp_bridge import audit
-from idp_bridge.app import job_kinds, make_worker
+from idp_bridge.bootstrap import job_kinds, make_worker
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.inputs import InviteInput
 from idp_bridge.jobs import JobView, RetryLater
 from idp_bridge.models import Invite, Job
-from idp_bridge.provisioning import provision_invite
+from idp_bridge.provisioning import Provisioning
 from idp_bridge.services import invites, orgs
 from idp_bridge.worker import Worker
 from tests.fakes import FakeKeycloak, FaultPlan
@@ -82,9 +82,11 @@ def test_a_worker_killed_after_creating_accounts_leaves_one_account_per_invite(
     claimed = doomed.claim(50)
     assert len(claimed) == 20
 
+    dying = Provisioning(bridge)
+
     def attempt(job: JobView) -> None:
         with pytest.raises(RetryLater):
-            provision_invite(bridge, job)
+            dying.provision(bridge, job)
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         list(pool.map(attempt, claimed))

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build
+from idp_bridge.bridge import Bridge
 from idp_bridge.settings import load_settings
 from tests.conftest import RecordingMail
 from tests.pages.conftest import ops  # noqa: F401  (the fixture, shared with the page tests)

@@ -15,7 +15,7 @@ from gunicorn.glogging import SafeAtoms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idp_bridge.app import create_app
+from idp_bridge.bootstrap import create_app
 from idp_bridge.bridge import Bridge
 from idp_bridge.web.redact import REDACTED, RedactingLogger, SecretConverter, redactor
 

@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from idp_bridge.app import create_app
+from idp_bridge.bootstrap import create_app
 from idp_bridge.bridge import Bridge
 from idp_bridge.web.api import OPERATIONS, ROUTE_MODULES, Operation
 from idp_bridge.web.headers import carries_secret
@@ -117,7 +117,7 @@ def test_the_documentation_and_unknown_api_paths_are_protected_too(world: World,
 
 
 def test_a_deployment_on_plain_http_sends_no_hsts(settings_overrides: dict[str, Any], bridge: Bridge) -> None:
-    from idp_bridge.bridge import build
+    from idp_bridge.bootstrap import build
     from idp_bridge.settings import load_settings
 
     plain = build(load_settings(overrides={**settings_overrides, "public_url": "http://127.0.0.1:8080"},

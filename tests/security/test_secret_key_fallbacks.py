@@ -10,7 +10,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
 
-from idp_bridge.app import create_app, make_worker
+from idp_bridge.bootstrap import create_app, make_worker
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
 from idp_bridge.models import Invite

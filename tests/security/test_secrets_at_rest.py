@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from idp_bridge.app import create_app, make_worker
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app, make_worker
+from idp_bridge.bridge import Bridge
 from idp_bridge.cli import cli
 from idp_bridge.db import transaction
 from idp_bridge.models import WebhookEndpoint

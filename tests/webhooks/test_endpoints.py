@@ -8,8 +8,9 @@ from flask import Flask
 from werkzeug.test import Client
 
 from idp_bridge.bridge import Bridge
+from providers.jwks import JWKSCache
 from tests.helpers import metric
-from webhooks.inbound.routes import ROUTES, Endpoints
+from webhooks.inbound.routes import ROUTES, Endpoints, Receiver
 
 from .conftest import inbound_count
 from .test_keycloak_events import p2_event, signed
@@ -38,11 +39,12 @@ def test_answers_are_plain_text_that_browsers_do_not_sniff(app: Flask) -> None:
 
 def test_a_body_over_the_size_limit_is_refused_and_not_stored(bridge: Bridge) -> None:
     body = p2_event("access.LOGIN", str(uuid.uuid4()))
-    client = Client(Endpoints(bridge, ROUTES, max_content_length=len(body) - 1))
+    receiver = Receiver(bridge, JWKSCache())
+    client = Client(Endpoints(receiver, ROUTES, max_content_length=len(body) - 1))
     resp = client.post("/keycloak", data=body, headers=signed(body))
     assert resp.status_code == 413
     assert inbound_count(bridge) == 0
-    fits = Client(Endpoints(bridge, ROUTES, max_content_length=len(body)))
+    fits = Client(Endpoints(receiver, ROUTES, max_content_length=len(body)))
     assert fits.post("/keycloak", data=body, headers=signed(body)).status_code == 202
     assert inbound_count(bridge) == 1
 

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from idp_bridge.app import create_app
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app
+from idp_bridge.bridge import Bridge
 from idp_bridge.errors import ConfigError
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import Worker

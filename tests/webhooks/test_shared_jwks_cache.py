@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from idp_bridge.app import create_app
-from idp_bridge.bridge import Bridge, build
+from idp_bridge.bootstrap import build, create_app
+from idp_bridge.bridge import Bridge
 from idp_bridge.idp import LoginFailed
 from idp_bridge.settings import load_settings
 from providers.base import OIDCProviderBase
@@ -94,15 +94,20 @@ def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def bridge(settings_overrides: dict[str, Any], mail: RecordingMail, clock: Clock) -> Iterator[Bridge]:
-    b = build(load_settings(overrides=settings_overrides, environ={}), mail=mail, jwks=JWKSCache(clock=clock))
+def jwks(clock: Clock) -> JWKSCache:
+    return JWKSCache(clock=clock)
+
+
+@pytest.fixture
+def bridge(settings_overrides: dict[str, Any], mail: RecordingMail, jwks: JWKSCache) -> Iterator[Bridge]:
+    b = build(load_settings(overrides=settings_overrides, environ={}), mail=mail, jwks=jwks)
     yield b
     b.close()
 
 
 @pytest.fixture
-def client(bridge: Bridge) -> FlaskClient:
-    return create_app(bridge=bridge).test_client()
+def client(bridge: Bridge, jwks: JWKSCache) -> FlaskClient:
+    return create_app(bridge=bridge, jwks=jwks).test_client()
 
 
 def id_token(provider: OIDCProviderBase, key: RSAKey, kid: str, issuer: str) -> str:

@@ -127,23 +127,19 @@ def audiences(bridge: Bridge) -> dict[str, str]:
     return {str(getattr(p, "client_id", "")): p.name for p in _google(bridge)}
 
 
-def verifier(bridge: Bridge) -> RiscVerifier:
-    """One verifier per bridge; its configuration URL may be overridden per deployment."""
-    found = bridge.extras.get("google_risc")
-    if found is None:
-        urls = [getattr(p, "options", {}).get("risc_configuration_url") for p in _google(bridge)]
-        url = next((str(u) for u in urls if u), RISC_CONFIGURATION)
-        found = bridge.extras["google_risc"] = RiscVerifier(url, jwks=bridge.jwks)
-    assert isinstance(found, RiscVerifier)
-    return found
+def verifier(bridge: Bridge, jwks: JWKSCache) -> RiscVerifier:
+    """The deployment's RISC verifier; its configuration URL may be overridden per deployment."""
+    urls = [getattr(p, "options", {}).get("risc_configuration_url") for p in _google(bridge)]
+    url = next((str(u) for u in urls if u), RISC_CONFIGURATION)
+    return RiscVerifier(url, jwks=jwks)
 
 
-def verify(bridge: Bridge, token: str) -> tuple[str, dict[str, Any]]:
+def verify(bridge: Bridge, token: str, risc: RiscVerifier) -> tuple[str, dict[str, Any]]:
     """(provider name, claims) of a valid SET; raises InvalidToken."""
     ours = audiences(bridge)
     if not ours:
         raise InvalidToken("no Google provider is configured")
-    claims = verifier(bridge).verify(token.strip(), set(ours))
+    claims = risc.verify(token.strip(), set(ours))
     aud = claims["aud"]
     matched = next(a for a in ([aud] if isinstance(aud, str) else aud) if a in ours)
     return ours[matched], claims

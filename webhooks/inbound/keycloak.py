@@ -8,11 +8,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import requests
 from joserfc import jwt
@@ -135,20 +134,14 @@ def bearer_verifier(provider: Any, cache: JWKSCache) -> BearerVerifier | None:
                           audience=str(options.get("webhook_jwt_audience") or "") or None, algorithms=algorithms)
 
 
-def bearer_verifiers(bridge: Bridge) -> dict[str, BearerVerifier]:
-    """Bearer verifiers of the Keycloak providers that accept bearer tokens, by provider name; built once."""
-    with _VERIFIERS_LOCK:
-        found = bridge.extras.get("keycloak_bearer_verifiers")
-        if found is None:
-            built = {str(p.name): bearer_verifier(p, bridge.jwks) for p in _providers(bridge)}
-            found = bridge.extras["keycloak_bearer_verifiers"] = {n: v for n, v in built.items() if v is not None}
-        return cast(dict[str, BearerVerifier], found)
+def bearer_verifiers(bridge: Bridge, jwks: JWKSCache) -> dict[str, BearerVerifier]:
+    """Bearer verifiers of the Keycloak providers that accept bearer tokens, by provider name."""
+    built = {str(p.name): bearer_verifier(p, jwks) for p in _providers(bridge)}
+    return {n: v for n, v in built.items() if v is not None}
 
 
-_VERIFIERS_LOCK = threading.Lock()
-
-
-def verify(bridge: Bridge, body: bytes, *, signature: str | None, authorization: str | None) -> str | None:
+def verify(bridge: Bridge, body: bytes, *, signature: str | None, authorization: str | None,
+           bearer: Mapping[str, BearerVerifier]) -> str | None:
     """The name of the Keycloak provider that authenticates this request, or None; may raise KeysUnavailable.
 
     p2-inc keycloak-events sends either `X-Keycloak-Signature` (hex HMAC-SHA256 of the body with the shared
@@ -165,7 +158,7 @@ def verify(bridge: Bridge, body: bytes, *, signature: str | None, authorization:
     if scheme.lower() == "bearer" and value.strip():
         token = value.strip()
         issuer = _unverified_issuer(token)
-        for name, verifier in bearer_verifiers(bridge).items():
+        for name, verifier in bearer.items():
             # Only the realm the token claims to come from is asked for keys.
             if issuer == verifier.issuer and verifier.verify(token, body):
                 return name

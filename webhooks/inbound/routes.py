@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
 from idp_bridge.web.api import PROBLEM_JSON, PROBLEM_TYPE
 from idp_bridge.worker import JobKind
-from providers.jwks import KeysUnavailable
+from providers.jwks import JWKSCache, KeysUnavailable
 from webhooks.group_commit import GroupCommit, Unavailable, sqlite_writers_lock
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
 
@@ -57,9 +56,36 @@ class Inbound:
         return None
 
 
+class Receiver:
+    """What the inbound endpoints need, built once per process by the composition root.
+
+    The bridge, the writer that stores events (one short transaction for all events arriving together), and the
+    verifiers of the sources that sign with keys fetched from the IdP (through the deployment's JWKS cache).
+    """
+
+    def __init__(self, bridge: Bridge, jwks: JWKSCache) -> None:
+        self.bridge = bridge
+        # Bad bearer settings fail here, at startup.
+        self.keycloak_bearer = keycloak.bearer_verifiers(bridge, jwks)
+        self.google_risc = google_risc.verifier(bridge, jwks)
+        engine = bridge.engine
+        if engine.dialect.name == "postgresql":
+            # There a batch is one statement (inbox.write), atomic on its own: in autocommit it commits as
+            # it completes, without the BEGIN and COMMIT round trips.
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.ingestor: GroupCommit[inbox.Incoming] = GroupCommit(
+            engine, inbox.write, name="inbox-writer", turn=sqlite_writers_lock(bridge.engine))
+
+    def store(self, req: Inbound, source: str, event_id: str, body: str) -> None:
+        """Store one event; returns only once committed, so a 2xx means the event is durable."""
+        headers = {"content-type": req.header("CONTENT_TYPE"),
+                   "user-agent": (req.header("HTTP_USER_AGENT") or "")[:200]}
+        self.ingestor.submit(inbox.Incoming(source, event_id, body, headers))
+
+
 # What a handler answers: the status and a short plain-text body.
 Answer = tuple[int, str]
-Handler = Callable[[Bridge, Inbound], Answer]
+Handler = Callable[[Receiver, Inbound], Answer]
 STATUS_LINES = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 401: "401 Unauthorized",
                 404: "404 Not Found", 405: "405 Method Not Allowed", 413: "413 Request Entity Too Large",
                 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
@@ -83,8 +109,8 @@ class Endpoints:
     roughly halves the CPU an event costs before it is stored.
     """
 
-    def __init__(self, bridge: Bridge, routes: dict[str, Handler], *, max_content_length: int) -> None:
-        self.bridge = bridge
+    def __init__(self, receiver: Receiver, routes: dict[str, Handler], *, max_content_length: int) -> None:
+        self.receiver = receiver
         self.routes = routes
         self.max_content_length = max_content_length
 
@@ -106,7 +132,7 @@ class Endpoints:
                 extra = [("Connection", "close")]
             else:
                 try:
-                    status, text = handler(self.bridge, Inbound(environ, body))
+                    status, text = handler(self.receiver, Inbound(environ, body))
                 except Unavailable as exc:
                     # Not stored, and the writer is backing off (it logged that once): the sender retries later.
                     status, text = 503, _problem(503, "Service unavailable", "the event could not be stored now; "
@@ -127,44 +153,17 @@ class Endpoints:
         return [payload]
 
 
-def mount(app: Flask) -> None:
+def mount(app: Flask, receiver: Receiver) -> None:
     """Serve the inbound webhooks under /webhooks, in front of `app`."""
-    bridge: Bridge = app.extensions["idp_bridge"]
-    keycloak.bearer_verifiers(bridge)  # bad bearer settings fail at startup
-    hooks = Endpoints(bridge, ROUTES, max_content_length=app.config["MAX_CONTENT_LENGTH"])
+    hooks = Endpoints(receiver, ROUTES, max_content_length=app.config["MAX_CONTENT_LENGTH"])
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {PREFIX: hooks})  # type: ignore[method-assign]
 
 
-def _ingestor(bridge: Bridge) -> GroupCommit[inbox.Incoming]:
-    """This process's writer of inbound events: one short transaction for all events arriving together."""
-    with _INGESTOR_LOCK:
-        found = bridge.extras.get("webhooks_ingestor")
-        if found is None:
-            engine = bridge.engine
-            if engine.dialect.name == "postgresql":
-                # There a batch is one statement (inbox.write), atomic on its own: in autocommit it commits as
-                # it completes, without the BEGIN and COMMIT round trips.
-                engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-            found = bridge.extras["webhooks_ingestor"] = GroupCommit(
-                engine, inbox.write, name="inbox-writer", turn=sqlite_writers_lock(bridge.engine))
-        assert isinstance(found, GroupCommit)
-        return found
-
-
-_INGESTOR_LOCK = threading.Lock()
-
-
-def _store(bridge: Bridge, req: Inbound, source: str, event_id: str, body: str) -> None:
-    headers = {"content-type": req.header("CONTENT_TYPE"), "user-agent": (req.header("HTTP_USER_AGENT") or "")[:200]}
-    # Answered only once committed: a 2xx means the event is durable.
-    _ingestor(bridge).submit(inbox.Incoming(source, event_id, body, headers))
-
-
-def keycloak_events(bridge: Bridge, req: Inbound) -> Answer:
+def keycloak_events(receiver: Receiver, req: Inbound) -> Answer:
     """p2-inc keycloak-events (HMAC or realm-signed bearer JWT) or vymalo keycloak-webhook (Basic auth) events."""
     try:
-        provider = keycloak.verify(bridge, req.body, signature=req.header("HTTP_X_KEYCLOAK_SIGNATURE"),
-                                   authorization=req.header("HTTP_AUTHORIZATION"))
+        provider = keycloak.verify(receiver.bridge, req.body, signature=req.header("HTTP_X_KEYCLOAK_SIGNATURE"),
+                                   authorization=req.header("HTTP_AUTHORIZATION"), bearer=receiver.keycloak_bearer)
     except KeysUnavailable as exc:
         log.warning("cannot check a Keycloak bearer token: %s", exc)
         return 503, "cannot verify now; retry later"
@@ -178,11 +177,11 @@ def keycloak_events(bridge: Bridge, req: Inbound) -> Answer:
         return 400, "body is not JSON"
     if not isinstance(payload, dict):
         return 400, "body is not a JSON object"
-    _store(bridge, req, f"{keycloak.SOURCE}:{provider}", keycloak.event_id(payload, req.body), req.body.decode())
+    receiver.store(req, f"{keycloak.SOURCE}:{provider}", keycloak.event_id(payload, req.body), req.body.decode())
     return 202, ""
 
 
-def microsoft_graph_notifications(bridge: Bridge, req: Inbound) -> Answer:
+def microsoft_graph_notifications(receiver: Receiver, req: Inbound) -> Answer:
     """Graph change and lifecycle notifications; notifications without our clientState are acknowledged only."""
     token = req.arg("validationToken")
     if token is not None:
@@ -190,25 +189,25 @@ def microsoft_graph_notifications(bridge: Bridge, req: Inbound) -> Answer:
         # ever renders it as markup.
         return 200, token
     try:
-        notifications = microsoft_graph.split(bridge, req.body)
+        notifications = microsoft_graph.split(receiver.bridge, req.body)
     except jsontext.TooDeep:
         return 400, "body is nested too deeply"
     except ValueError:
         return 400, "body is not JSON"
     for provider, event_id, raw in notifications:
-        _store(bridge, req, f"{microsoft_graph.SOURCE}:{provider}", event_id, raw)
+        receiver.store(req, f"{microsoft_graph.SOURCE}:{provider}", event_id, raw)
     return 202, ""
 
 
-def google_risc_events(bridge: Bridge, req: Inbound) -> Answer:
+def google_risc_events(receiver: Receiver, req: Inbound) -> Answer:
     """Security Event Tokens from Google: 202 when valid (also for duplicates), 400 otherwise."""
     token = req.body.decode("ascii", errors="replace").strip()
     try:
-        provider, claims = google_risc.verify(bridge, token)
+        provider, claims = google_risc.verify(receiver.bridge, token, receiver.google_risc)
     except google_risc.InvalidToken as exc:
         log.info("rejected RISC token: %s", exc)
         return 400, "invalid security event token"
-    _store(bridge, req, f"{google_risc.SOURCE}:{provider}", str(claims["jti"]), token)
+    receiver.store(req, f"{google_risc.SOURCE}:{provider}", str(claims["jti"]), token)
     return 202, ""
 
 

@@ -121,24 +121,39 @@ class Outgoing:
     created_at: datetime
 
 
-def _http(bridge: Bridge) -> requests.Session:
-    """One pooled HTTP session per bridge: keep-alive to busy receivers.
+def pooled_http(bridge: Bridge) -> requests.Session:
+    """The pooled HTTP session deliveries use: keep-alive to busy receivers, every connection pinned.
 
     It does not consult the environment on each request (trust_env off): ~/.netrc credentials must never go to
     a host's webhook URL, and proxies (HTTP(S)_PROXY, NO_PROXY) and the CA bundle (REQUESTS_CA_BUNDLE) are
     taken from the environment once per URL (_proxies) and once per process (_verify) instead.
     """
-    http = bridge.extras.get("webhook_http")
-    if http is None:
-        http = requests.Session()
-        http.trust_env = False
-        http.headers["User-Agent"] = USER_AGENT
-        # Every connection goes to an address the policy checked at connect time (DNS rebinding gains nothing).
-        adapter = PinnedAdapter(bridge.destinations, pool_connections=16, pool_maxsize=64)
-        http.mount("http://", adapter)
-        http.mount("https://", adapter)
-        bridge.extras["webhook_http"] = http
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["User-Agent"] = USER_AGENT
+    # Every connection goes to an address the policy checked at connect time (DNS rebinding gains nothing).
+    adapter = PinnedAdapter(bridge.destinations, pool_connections=16, pool_maxsize=64)
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
     return http
+
+
+class Outbound:
+    """This process's delivery machinery: one pooled HTTP session and one writer of successful attempts."""
+
+    def __init__(self, bridge: Bridge, http: requests.Session | None = None) -> None:
+        self.bridge = bridge
+        self.http = http or pooled_http(bridge)
+        self.successes: GroupCommit[_Success] = GroupCommit(
+            bridge.engine, _write_successes, name="webhook-success-log", turn=lambda: _writing(bridge))
+
+    def deliver(self, bridge: Bridge, job: JobView) -> None:
+        """The delivery job's handler."""
+        deliver(self, job)
+
+    def job_kinds(self) -> dict[str, JobKind]:
+        """The job kinds of outbound webhooks."""
+        return {DELIVER_JOB: JobKind(run=self.deliver, prefetch=prefetch_deliveries)}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -222,7 +237,7 @@ def _prepare(bridge: Bridge, delivery_id: str, row: tuple[Any, ...] | None = Non
                     created_at)
 
 
-def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
+def _send(outbound: Outbound, out: Outgoing) -> tuple[int | None, str | None]:
     """POST once, never following a redirect; returns (status code, fixed reason) with reason None on a 2xx."""
     now = utcnow()
     headers = {
@@ -232,7 +247,7 @@ def _send(bridge: Bridge, out: Outgoing) -> tuple[int | None, str | None]:
         "webhook-signature": sign(out.secrets, out.event_id, now, out.body),
     }
     try:
-        resp = _http(bridge).post(out.url, data=out.body.encode(), headers=headers, timeout=TIMEOUT,
+        resp = outbound.http.post(out.url, data=out.body.encode(), headers=headers, timeout=TIMEOUT,
                                   allow_redirects=False, proxies=_proxies(out.url), verify=_verify())
     except (requests.RequestException, OSError, ValueError) as exc:
         # A fixed reason only: the exception text can hold what an internal service said, or probe results.
@@ -259,17 +274,19 @@ def _writing(bridge: Bridge) -> Iterator[None]:
         yield
 
 
-def deliver(bridge: Bridge, job: JobView) -> None:
+def deliver(outbound: Outbound, job: JobView) -> None:
     """Send one delivery; on failure retry with backoff until the retry window closes."""
+    bridge = outbound.bridge
     out = _prepare(bridge, job.payload["delivery_id"], job.context)
     if out is None:
         return
     started = time.monotonic()
-    status_code, error = _send(bridge, out)
+    status_code, error = _send(outbound, out)
     duration_ms = int((time.monotonic() - started) * 1000)
     manual = bool(job.payload.get("manual"))
     if error is None:
-        _record_success(bridge, out, status_code, duration_ms, manual)
+        # Returns once committed, with other threads' successes.
+        outbound.successes.submit(_Success(out, status_code, duration_ms, manual))
         DELIVERIES.labels("succeeded").inc()
         return
     with _writing(bridge), transaction(bridge.sessions) as session:
@@ -285,20 +302,6 @@ class _Success:
     status_code: int | None
     duration_ms: int
     manual: bool
-
-
-def _record_success(bridge: Bridge, out: Outgoing, status_code: int | None, duration_ms: int,
-                    manual: bool) -> None:
-    """Mark the delivery succeeded and log the attempt; returns once committed (with other threads' successes)."""
-    with _SUCCESS_LOG_LOCK:
-        successes = bridge.extras.get("webhook_success_log")
-        if successes is None:
-            successes = bridge.extras["webhook_success_log"] = GroupCommit(
-                bridge.engine, _write_successes, name="webhook-success-log", turn=lambda: _writing(bridge))
-    successes.submit(_Success(out, status_code, duration_ms, manual))
-
-
-_SUCCESS_LOG_LOCK = threading.Lock()
 
 
 def _write_successes(conn: Connection, batch: list[_Success]) -> None:
@@ -353,8 +356,3 @@ def _record_failure(bridge: Bridge, session: Session, out: Outgoing, status_code
     delay = jobs.Backoff(base=s.job_backoff_base_seconds, cap=s.job_backoff_max_seconds).delay(out.attempt)
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     return delay
-
-
-def job_kinds() -> dict[str, JobKind]:
-    """The job kinds of outbound webhooks."""
-    return {DELIVER_JOB: JobKind(run=deliver, prefetch=prefetch_deliveries)}

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 from flask import Response, request
 
-from idp_bridge import csvio
 from idp_bridge.errors import ValidationFailed
 from idp_bridge.inputs import BulkInviteBody
 from idp_bridge.permissions import USERS_INVITE
@@ -46,17 +43,8 @@ def result_of(outcome: bulk.Outcome) -> BulkInviteResult:
            request_content={"application/json": {}, "text/csv": CSV_BODY})
 def bulk_invite(call: Call) -> Response:
     org = call.must_org()
-    role = request.args.get("role") or None
-    rows: Iterator[bulk.RawRow]
-    column_of: Callable[[str], str]
-    if isinstance(call.body, bytes):
-        header, records = csvio.read(csvio.decode(call.body), max_rows=bulk.MAX_ROWS)
-        rows = (bulk.RawRow(r.row, header.fields(r), header.problems(r)) for r in records)
-        defaults = {"role": role} if role else {}
-        column_of = header.column_of
-    else:
-        defaults, listed = bulk.json_rows(call.body, role)
-        rows, column_of = iter(listed), bulk.field_name
-    outcome = bulk.import_invites(call.session, call.bridge, call.actor, org, rows, defaults=defaults,
-                                  column_of=column_of, dry_run=_flag("dry_run"), atomic=_flag("atomic"))
+    upload = bulk.read_upload(call.body, request.args.get("role") or None)
+    outcome = bulk.import_invites(call.session, call.bridge, call.actor, org, upload.rows,
+                                  defaults=upload.defaults, column_of=upload.column_of, dry_run=_flag("dry_run"),
+                                  atomic=_flag("atomic"))
     return Response(result_of(outcome).model_dump_json(exclude_none=True), mimetype="application/json")

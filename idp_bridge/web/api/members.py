@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request, stream_with_context
 
-from idp_bridge.bridge import Bridge
-from idp_bridge.csvio import member_rows
-from idp_bridge.db import read_only, transaction
 from idp_bridge.errors import BridgeError, Forbidden
 from idp_bridge.inputs import MemberBulk, MemberUpdate, parse
 from idp_bridge.models import Member, MemberStatus, Organization
@@ -39,23 +35,10 @@ def _wants_csv() -> bool:
     return accept.best_match(["application/json", "text/csv"]) == "text/csv" and accept["text/csv"] > 0
 
 
-def _csv_export(bridge: Bridge, org: Organization, filters: dict[str, Any], sort: str | None) -> Response:
-    members.filtered(org, **filters)  # validate filters now, while a problem response is still possible
-    org_id = org.id
-
-    def generate() -> Iterator[str]:
-        with read_only(), transaction(bridge.sessions) as session:
-            current = session.get(Organization, org_id)
-            assert current is not None
-            keys: set[str] = set()
-            stmt = members.filtered(current, **filters).with_only_columns(Member.attributes)
-            for attrs in session.scalars(stmt.execution_options(yield_per=1000)):
-                keys.update((attrs or {}).keys())
-            yield from member_rows(members.stream(session, current, sort=sort, **filters), sorted(keys))
-
-    filename = f"{org.slug}-members.csv"
-    return Response(stream_with_context(generate()), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+def _csv_export(call: Call, org: Organization) -> Response:
+    lines = members.export_csv(call.bridge.sessions, org, sort=request.args.get("sort"), **_filters())
+    return Response(stream_with_context(lines), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{org.slug}-members.csv"'})
 
 
 @operation("GET", "/orgs/{org}/members", summary="List members (Accept: text/csv exports them all)",
@@ -67,7 +50,7 @@ def _csv_export(bridge: Bridge, org: Organization, filters: dict[str, Any], sort
 def list_members(call: Call) -> Any:
     org = call.must_org()
     if _wants_csv():
-        return _csv_export(call.bridge, org, _filters(), request.args.get("sort"))
+        return _csv_export(call, org)
     page = members.search(call.session, org, sort=request.args.get("sort"), **page_args(), **_filters())  # type: ignore[arg-type]
     return MemberList(items=[_out(call, m) for m in page.items], next_cursor=page.next_cursor)
 

@@ -21,6 +21,7 @@ from idp_bridge.db import read_only, transaction
 from idp_bridge.idp import ANY, LoginFailed
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
+from idp_bridge.services import callback as login_callback
 from idp_bridge.services import invites, redeem
 from idp_bridge.web.pages import ratelimit
 
@@ -325,44 +326,17 @@ REASONS = {
 @bp.get("/auth/callback/<provider_name>")
 def callback(provider_name: str) -> Response:
     """Finish the login: validate everything, apply the identity rules, redeem or explain why not."""
-    b = bridge()
-    provider = b.provider(provider_name)
-    if provider is None:
-        count_login("unknown", "expired")
+    args = request.args
+    done = login_callback.finish(bridge(), _actor(), provider_name, state=args.get("state", ""),
+                                 browser_secrets=_browser_values(), code=args.get("code"), error=args.get("error"),
+                                 iss=args.get("iss"))
+    count_login(provider_name if bridge().provider(provider_name) else "unknown", done.kind, done.reason)
+    if done.outcome is not None:
+        return _outcome_page(bridge(), done.outcome, done.link_token, provider_name)
+    if done.kind == login_callback.EXPIRED:
         return page("login_expired.html", 400)
-    pending = redeem.find_login(b, state=request.args.get("state", ""), browser_secrets=_browser_values(),
-                                provider=provider_name)
-    if pending is None:
-        count_login(provider_name, "expired")
-        return page("login_expired.html", 400)
-    actor = _actor()
-    retry = f"/invite/{pending.link_token}/login?provider={provider_name}"
-    code = request.args.get("code")
-    if request.args.get("error") or not code:
-        # The person cancelled at the IdP or it refused: nothing to audit against the invite.
-        with transaction(b.sessions) as session:
-            redeem.claim_login(session, pending)
-        count_login(provider_name, "cancelled")
-        return page("signin_failed.html", 400, retry=retry, label=provider.label, cancelled=True)
-    try:
-        claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
-                                         iss=request.args.get("iss"))
-        # One transaction uses the state up and redeems, so a login is either finished or still usable.
-        with b.engine.begin() as connection:
-            outcome = redeem.complete_login(connection, b, actor, pending, provider, claims)
-    except LoginFailed as exc:
-        current_app.logger.warning("login for invite %s failed: %s", pending.invite_id, exc)
-        with transaction(b.sessions) as session:
-            if redeem.claim_login(session, pending):
-                redeem.record_login_failure(session, actor, pending.invite_id, provider_name, exc.reason, exc.detail)
-        count_login(provider_name, "failed", exc.reason)
-        return page("signin_failed.html", 400, retry=retry, label=provider.label, cancelled=False)
-    if outcome is None:
-        # Another callback with the same state finished first.
-        count_login(provider_name, "expired")
-        return page("login_expired.html", 400)
-    count_login(provider_name, outcome.kind, outcome.reason)
-    return _outcome_page(b, outcome, pending.link_token, provider_name)
+    return page("signin_failed.html", 400, retry=done.retry_url, label=done.label,
+                cancelled=done.kind == login_callback.CANCELLED)
 
 
 def _outcome_page(b: Bridge, outcome: redeem.Outcome, token: str, provider_name: str) -> Response:

@@ -1,0 +1,68 @@
+"""The OIDC callback as one use case: find the login in flight, finish it at the IdP, redeem or say why not."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from idp_bridge.audit import Actor
+from idp_bridge.bridge import Bridge
+from idp_bridge.db import transaction
+from idp_bridge.idp import LoginFailed
+from idp_bridge.services import redeem
+
+log = logging.getLogger(__name__)
+
+# How a callback ended, besides the redemption outcomes (redeem.ACCEPTED, …): the login was unknown, used or
+# expired; the person cancelled at the IdP (or it refused); the IdP's answer failed validation.
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Callback:
+    """What the callback came to: its kind and reason, and what the page shows."""
+
+    kind: str
+    reason: str | None = None
+    # The provider's label and the URL that starts the login again, once the login in flight is known.
+    label: str = ""
+    retry_url: str = ""
+    link_token: str = ""
+    outcome: redeem.Outcome | None = None
+
+
+def finish(bridge: Bridge, actor: Actor, provider_name: str, *, state: str, browser_secrets: Sequence[str],
+           code: str | None, error: str | None, iss: str | None) -> Callback:
+    """Finish the login `state` names, in this browser, at `provider_name`."""
+    provider = bridge.provider(provider_name)
+    if provider is None:
+        return Callback(EXPIRED)
+    pending = redeem.find_login(bridge, state=state, browser_secrets=browser_secrets, provider=provider_name)
+    if pending is None:
+        return Callback(EXPIRED)
+    retry = f"/invite/{pending.link_token}/login?provider={provider_name}"
+    if error or not code:
+        # The person cancelled at the IdP or it refused: nothing to audit against the invite.
+        with transaction(bridge.sessions) as session:
+            redeem.claim_login(session, pending)
+        return Callback(CANCELLED, label=provider.label, retry_url=retry)
+    try:
+        claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
+                                         iss=iss)
+        # One transaction uses the state up and redeems, so a login is either finished or still usable.
+        with bridge.engine.begin() as connection:
+            outcome = redeem.complete_login(connection, bridge, actor, pending, provider, claims)
+    except LoginFailed as exc:
+        log.warning("login for invite %s failed: %s", pending.invite_id, exc)
+        with transaction(bridge.sessions) as session:
+            if redeem.claim_login(session, pending):
+                redeem.record_login_failure(session, actor, pending.invite_id, provider_name, exc.reason, exc.detail)
+        return Callback(FAILED, exc.reason, label=provider.label, retry_url=retry)
+    if outcome is None:
+        # Another callback with the same state finished first.
+        return Callback(EXPIRED)
+    return Callback(outcome.kind, outcome.reason, label=provider.label, retry_url=retry,
+                    link_token=pending.link_token, outcome=outcome)
