@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
-from idp_bridge.idp import ANY, LoginFailed
+from idp_bridge.idp import ANY
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
-from idp_bridge.services import invites, redeem
+from idp_bridge.services import invitee, invites, redeem
 from idp_bridge.web.pages import ratelimit
 
 bp = Blueprint("pages", __name__, template_folder="templates")
+# A page handler: the bridge, the page's transaction, and the URL's path values.
+PageHandler = Callable[..., Response]
 
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -133,26 +139,37 @@ def too_many(_exc: Exception) -> Response:
     return resp
 
 
+def invitee_page(*, writes: bool) -> Callable[[PageHandler], Callable[..., Response]]:
+    """Run an invitee page in one transaction (read-only unless it `writes`); a dead link gets its own page."""
+
+    def decorate(fn: PageHandler) -> Callable[..., Response]:
+        @functools.wraps(fn)
+        def view(**path: Any) -> Response:
+            b = bridge()
+            try:
+                with nullcontext() if writes else read_only(), transaction(b.sessions) as session:
+                    return fn(b, session, **path)
+            except invitee.DeadLink as exc:
+                return _dead_link_page(exc.found)
+
+        return view
+
+    return decorate
+
+
 @bp.get("/invite/<secret:token>")
-def landing(token: str) -> Response:
+@invitee_page(writes=False)
+def landing(b: Bridge, session: Session, token: str) -> Response:
     """What the invite offers and which account it needs."""
-    b = bridge()
-    with read_only(), transaction(b.sessions) as session:
-        found = invites.by_token(session, token)
-        resp = _dead_link_page(found)
-        if resp is not None:
-            return resp
-        invite, org = _open_invite(session, found)
-        return _landing_page(b, invite, org, token, again=request.args.get("again") == "1")
+    invite, org = invitee.open_invite(session, token)
+    return _landing_page(b, invite, org, token, again=request.args.get("again") == "1")
 
 
-def _dead_link_page(found: invites.LinkLookup) -> Response | None:
-    """The page for a link that cannot be used now, or None when the invite is open.
+def _dead_link_page(found: invites.LinkLookup) -> Response:
+    """The page for a link that cannot be used now.
 
     Decided from the lookup alone, with no further reads: a dead link costs the same whatever killed it.
     """
-    if found.open:
-        return None
     named = {"name": found.org_name}
     if found.superseded and found.status == InviteStatus.PENDING:
         return page("superseded.html", 410, org=named)
@@ -161,28 +178,16 @@ def _dead_link_page(found: invites.LinkLookup) -> Response | None:
     return invalid_page()
 
 
-def _open_invite(session: Any, found: invites.LinkLookup) -> tuple[Invite, Organization]:
-    """The invite and org behind an open link."""
-    invite = session.get(Invite, found.invite_id)
-    org = session.get(Organization, found.org_id)
-    assert invite is not None and org is not None
-    return invite, org
-
-
 def _account(b: Bridge, invite: Invite, org: Organization) -> str:
     provider = b.provider(invite.provider) if invite.provider != ANY else None
     target = invites.target_of(invite, org)
     return provider.account_description(target) if provider else f"an account for {invite.identifier}"
 
 
-def _needs_code(invite: Invite, org: Organization) -> bool:
-    return bool(org.require_invite_code and invite.code_hash)
-
-
 def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, again: bool = False,
                   error: str = "", status: int = 200) -> Response:
     choices = redeem.login_providers(b, invite, org)
-    needs_code = _needs_code(invite, org)
+    needs_code = invitee.needs_code(invite, org)
     locked = needs_code and redeem.code_locked(invite)
     csrf = _csrf_secret() if needs_code else ""
     resp = page("landing.html", 403 if locked else status, org=org, invite=invite, account=_account(b, invite, org),
@@ -196,81 +201,65 @@ def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, a
 
 
 @bp.get("/invite/<secret:token>/login")
-def login(token: str) -> Response:
+@invitee_page(writes=True)
+def login(b: Bridge, session: Session, token: str) -> Response:
     """Start the OIDC login for this invite (or ask which provider, for `any` with several)."""
-    b = bridge()
     again = request.args.get("again") == "1"
-    with transaction(b.sessions) as session:
-        found = invites.by_token(session, token)
-        resp = _dead_link_page(found)
-        if resp is not None:
-            return resp
-        invite, org = _open_invite(session, found)
-        if _needs_code(invite, org):
-            # The code is typed on the landing page and posted; a GET cannot skip it.
-            return redirect(f"/invite/{token}" + ("?again=1" if again else ""), 303)  # type: ignore[return-value]
-        return _begin(b, session, invite, org, token, request.args.get("provider"), again)
+    invite, org = invitee.open_invite(session, token)
+    if invitee.needs_code(invite, org):
+        # The code is typed on the landing page and posted; a GET cannot skip it.
+        return redirect(f"/invite/{token}" + ("?again=1" if again else ""), 303)  # type: ignore[return-value]
+    # Always a new value of our own, never one the browser presents: a value planted in the invitee's browser
+    # (session fixation) would otherwise bind this login to a secret the planter knows.
+    browser = _new_browser_value()
+    started = invitee.start(session, b, invite, org, token=token, provider_name=request.args.get("provider"),
+                            browser_secret=browser, select_account=again)
+    return _started(b, invite, org, token, again, started, browser)
 
 
 @bp.post("/invite/<secret:token>/login")
 def login_post(token: str) -> Response:
     """The invite-code form: check CSRF and the code, then start the login."""
-    b = bridge()
-    again = request.form.get("again") == "1"
     if not _csrf_ok():
         return page("form_expired.html", 400, token=token)
-    with transaction(b.sessions) as session:
-        found = invites.by_token(session, token)
-        resp = _dead_link_page(found)
-        if resp is not None:
-            return resp
-        assert found.invite_id is not None
-        invite = redeem.lock_invite(session, found.invite_id)
-        assert invite is not None
-        org = session.get(Organization, invite.org_id)
-        assert org is not None
-        if _needs_code(invite, org):
-            if redeem.code_locked(invite):
-                return _landing_page(b, invite, org, token, again=again)
-            if not redeem.try_code(session, b, _actor(), invite, request.form.get("code", "")):
-                left = redeem.MAX_CODE_FAILURES - invite.code_failures
-                message = (f"That code is not right. {left} {'try' if left == 1 else 'tries'} left."
-                           if left > 0 else "")
-                return _landing_page(b, invite, org, token, again=again, error=message, status=400)
-        return _begin(b, session, invite, org, token, request.form.get("provider"), again)
+    return _login_with_code(token=token)
+
+
+@invitee_page(writes=True)
+def _login_with_code(b: Bridge, session: Session, token: str) -> Response:
+    again = request.form.get("again") == "1"
+    invite, org = invitee.open_invite(session, token, lock=True)
+    browser = _new_browser_value()
+    started = invitee.start_with_code(session, b, _actor(), invite, org, code=request.form.get("code", ""),
+                                      token=token, provider_name=request.form.get("provider"),
+                                      browser_secret=browser, select_account=again)
+    return _started(b, invite, org, token, again, started, browser)
 
 
 def _actor() -> Actor:
     return Actor("invitee", "", request.remote_addr)
 
 
-def _begin(b: Bridge, session: Any, invite: Invite, org: Organization, token: str, provider_name: str | None,
-           again: bool) -> Response:
-    choices = redeem.login_providers(b, invite, org)
-    if provider_name:
-        if provider_name not in choices:
-            return page("choose.html", 400, org=org, token=token, again=again, needs_code=False,
-                        providers=[(n, b.providers[n].label) for n in choices])
-    elif len(choices) == 1:
-        provider_name = choices[0]
-    elif not choices:
+def _started(b: Bridge, invite: Invite, org: Organization, token: str, again: bool, started: invitee.Start,
+             browser: str) -> Response:
+    """The page (or redirect to the IdP) for how starting the login ended."""
+    providers = [(name, b.providers[name].label) for name in started.choices]
+    if started.kind == invitee.NOT_ALLOWED:
+        return page("choose.html", 400, org=org, token=token, again=again, needs_code=False, providers=providers)
+    if started.kind == invitee.CHOOSE:
+        return page("choose.html", org=org, token=token, again=again, needs_code=invitee.needs_code(invite, org),
+                    providers=providers)
+    if started.kind == invitee.NO_PROVIDER:
         return page("no_provider.html", 503, org=org)
-    else:
-        return page("choose.html", org=org, token=token, again=again, needs_code=_needs_code(invite, org),
-                    providers=[(n, b.providers[n].label) for n in choices])
-    provider = b.providers[provider_name]
-    # Always a new value of our own, never one the browser presents: a value planted in the invitee's browser
-    # (session fixation) would otherwise bind this login to a secret the planter knows.
-    browser = _new_browser_value()
-    state, nonce, verifier = redeem.start_login(session, b, invite, link_token=token, provider=provider_name,
-                                                browser_secret=browser)
-    try:
-        url = provider.authorization_url(invites.target_of(invite, org), state=state, nonce=nonce,
-                                         code_verifier=verifier, select_account=again)
-    except LoginFailed as exc:
-        current_app.logger.warning("login at %s cannot start: %s", provider_name, exc)
-        return page("provider_down.html", 503, org=org, token=token, label=provider.label)
-    resp = redirect(url, 303)
+    if started.kind == invitee.PROVIDER_DOWN:
+        return page("provider_down.html", 503, org=org, token=token, label=started.label)
+    if started.kind == invitee.CODE_LOCKED:
+        return _landing_page(b, invite, org, token, again=again)
+    if started.kind == invitee.WRONG_CODE:
+        left = started.tries_left
+        message = f"That code is not right. {left} {'try' if left == 1 else 'tries'} left." if left > 0 else ""
+        return _landing_page(b, invite, org, token, again=again, error=message, status=400)
+    resp = redirect(started.url, 303)
     resp.headers.update(SECURITY_HEADERS)
     # Logins started earlier in this browser (other tabs) stay finishable; only values we made are kept.
     kept = [value for value in _browser_values() if _we_made(value)][:LOGINS_PER_BROWSER - 1]
