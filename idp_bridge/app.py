@@ -10,6 +10,7 @@ from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge, build
+from idp_bridge.errors import ConfigError
 from idp_bridge.metrics import HANDLER_KEY, RequestMetrics
 from idp_bridge.settings import load_settings
 from idp_bridge.worker import JobKind, Worker
@@ -73,10 +74,11 @@ def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
     kinds.update(inbound.job_kinds())
     kinds.update(provisioning_kinds())
     kinds.update(delivery.job_kinds())
-    for provider in bridge.providers.values():
-        contribute = getattr(provider, "job_kinds", None)
-        if contribute is not None:
-            kinds.update(contribute())
+    for name, provider in bridge.providers.items():
+        for kind_name, kind in provider.job_kinds().items():
+            if not isinstance(kind, JobKind):
+                raise ConfigError(f"providers.{name}", f"job kind {kind_name!r} is not an idp_bridge.worker.JobKind")
+            kinds[kind_name] = kind
     return kinds
 
 

@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.db import make_engine, make_session_factory
 from idp_bridge.destinations import Destinations
-from idp_bridge.idp import Provider, build_providers
+from idp_bridge.domain.providers import Provider
+from idp_bridge.idp import build_providers
 from idp_bridge.mail import MailTransport, Renderer, make_transport
 from idp_bridge.security import unseal
 from idp_bridge.settings import Settings, ensure_instance
+from providers.http import ProviderHTTP
 from providers.jwks import JWKSCache
 
 
@@ -32,12 +34,6 @@ class Bridge:
     # One JWKS cache for every consumer of signing keys (OIDC login, Keycloak bearer webhooks, Google RISC),
     # so an unknown kid refetches a JWKS URL at most once per window whoever asks.
     jwks: JWKSCache = field(default_factory=JWKSCache)
-
-    def __post_init__(self) -> None:
-        for provider in self.providers.values():
-            share = getattr(provider, "use_key_cache", None)
-            if share is not None:
-                share(self.jwks)
 
     @cached_property
     def destinations(self) -> Destinations:
@@ -69,12 +65,14 @@ def build(settings: Settings, *, mail: MailTransport | None = None,
     """Wire a Bridge from settings; configuration errors surface here, before serving."""
     ensure_instance(settings)
     engine = make_engine(settings.database_url)
+    # The providers read signing keys through the same cache as the inbound webhooks.
+    http = ProviderHTTP(jwks=jwks or JWKSCache())
     return Bridge(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
         providers=providers if providers is not None else build_providers(
-            settings.providers, public_url=settings.public_url),
+            settings.providers, public_url=settings.public_url, http=http),
         mail=mail or make_transport(settings),
-        jwks=jwks or JWKSCache(),
+        jwks=http.jwks,
     )

@@ -390,8 +390,7 @@ def graph_subscribe(state: State, provider_names: tuple[str, ...]) -> None:
 
     bridge = state.bridge
     _upgrade(bridge)
-    names = list(provider_names) or [p.name for p in microsoft_graph.entra_providers(bridge)
-                                      if p.options.get("graph_client_state")]
+    names = list(provider_names) or [s.name for s in microsoft_graph.sources(bridge) if s.client_state()]
     if not names:
         fail("no entra provider with graph_client_state is configured", 2)
     for name in names:
