@@ -283,17 +283,17 @@ def test_a_provider_missing_a_parameter_fails_the_signature_check() -> None:
 def test_every_built_in_provider_logs_in_through_the_protocol_alone(ops: OPs, bridge: Bridge, name: str) -> None:
     provider = bridge.providers[name]
     op: FakeOP = getattr(ops, name)
-    target = InviteTarget(invite_id="inv-1", org_slug="acme", identifier="alice@example.com",
-                          email="alice@example.com", name="Alice", tenant_id=TENANT if name == "entra" else None)
+    target = InviteTarget(invite_id="inv-1", org_slug="acme", identifier="alice@contoso.com",
+                          email="alice@contoso.com", name="Alice", tenant_id=TENANT if name == "entra" else None)
 
     url = provider.authorization_url(target, state="state-1", nonce="nonce-1", code_verifier="v" * 50)
     params = auth_params(url)
     assert url.startswith(op.authorization_endpoint)
     assert (params["state"], params["nonce"], params["code_challenge_method"]) == ("state-1", "nonce-1", "S256")
-    assert params["login_hint"] == "alice@example.com"
+    assert params["login_hint"] == "alice@contoso.com"
 
-    claims = entra_claims(TENANT, xms_edov=True) if name == "entra" else {
-        "sub": "alice-sub", "email": "alice@example.com", "email_verified": True}
+    claims = entra_claims(TENANT) if name == "entra" else {
+        "sub": "alice-sub", "email": "alice@contoso.com", "email_verified": True}
     callback = op.authorize(url, claims)
     validated = provider.complete_login(code=callback["code"], code_verifier="v" * 50, nonce="nonce-1")
     check = provider.check_identity(validated, target, match="email")

@@ -209,8 +209,9 @@ def test_an_empty_jwt_algorithm_setting_means_the_default_rs256(
     try:
         client = create_app(bridge=bridge).test_client()
         login = p2_event("access.LOGIN", str(uuid.uuid4()))
-        key = keycloak.keys[-1]
-        ps256 = jwt.encode({"alg": "PS256", "typ": "JWT", "kid": key.kid}, keycloak.claims(login), key,
+        # The realm's own key, freed of its "alg": RS256 so that it can sign the same claims with PS256.
+        key = RSAKey.import_key({k: v for k, v in keycloak.keys[-1].as_dict(private=True).items() if k != "alg"})
+        ps256 = jwt.encode({"alg": "PS256", "typ": "JWT", "kid": keycloak.keys[-1].kid}, keycloak.claims(login), key,
                            algorithms=["PS256"])
         assert post(client, login, {"Content-Type": "application/json", "Authorization": f"Bearer {ps256}"}) == 401
         assert post(client, login, keycloak.bearer(login)) == 202
