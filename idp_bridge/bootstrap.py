@@ -10,11 +10,14 @@ from flask import Flask
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import make_engine, make_session_factory
-from idp_bridge.idp import Provider, build_providers
+from idp_bridge.domain.providers import Provider
+from idp_bridge.errors import ConfigError
 from idp_bridge.mail import MailTransport, make_transport
 from idp_bridge.metrics import RequestMetrics
+from idp_bridge.plugins import build_providers
 from idp_bridge.settings import Settings, ensure_instance, load_settings
 from idp_bridge.worker import JobKind, Worker
+from providers.http import ProviderHTTP
 from providers.jwks import JWKSCache
 
 # Outbound webhooks leave this soon after the change that emitted them; expired invites close as promptly.
@@ -26,26 +29,18 @@ def build(settings: Settings, *, mail: MailTransport | None = None,
     """Wire a Bridge from settings; configuration errors surface here, before serving."""
     ensure_instance(settings)
     engine = make_engine(settings.database_url)
-    bridge = Bridge(
+    # One JWKS cache for every consumer of signing keys (OIDC login, Keycloak bearer webhooks, Google RISC),
+    # so an unknown kid refetches a JWKS URL at most once per window whoever asks; `create_app` hands the
+    # inbound webhooks the same one.
+    http = ProviderHTTP(jwks=jwks or JWKSCache())
+    return Bridge(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
         providers=providers if providers is not None else build_providers(
-            settings.providers, public_url=settings.public_url),
+            settings.providers, public_url=settings.public_url, http=http),
         mail=mail or make_transport(settings),
     )
-    # One JWKS cache for every consumer of signing keys (OIDC login, Keycloak bearer webhooks, Google RISC),
-    # so an unknown kid refetches a JWKS URL at most once per window whoever asks.
-    share_key_cache(bridge, jwks or JWKSCache())
-    return bridge
-
-
-def share_key_cache(bridge: Bridge, jwks: JWKSCache) -> None:
-    """Hand the deployment's JWKS cache to every provider that reads signing keys."""
-    for provider in bridge.providers.values():
-        share = getattr(provider, "use_key_cache", None)
-        if share is not None:
-            share(jwks)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge | None = None,
@@ -79,10 +74,11 @@ def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
     kinds.update(inbound.job_kinds())
     kinds.update(Provisioning(bridge).job_kinds())
     kinds.update(Outbound(bridge).job_kinds())
-    for provider in bridge.providers.values():
-        contribute = getattr(provider, "job_kinds", None)
-        if contribute is not None:
-            kinds.update(contribute())
+    for name, provider in bridge.providers.items():
+        for kind_name, kind in provider.job_kinds().items():
+            if not isinstance(kind, JobKind):
+                raise ConfigError(f"providers.{name}", f"job kind {kind_name!r} is not an idp_bridge.worker.JobKind")
+            kinds[kind_name] = kind
     return kinds
 
 
@@ -101,6 +97,5 @@ def graph_subscribe(bridge: Bridge, names: list[str]) -> list[tuple[str, Any]]:
     """Create the Graph users subscription of each named Entra provider (every one with a client state if none)."""
     from webhooks.inbound import microsoft_graph
 
-    names = names or [p.name for p in microsoft_graph.entra_providers(bridge)
-                      if p.options.get("graph_client_state")]
+    names = names or [s.name for s in microsoft_graph.sources(bridge) if s.client_state()]
     return [(name, microsoft_graph.subscribe(bridge, name)) for name in names]

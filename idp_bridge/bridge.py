@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.destinations import Destinations
-from idp_bridge.idp import Provider
+from idp_bridge.domain.providers import Provider
 from idp_bridge.mail import MailTransport, Renderer
 from idp_bridge.security import unseal
 from idp_bridge.settings import Settings

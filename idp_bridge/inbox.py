@@ -18,8 +18,8 @@ from idp_bridge import audit, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import json_dumps, read_only, transaction
+from idp_bridge.domain.providers import ANY
 from idp_bridge.errors import BridgeError
-from idp_bridge.idp import ANY
 from idp_bridge.models import (
     Identity,
     InboundEvent,

@@ -393,22 +393,6 @@ class LoginState(Base):
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class GraphSubscription(Base):
-    """A Microsoft Graph change-notification subscription idp-bridge created and keeps renewed."""
-
-    __tablename__ = "graph_subscriptions"
-
-    id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(64), index=True)
-    resource: Mapped[str] = mapped_column(String(200))
-    change_type: Mapped[str] = mapped_column(String(100))
-    notification_url: Mapped[str] = mapped_column(String(2000))
-    lifecycle_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
-    expires_at: Mapped[datetime] = mapped_column()
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    renewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
-
-
 class RateLimitCounter(Base):
     """One fixed-window rate-limit counter, shared by every process of the deployment (`database://` storage)."""
 

@@ -19,9 +19,9 @@ from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
+from idp_bridge.domain.providers import InviteTarget, Provisioner, ProvisionResult
 from idp_bridge.errors import InvalidState, ProviderError
 from idp_bridge.handlers import SEALED_KEYS
-from idp_bridge.idp import InviteTarget, Provisioner, ProvisionResult
 from idp_bridge.jobs import PermanentFailure, RetryLater
 from idp_bridge.models import (
     AuditEvent,
@@ -93,8 +93,7 @@ class Provisioning:
         # Checking a runtime protocol walks all its members; the answer per provider never changes.
         if name not in self._provisioners:
             provider = self.bridge.provider(name)
-            self._provisioners[name] = (provider if isinstance(provider, Provisioner) and provider.provisions()
-                                        else None)
+            self._provisioners[name] = provider.provisioner() if provider is not None else None
         return self._provisioners[name]
 
     def provision(self, bridge: Bridge, job: JobView) -> jobs.Recorder | None:
@@ -199,13 +198,11 @@ def _prepare(state: Provisioning, row: Row[Any], job: JobView) -> Attempt:
         raise PermanentFailure("job has no link (wiped)")
     link = bridge.link(bridge.unseal(job.payload["link"]))
     target = invites.target_of(invite, org, link)
-    is_keycloak = getattr(provider, "kind", "") == "keycloak"
-    # org.keycloak_email: who mails a new Keycloak user (Keycloak's setup mail, ours, or both).
-    idp_mail = org.keycloak_email != "ours" if is_keycloak else True
-    ours_too = is_keycloak and org.keycloak_email in ("ours", "both")
+    # The provider reads the org's choice of who mails a new account's invitee (its setup mail, ours, or both).
+    plan = provider.mail_plan(org.keycloak_email)
     started = invite.idp_data.get(CREATE_ATTEMPTED)
     since = datetime.fromisoformat(started) if started else None
-    return Attempt(provider, target, idp_mail, ours_too, since, invite.send_email)
+    return Attempt(provider, target, plan.idp_mails, plan.we_mail_too, since, invite.send_email)
 
 
 def _already_done(row: Row[Any], job: JobView) -> bool:

@@ -1,1 +1,1 @@
-"""Built-in identity provider plugins; each implements idp_bridge.idp.Provider."""
+"""Built-in identity provider plugins; each implements the protocols of idp_bridge.domain.providers."""

@@ -6,10 +6,21 @@ import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from idp_bridge.domain.providers import (
+    ChangeNotificationSource,
+    IdentityCheck,
+    InviteTarget,
+    LoginIdentity,
+    Provisioner,
+    RealmEventSource,
+    SecurityEventSource,
+)
 from idp_bridge.identifiers import same_email
-from idp_bridge.idp import IdentityCheck, InviteTarget, LoginIdentity
-from providers.jwks import JWKSCache
+from providers.http import ProviderHTTP
 from providers.oidc_login import OIDCClient
+
+# Provider-specific invite options (InviteTarget.extra) and the kind of provider that takes each.
+OPTION_OWNERS = {"keycloak_idp": "Keycloak"}
 
 
 class OIDCProviderBase:
@@ -19,7 +30,7 @@ class OIDCProviderBase:
     default_label: ClassVar[str] = ""
 
     def __init__(self, name: str, *, issuer: str, client_id: str, client_secret: str, public_url: str,
-                 options: Mapping[str, Any]) -> None:
+                 options: Mapping[str, Any], http: ProviderHTTP | None = None) -> None:
         self.name = name
         self.label = str(options.get("label") or self.default_label or name)
         self.issuer = issuer
@@ -27,36 +38,49 @@ class OIDCProviderBase:
         self.client_secret = client_secret
         self.redirect_uri = f"{public_url}/auth/callback/{name}"
         self.options = dict(options)
+        self.http = http if http is not None else ProviderHTTP()
 
-    def invite_errors(self, *, tenant_id: str | None, hosted_domain: str | None) -> dict[str, list[str]]:
-        """By default a provider takes neither an Entra tenant nor a Google domain."""
+    def invite_errors(self, *, tenant_id: str | None, hosted_domain: str | None,
+                      extra: Mapping[str, str]) -> dict[str, list[str]]:
+        """By default a provider takes neither an Entra tenant, nor a Google domain, nor any provider option."""
         errors: dict[str, list[str]] = {}
         if tenant_id:
             errors["tenant_id"] = [f"only for Microsoft Entra ID providers, not {self.name} ({self.kind})"]
         if hosted_domain:
             errors["hosted_domain"] = [f"only for Google providers, not {self.name} ({self.kind})"]
+        for key, value in extra.items():
+            if value:
+                owner = OPTION_OWNERS.get(key)
+                errors[key] = [f"only for {owner} providers, not {self.name} ({self.kind})" if owner
+                               else f"not an option of {self.name} ({self.kind})"]
         return errors
 
     def account_description(self, target: InviteTarget) -> str:
         return f"your {self.label} account {target.identifier}"
 
-    def provisions(self) -> bool:
-        return False
+    def provisioner(self) -> Provisioner | None:
+        """By default a provider logs people in only; invites need no account made first."""
+        return None
 
-    key_cache: JWKSCache | None = None
+    def realm_events(self) -> RealmEventSource | None:
+        return None
 
-    def use_key_cache(self, cache: JWKSCache) -> None:
-        """Read signing keys through the deployment's one JWKS cache (the bridge hands it over when built)."""
-        self.key_cache = cache
-        if "oidc" in self.__dict__:
-            self.oidc.jwks = cache
+    def change_notifications(self) -> ChangeNotificationSource | None:
+        return None
+
+    def security_events(self) -> SecurityEventSource | None:
+        return None
+
+    def job_kinds(self) -> Mapping[str, object]:
+        """The built-in providers add no job kinds of their own."""
+        return {}
 
     @functools.cached_property
     def oidc(self) -> OIDCClient:
-        """The relying-party client; built once so discovery stays cached (keys live in the JWKS cache)."""
+        """The relying-party client; built once so discovery stays cached (keys live in the shared JWKS cache)."""
         return OIDCClient(issuer=self.issuer, client_id=self.client_id, client_secret=self.client_secret,
                           redirect_uri=self.redirect_uri, discovery_issuer_ok=self.discovery_issuer_ok,
-                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo, jwks=self.key_cache)
+                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo, http=self.http)
 
     use_userinfo: ClassVar[bool] = True
 

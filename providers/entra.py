@@ -1,4 +1,4 @@
-"""Microsoft Entra ID (work or school accounts) and personal Microsoft accounts."""
+"""Microsoft Entra ID (work or school accounts) and personal Microsoft accounts; B2B guests and Graph notifications."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from idp_bridge.errors import ConfigError
-from idp_bridge.idp import (
+from idp_bridge.domain.providers import (
+    ChangeNotificationSource,
     IdentityCheck,
     InviteTarget,
     LoginIdentity,
+    MailPlan,
     Pacing,
+    Provisioner,
     ProvisionResult,
-    flag,
-    number,
-    pacing_from,
-    require,
 )
+from idp_bridge.errors import ConfigError
 from providers.base import OIDCProviderBase
 from providers.entra_graph import GraphGuests
+from providers.http import ProviderHTTP
+from providers.settings import ca_bundle, flag, number, pacing_from, require, text
 
 _build_lock = threading.Lock()
 
@@ -46,7 +47,8 @@ class EntraProvider(OIDCProviderBase):
         self._guests: GraphGuests | None = None
 
     @classmethod
-    def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str) -> EntraProvider:
+    def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str,
+                    http: ProviderHTTP | None = None) -> EntraProvider:
         creds = require(options, name, "client_id", "client_secret")
         tenant = str(options.get("tenant") or "organizations").strip()
         if tenant not in MULTI_TENANT and not GUID.match(tenant):
@@ -63,10 +65,11 @@ class EntraProvider(OIDCProviderBase):
             raise ConfigError(f"providers.{name}.graph_url", f"{graph_url!r} is not an https URL")
         issuer = f"{authority}/{tenant}/v2.0"
         return cls(name, tenant=tenant, authority=authority, issuer=issuer, public_url=public_url,
-                   options=options, **creds)
+                   options=options, http=http, **creds)
 
-    def invite_errors(self, *, tenant_id: str | None, hosted_domain: str | None) -> dict[str, list[str]]:
-        errors = super().invite_errors(tenant_id=None, hosted_domain=hosted_domain)
+    def invite_errors(self, *, tenant_id: str | None, hosted_domain: str | None,
+                      extra: Mapping[str, str]) -> dict[str, list[str]]:
+        errors = super().invite_errors(tenant_id=None, hosted_domain=hosted_domain, extra=extra)
         if tenant_id is not None and not GUID.match(tenant_id):
             errors["tenant_id"] = ["must be a tenant GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47"]
         elif tenant_id and self.tenant not in MULTI_TENANT and tenant_id.lower() != self.tenant.lower():
@@ -80,8 +83,8 @@ class EntraProvider(OIDCProviderBase):
             return f"a Microsoft work or school account of tenant {target.tenant_id} ({target.identifier})"
         return f"the Microsoft account {target.identifier}"
 
-    def provisions(self) -> bool:
-        return flag(self.options, self.name, "b2b_invite", False)
+    def provisioner(self) -> Provisioner | None:
+        return self if flag(self.options, self.name, "b2b_invite", False) else None
 
     def guests(self) -> GraphGuests:
         """The Graph client for B2B invitations, built on first use and shared by every worker thread."""
@@ -92,11 +95,15 @@ class EntraProvider(OIDCProviderBase):
                     client_secret=self.client_secret,
                     graph_url=self.options.get("graph_url") or "https://graph.microsoft.com",
                     send_message=flag(self.options, self.name, "b2b_send_invitation_message", True),
-                    timeout=self._timeout, verify=self.options.get("ca_file") or True)
+                    timeout=self._timeout, verify=ca_bundle(self.options), http=self.http)
         return self._guests
 
     def pacing(self) -> Pacing:
         return self._pacing
+
+    def mail_plan(self, org_choice: str) -> MailPlan:
+        # Graph mails the invitation itself (b2b_send_invitation_message); the org's choice is about Keycloak.
+        return MailPlan(idp_mails=True, we_mail_too=False)
 
     def provision(self, target: InviteTarget, *, idp_mail: bool, since: datetime | None,
                   before_create: Callable[[], None] | None = None) -> ProvisionResult:
@@ -110,6 +117,21 @@ class EntraProvider(OIDCProviderBase):
 
     def set_enabled(self, user_id: str, enabled: bool) -> str:
         return self.guests().set_enabled(user_id, enabled)
+
+    def change_notifications(self) -> ChangeNotificationSource | None:
+        return self
+
+    def client_state(self) -> str:
+        return text(self.options, "graph_client_state")
+
+    def guest_state(self, user_id: str) -> str | None:
+        return self.guests().guest_state(user_id)
+
+    def create_subscription(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self.guests().create_subscription(dict(body))
+
+    def renew_subscription(self, subscription_id: str, expiration: str) -> None:
+        self.guests().renew_subscription(subscription_id, expiration)
 
     # Entra's userinfo comes from Microsoft Graph and lacks tid/oid; every claim the rules need is signed
     # in the ID token.

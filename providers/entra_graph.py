@@ -13,8 +13,9 @@ from urllib.parse import quote
 import msal
 import requests
 
+from idp_bridge.domain.providers import InviteTarget, ProvisionResult
 from idp_bridge.errors import ProviderError
-from idp_bridge.idp import InviteTarget, ProvisionResult
+from providers.http import ProviderHTTP
 from providers.keycloak_admin import RETRYABLE_STATUSES, retry_after_seconds
 
 PENDING = "PendingAcceptance"
@@ -54,12 +55,11 @@ class GraphGuests:
 
     def __init__(self, *, authority: str, tenant: str, client_id: str, client_secret: str,
                  graph_url: str = "https://graph.microsoft.com", send_message: bool = True,
-                 timeout: float = 10.0, verify: bool | str = True) -> None:
+                 timeout: float = 10.0, verify: bool | str = True, http: ProviderHTTP | None = None) -> None:
         self.graph_url = graph_url.rstrip("/")
         self.send_message = send_message
         self.timeout = timeout
-        self.http = requests.Session()
-        self.http.verify = verify
+        self.http = (http if http is not None else ProviderHTTP()).session(timeout=timeout, verify=verify)
         self.app = msal.ConfidentialClientApplication(
             client_id, client_credential=client_secret, authority=f"{authority.rstrip('/')}/{tenant}",
             http_client=self.http, timeout=timeout, token_cache=msal.TokenCache())

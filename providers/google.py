@@ -1,4 +1,4 @@
-"""Google accounts and Google Workspace domains."""
+"""Google accounts and Google Workspace domains; Cross-Account Protection (RISC) events about them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from idp_bridge.idp import InviteTarget, LoginIdentity, require
+from idp_bridge.domain.providers import InviteTarget, LoginIdentity, SecurityEventSource
 from providers.base import OIDCProviderBase
+from providers.http import ProviderHTTP
+from providers.settings import require, text
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 # Google documents both forms of `iss` in its ID tokens.
@@ -19,12 +21,14 @@ class GoogleProvider(OIDCProviderBase):
     default_label = "Google"
 
     @classmethod
-    def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str) -> GoogleProvider:
+    def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str,
+                    http: ProviderHTTP | None = None) -> GoogleProvider:
         creds = require(options, name, "client_id", "client_secret")
-        return cls(name, issuer=GOOGLE_ISSUER, public_url=public_url, options=options, **creds)
+        return cls(name, issuer=GOOGLE_ISSUER, public_url=public_url, options=options, http=http, **creds)
 
-    def invite_errors(self, *, tenant_id: str | None, hosted_domain: str | None) -> dict[str, list[str]]:
-        return super().invite_errors(tenant_id=tenant_id, hosted_domain=None)
+    def invite_errors(self, *, tenant_id: str | None, hosted_domain: str | None,
+                      extra: Mapping[str, str]) -> dict[str, list[str]]:
+        return super().invite_errors(tenant_id=tenant_id, hosted_domain=None, extra=extra)
 
     def account_description(self, target: InviteTarget) -> str:
         if target.hosted_domain:
@@ -53,3 +57,12 @@ class GoogleProvider(OIDCProviderBase):
             if not isinstance(hd, str) or hd.lower() != target.hosted_domain.lower():
                 return "wrong_domain"
         return super().account_problem(identity, claims, target, match=match)
+
+    def security_events(self) -> SecurityEventSource | None:
+        return self
+
+    def audience(self) -> str:
+        return self.client_id
+
+    def configuration_url(self) -> str | None:
+        return text(self.options, "risc_configuration_url") or None

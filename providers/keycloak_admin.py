@@ -1,4 +1,4 @@
-"""Keycloak Admin REST calls for provisioning: a python-keycloak service-account token, keep-alive admin calls.
+"""Keycloak Admin REST calls for provisioning: a service-account token on the shared session, keep-alive admin calls.
 
 Every response passes through `check()`, the one place where Keycloak's statuses and `errorMessage`
 bodies become ProviderError codes (retryable or not, with Retry-After).
@@ -22,14 +22,15 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import certifi
-from keycloak import KeycloakOpenID, urls_patterns
-from keycloak.exceptions import KeycloakConnectionError
+import requests
+from keycloak import urls_patterns
 from requests.utils import get_environ_proxies
 
+from idp_bridge.domain.providers import InviteTarget, ProvisionResult
 from idp_bridge.errors import ConfigError, ProviderError
 from idp_bridge.identifiers import same_email
-from idp_bridge.idp import InviteTarget, ProvisionResult
 from idp_bridge.models import utcnow
+from providers.http import ProviderHTTP
 
 SETUP_ACTIONS = ("UPDATE_PASSWORD", "VERIFY_EMAIL")
 # Marks accounts idp-bridge created; realms whose user profile drops unmanaged attributes ignore it.
@@ -209,24 +210,23 @@ def _proxy_for(base_url: str) -> tuple[str, int, dict[str, str]] | None:
 class KeycloakAdmin:
     """The users API of one realm; one instance (one connection pool, one token) serves all worker threads.
 
-    The service-account token comes from python-keycloak's OpenID client and is reused until shortly
-    before it expires. The admin calls go through KeepAlivePool: through requests each call costs about
-    three times the CPU, which bounds how many invites a worker provisions per second.
+    The service-account token is requested on the providers' shared pooled session (python-keycloak names the
+    endpoints) and reused until shortly before it expires. The admin calls go through KeepAlivePool: through
+    requests each call costs about three times the CPU, which bounds how many invites a worker provisions per second.
     No call is retried transparently (a repeated create or setup mail is not harmless): failures reach
     check(), and the job retries with backoff and provider-wide pacing.
     """
 
     def __init__(self, *, server_url: str, realm: str, client_id: str, client_secret: str,
-                 timeout: float = 10.0, pool_size: int = 16, verify: bool | str = True) -> None:
+                 timeout: float = 10.0, pool_size: int = 16, verify: bool | str = True,
+                 http: ProviderHTTP | None = None) -> None:
         self.realm = realm
         self.base_url = server_url.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
-        # python-keycloak urljoins relative paths, so a server under a path prefix needs the slash. No
-        # transparent retries: requests' urllib3 would sleep out a 429's Retry-After inside a worker thread.
-        self.openid = KeycloakOpenID(server_url=self.base_url + "/", realm_name=realm, client_id=client_id,
-                                     client_secret_key=client_secret, verify=verify, max_retries=0,
-                                     timeout=timeout)  # type: ignore[arg-type]  # requests takes floats
+        # No transparent retries on the shared session: requests' urllib3 would sleep out a 429's Retry-After
+        # inside a worker thread.
+        self.tokens = (http if http is not None else ProviderHTTP()).session(timeout=timeout, verify=verify)
         self.http = KeepAlivePool(self.base_url, timeout=timeout, size=pool_size, verify=verify)
         self._authorization: str | None = None
         self._renew_at = 0.0
@@ -255,9 +255,9 @@ class KeycloakAdmin:
         form = {"grant_type": "client_credentials", "client_id": self.client_id,
                 "client_secret": self.client_secret}
         try:
-            raw = self.openid.connection.raw_post(self._path(urls_patterns.URL_TOKEN), data=form)
-        except KeycloakConnectionError as exc:
-            raise ProviderError(f"Keycloak token endpoint unreachable: {exc.__cause__ or exc}", retryable=True,
+            raw = self.tokens.post(f"{self.base_url}/{self._path(urls_patterns.URL_TOKEN)}", data=form)
+        except requests.RequestException as exc:
+            raise ProviderError(f"Keycloak token endpoint unreachable: {exc}", retryable=True,
                                 provider_code="connection") from exc
         answer = Answer(raw.status_code, raw.content, raw.reason or "", retry_after=raw.headers.get("Retry-After"))
         try:
@@ -416,8 +416,9 @@ class KeycloakProvisioner:
         else:
             user_id = str(user["id"])
         data: dict[str, Any] = {"username": (user or {}).get("username") or target.identifier}
-        if target.keycloak_idp:
-            data["kc_idp_hint"] = target.keycloak_idp
+        hint = target.extra.get("keycloak_idp")
+        if hint:
+            data["kc_idp_hint"] = hint
         mailed = False
         if created and idp_mail:
             self.admin.execute_actions_email(user_id, list(SETUP_ACTIONS), client_id=self.client_id,

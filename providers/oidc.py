@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from idp_bridge.idp import require, require_url
 from providers.base import OIDCProviderBase
+from providers.http import ProviderHTTP
+from providers.settings import require, require_url
 
 
 class OIDCProvider(OIDCProviderBase):
     kind = "oidc"
 
     @classmethod
-    def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str) -> OIDCProvider:
+    def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str,
+                    http: ProviderHTTP | None = None) -> OIDCProvider:
         issuer = require_url(options, name, "issuer")
         creds = require(options, name, "client_id", "client_secret")
-        return cls(name, issuer=issuer, public_url=public_url, options=options, **creds)
+        return cls(name, issuer=issuer, public_url=public_url, options=options, http=http, **creds)

@@ -19,9 +19,10 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from requests.utils import get_environ_proxies
 
-from idp_bridge.idp import LoginFailed
+from idp_bridge.domain.providers import LoginFailed
 from idp_bridge.security import same
-from providers.jwks import JWKSCache, KeysUnavailable, has_kid
+from providers.http import ProviderHTTP
+from providers.jwks import KeysUnavailable, has_kid
 
 # Asymmetric algorithms only: `none` and HMAC (which a forged token could key with our public key) never pass.
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
@@ -64,7 +65,7 @@ class OIDCClient:
                  discovery_issuer_ok: Callable[[str], bool] | None = None,
                  token_issuers: Callable[[Mapping[str, Any]], set[str]] | None = None,
                  scope: str = "openid email profile", use_userinfo: bool = True,
-                 jwks: JWKSCache | None = None) -> None:
+                 http: ProviderHTTP | None = None) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
@@ -76,13 +77,13 @@ class OIDCClient:
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
-        self.jwks = jwks or JWKSCache()
-        # One pooled session per client: discovery, JWKS, token and userinfo calls reuse connections.
-        self.http = self._session()
+        shared = http if http is not None else ProviderHTTP()
+        self.jwks = shared.jwks
+        # The shared pooled session: discovery, JWKS, token and userinfo calls reuse connections.
         # Settings requests would merge anew on every call (session headers; proxies, CA bundle and ~/.netrc
         # from the environment) are taken once: headers and the CA bundle now, proxies once per endpoint (for
         # no_proxy); netrc not at all, the credentials sent here are always explicit.
-        self.http.trust_env = False
+        self.http = shared.session(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
         self._headers = dict(self.http.headers)
         self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self._prepared: dict[tuple[str, str, tuple[str, str] | None],

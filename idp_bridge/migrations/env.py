@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+# Adapters own some tables (graph_subscriptions); importing them puts those on Base.metadata for autogenerate.
+import webhooks.inbound.microsoft_graph  # noqa: F401
 from idp_bridge.models import Base
 
 config = context.config

@@ -311,7 +311,7 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
     secret = bridge.settings.secret_key
     max_attempts = bridge.settings.job_max_attempts
     created_by = str(actor)
-    provisions = {name: p.provisions() for name, p in bridge.providers.items()}
+    provisions = {name: p.provisioner() is not None for name, p in bridge.providers.items()}
     # Plain locals: this loop runs once per row, and ORM attribute and enum lookups add up at 10,000 rows.
     org_id, slug, default_ttl, with_code = org.id, org.slug, org.invite_ttl_hours, org.require_invite_code
     invited, pending = MemberStatus.INVITED.value, InviteStatus.PENDING.value

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.idp import LoginFailed
+from idp_bridge.domain.providers import LoginFailed
 from idp_bridge.models import Invite, Organization
 from idp_bridge.services import invites, redeem
 

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
+from idp_bridge.domain.providers import ANY, InviteTarget
 from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed
 from idp_bridge.identifiers import identifier_key
-from idp_bridge.idp import ANY, InviteTarget
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
 from idp_bridge.models import (
     SEAT_STATUSES,
@@ -74,14 +74,19 @@ def effective_status(invite: Invite, now: datetime | None = None) -> str:
     return invite.status
 
 
+def provider_options(keycloak_idp: str | None) -> dict[str, str]:
+    """The invite's provider-specific options, carried opaquely: the provider that takes them validates them."""
+    return {"keycloak_idp": keycloak_idp} if keycloak_idp else {}
+
+
 def target_of(invite: Invite, org: Organization, link: str = "") -> InviteTarget:
     """What a provider needs to know about this invite."""
     remaining = max(0, int((invite.expires_at - utcnow()).total_seconds()))
     email = invite.identifier if looks_like_email(invite.identifier) else invite.notification_email
     return InviteTarget(invite_id=invite.id, org_slug=org.slug, identifier=invite.identifier, email=email,
                         name=invite.name, tenant_id=invite.tenant_id, hosted_domain=invite.hosted_domain,
-                        keycloak_idp=invite.keycloak_idp, idp_user_id=invite.idp_user_id, link=link,
-                        expires_in_seconds=remaining)
+                        idp_user_id=invite.idp_user_id, link=link, expires_in_seconds=remaining,
+                        extra=provider_options(invite.keycloak_idp))
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ def prepare(bridge: Bridge, org: Organization, data: InviteInput) -> Prepared:
     if role not in bridge.settings.roles:
         errors["role"] = [f"unknown role {role!r}; one of {', '.join(bridge.settings.role_names())}"]
     allowed = org.allowed_providers if org.allowed_providers is not None else list(bridge.providers)
+    extra = provider_options(data.keycloak_idp)
     if data.provider != ANY:
         provider = bridge.provider(data.provider)
         if provider is None:
@@ -116,17 +122,16 @@ def prepare(bridge: Bridge, org: Organization, data: InviteInput) -> Prepared:
         elif data.provider not in allowed:
             errors["provider"] = [f"provider {data.provider!r} is not allowed in {org.slug}"]
         else:
-            for field, messages in provider.invite_errors(tenant_id=data.tenant_id,
-                                                          hosted_domain=data.hosted_domain).items():
+            for field, messages in provider.invite_errors(tenant_id=data.tenant_id, hosted_domain=data.hosted_domain,
+                                                          extra=extra).items():
                 errors.setdefault(field, []).extend(messages)
     else:
         if data.tenant_id:
             errors["tenant_id"] = ["needs an Entra provider; set provider to one"]
         if data.hosted_domain:
             errors["hosted_domain"] = ["needs a Google provider; set provider to one"]
-    if data.keycloak_idp and (data.provider == ANY or getattr(bridge.provider(data.provider), "kind", "")
-                              != "keycloak"):
-        errors.setdefault("keycloak_idp", []).append("needs a Keycloak provider")
+        for option in extra:
+            errors[option] = ["needs a provider that takes it; set provider to one"]
     if errors:
         raise ValidationFailed(errors)
     return Prepared(data=data, identifier=identifier, key=identifier_key(identifier), role=role)
@@ -225,9 +230,9 @@ def _dispatch(session: Session, bridge: Bridge, org: Organization, invite: Invit
     if code:
         payload["code"] = seal(secret, code)
     provider = bridge.provider(invite.provider)
-    if provider is not None and provider.provisions():
-        # The provisioning job decides about our mail: a Keycloak user it creates gets Keycloak's own
-        # password-setup mail, and ours only when the org asks for it.
+    if provider is not None and provider.provisioner() is not None:
+        # The provisioning job decides about our mail, by the provider's mail plan: e.g. a Keycloak user it
+        # creates gets Keycloak's own password-setup mail, and ours only when the org asks for it.
         invite.provisioning_state = ProvisioningState.PENDING.value
         key = f"provision:{invite.id}"
         # A resend while provisioning is still retrying: the live job takes over the new link.

@@ -19,7 +19,7 @@ from idp_bridge import audit, events
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import raw_read
-from idp_bridge.idp import ANY, IdentityCheck, LoginIdentity, Provider
+from idp_bridge.domain.providers import ANY, IdentityCheck, LoginIdentity, Provider
 from idp_bridge.models import (
     Identity,
     Invite,

@@ -6,7 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.idp import InviteTarget
+from idp_bridge.domain.providers import InviteTarget
 from tests.confusables import NEVER_MATCH, SAME_MAILBOX, Pair
 from tests.fakes.oidc import FakeOP
 from tests.helpers import Api, make_key, make_org

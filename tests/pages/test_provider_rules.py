@@ -3,14 +3,27 @@ user, the `link` match policy, and identities already bound to another member.""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
 
 import pytest
 from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
+from idp_bridge.domain.providers import (
+    ChangeNotificationSource,
+    IdentityCheck,
+    InviteTarget,
+    Provider,
+    Provisioner,
+    RealmEventSource,
+    SecurityEventSource,
+)
 from idp_bridge.models import Invite
+from tests.fakes.oidc import FakeOP
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import MS, OTHER_TENANT, PERSONAL, TENANT, OPs, auth_params, finish, snapshot, start
 from tests.pages.test_redeem_rules import assert_unchanged, login
@@ -153,34 +166,6 @@ def test_keycloak_invites_bound_to_a_user_accept_only_that_users_sub(
     assert resp.status_code == 303
 
 
-def test_an_identity_bound_to_another_member_cannot_redeem(
-        api: Api, ops: OPs, client: FlaskClient, bridge: Bridge) -> None:
-    first = api.invite("bob@example.com", provider="oidc")
-    login(client, ops.oidc, first["link"], "oidc", {"sub": "shared", "email": "bob@example.com",
-                                                    "email_verified": True})
-    invite = api.invite("alice@example.com", provider="oidc")
-
-    resp = login(client, ops.oidc, invite["link"], "oidc",
-                 {"sub": "shared", "email": "alice@example.com", "email_verified": True})
-
-    assert resp.status_code == 403
-    assert "already linked to another member" in resp.get_data(as_text=True)
-    assert_unchanged(bridge, invite["id"], "identity_bound_to_other_member")
-
-
-def test_an_account_from_another_provider_than_the_invites_is_refused(
-        api: Api, ops: OPs, client: FlaskClient, bridge: Bridge) -> None:
-    invite = api.invite("alice@example.com", provider="google")
-    url = start(client, invite["link"])
-    state = auth_params(url)["state"]
-
-    resp = finish(client, "oidc", {"code": "x", "state": state})
-
-    assert resp.status_code == 400
-    assert ops.oidc.token_requests == 0
-    assert_unchanged(bridge, invite["id"])
-
-
 def test_the_link_match_policy_accepts_any_account_for_a_non_email_identifier(
         ops: OPs, bridge: Bridge, client: FlaskClient) -> None:
     make_org(bridge, "lab", match="link")
@@ -250,24 +235,73 @@ def test_keycloak_use_another_account_forces_the_login_form(
     assert params["prompt"] == "login" and params["login_hint"] == "alice@example.com"
 
 
-def test_an_any_invite_offers_only_the_providers_the_org_allows(
-        ops: OPs, bridge: Bridge, client: FlaskClient) -> None:
-    make_org(bridge, "narrow", allowed_providers=["google"])
-    api = Api(client, make_key(bridge, "narrow"), org="narrow")
-    invite = api.invite("alice@example.com")
-
-    url = start(client, invite["link"])
-    refused = client.get(f"/invite/{invite['link'].rsplit('/', 1)[1]}/login?provider=oidc")
-
-    assert url.startswith(ops.google.authorization_endpoint)
-    assert refused.status_code == 400 and "Sign in with Google" in refused.get_data(as_text=True)
+# Each built-in provider type and the protocols of the core it implements (besides Provider, which all do).
+CAPABILITIES: dict[str, tuple[type[Any], ...]] = {
+    "oidc": (),
+    "google": (SecurityEventSource,),
+    "entra": (Provisioner, ChangeNotificationSource),
+    "keycloak": (Provisioner, RealmEventSource),
+}
 
 
-def test_every_built_in_provider_implements_the_login_side_of_the_protocol(ops: OPs, bridge: Bridge) -> None:
-    from idp_bridge.idp import Provider
+def protocol_methods(protocol: type[Any]) -> dict[str, Callable[..., Any]]:
+    """The methods a protocol declares, its bases' included."""
+    found: dict[str, Callable[..., Any]] = {}
+    for klass in reversed(protocol.__mro__):
+        if klass is object or klass is Protocol or not getattr(klass, "_is_protocol", False):
+            continue
+        found.update({name: value for name, value in vars(klass).items()
+                      if callable(value) and not name.startswith("_")})
+    return found
 
-    for name in ("oidc", "google", "entra", "keycloak"):
-        provider = bridge.providers[name]
-        assert isinstance(provider, Provider)
-        for method in ("authorization_url", "complete_login", "check_identity"):
-            assert callable(getattr(provider, method))
+
+def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+@pytest.mark.parametrize("name", sorted(CAPABILITIES))
+def test_every_built_in_provider_has_the_protocols_methods_with_their_exact_parameters(
+        ops: OPs, bridge: Bridge, name: str) -> None:
+    provider = bridge.providers[name]
+    for protocol in (Provider, *CAPABILITIES[name]):
+        methods = protocol_methods(protocol)
+        assert methods, protocol
+        for method, declared in methods.items():
+            implemented = getattr(type(provider), method, None)
+            assert implemented is not None, f"{name} lacks {protocol.__name__}.{method}"
+            assert parameters(implemented) == parameters(declared), f"{name}.{method} differs from {protocol.__name__}"
+
+
+def test_a_provider_missing_a_parameter_fails_the_signature_check() -> None:
+    class Drifted:
+        def check_identity(self, claims: Any, target: Any) -> Any: ...
+
+    assert parameters(Drifted.check_identity) != parameters(protocol_methods(Provider)["check_identity"])
+
+
+@pytest.mark.parametrize("name", ["oidc", "google", "entra", "keycloak"])
+def test_every_built_in_provider_logs_in_through_the_protocol_alone(ops: OPs, bridge: Bridge, name: str) -> None:
+    provider = bridge.providers[name]
+    op: FakeOP = getattr(ops, name)
+    target = InviteTarget(invite_id="inv-1", org_slug="acme", identifier="alice@contoso.com",
+                          email="alice@contoso.com", name="Alice", tenant_id=TENANT if name == "entra" else None)
+
+    url = provider.authorization_url(target, state="state-1", nonce="nonce-1", code_verifier="v" * 50)
+    params = auth_params(url)
+    assert url.startswith(op.authorization_endpoint)
+    assert (params["state"], params["nonce"], params["code_challenge_method"]) == ("state-1", "nonce-1", "S256")
+    assert params["login_hint"] == "alice@contoso.com"
+
+    claims = entra_claims(TENANT) if name == "entra" else {
+        "sub": "alice-sub", "email": "alice@contoso.com", "email_verified": True}
+    callback = op.authorize(url, claims)
+    validated = provider.complete_login(code=callback["code"], code_verifier="v" * 50, nonce="nonce-1")
+    check = provider.check_identity(validated, target, match="email")
+
+    assert isinstance(check, IdentityCheck) and check.ok, check
+    assert check.identity.provider == name
+    assert check.identity.subject == ("oid-alice" if name == "entra" else "alice-sub")
+    other = provider.check_identity(validated, replace(target, identifier="bob@example.com"), match="email")
+    assert other.problem == "different_account"
+    # These pages configure neither Keycloak provisioning nor Entra B2B invitations.
+    assert provider.provisioner() is None

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import ConfigError
-from idp_bridge.idp import build_providers
 from idp_bridge.models import AuditEvent
+from idp_bridge.plugins import build_providers
 from idp_bridge.worker import Worker
 from tests.fakes import FakeMicrosoft
 from tests.helpers import Api, make_key, make_org

@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.cli import State, cli
-from idp_bridge.models import GraphSubscription, utcnow
+from idp_bridge.models import utcnow
 from idp_bridge.worker import Worker
 from tests.fakes import FakeMicrosoft
 from tests.helpers import Api
+from webhooks.inbound.microsoft_graph import GraphSubscription
 
 from .conftest import GRAPH_CLIENT_STATE, drain, event_types, inbound_count, invite_of, member_of
 

@@ -189,16 +189,32 @@ def test_bearer_tokens_are_refused_where_the_provider_does_not_enable_them(
         bridge.close()
 
 
-@pytest.mark.parametrize("algorithms", ["HS256", "none", "RS256,HS512", ""])
+@pytest.mark.parametrize("algorithms", ["HS256", "none", "RS256,HS512", " , "])
 def test_a_symmetric_or_unknown_jwt_algorithm_setting_fails_at_startup(
         settings_overrides: dict[str, Any], algorithms: str) -> None:
-    settings_overrides["providers"]["keycloak"]["webhook_jwt_algorithms"] = algorithms or []
+    settings_overrides["providers"]["keycloak"]["webhook_jwt_algorithms"] = algorithms
     bridge = build(load_settings(overrides=settings_overrides, environ={}))
     try:
-        if algorithms:
-            with pytest.raises(ConfigError, match="webhook_jwt_algorithms"):
-                create_app(bridge=bridge)
-        else:
-            create_app(bridge=bridge)  # an empty list means the default, RS256
+        with pytest.raises(ConfigError, match="webhook_jwt_algorithms"):
+            create_app(bridge=bridge)
+    finally:
+        bridge.close()
+
+
+@pytest.mark.parametrize("algorithms", ["", []], ids=["empty-string", "empty-list"])
+def test_an_empty_jwt_algorithm_setting_means_the_default_rs256(
+        settings_overrides: dict[str, Any], keycloak: SigningRealm, algorithms: Any) -> None:
+    settings_overrides["providers"]["keycloak"]["webhook_jwt_algorithms"] = algorithms
+    bridge = build(load_settings(overrides=settings_overrides, environ={}))
+    try:
+        client = create_app(bridge=bridge).test_client()
+        login = p2_event("access.LOGIN", str(uuid.uuid4()))
+        # The realm's own key, freed of its "alg": RS256 so that it can sign the same claims with PS256.
+        key = RSAKey.import_key({k: v for k, v in keycloak.keys[-1].as_dict(private=True).items() if k != "alg"})
+        ps256 = jwt.encode({"alg": "PS256", "typ": "JWT", "kid": keycloak.keys[-1].kid}, keycloak.claims(login), key,
+                           algorithms=["PS256"])
+        assert post(client, login, {"Content-Type": "application/json", "Authorization": f"Bearer {ps256}"}) == 401
+        assert post(client, login, keycloak.bearer(login)) == 202
+        assert inbound_count(bridge) == 1
     finally:
         bridge.close()

@@ -20,7 +20,7 @@ from joserfc.jwk import RSAKey
 
 from idp_bridge.bootstrap import build, create_app
 from idp_bridge.bridge import Bridge
-from idp_bridge.idp import LoginFailed
+from idp_bridge.domain.providers import LoginFailed
 from idp_bridge.settings import load_settings
 from providers.base import OIDCProviderBase
 from providers.jwks import REFRESH_EVERY_SECONDS, JWKSCache, KeysUnavailable

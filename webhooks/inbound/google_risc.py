@@ -16,6 +16,7 @@ from joserfc.jws import JWSRegistry
 
 from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
+from idp_bridge.domain.providers import SecurityEventSource
 from idp_bridge.inbox import IdpSignal, InboundView
 from providers.jwks import JWKSCache, KeysUnavailable
 
@@ -118,19 +119,20 @@ def _segment(token: str, index: int) -> dict[str, Any]:
     return value
 
 
-def _google(bridge: Bridge) -> list[Any]:
-    return [p for p in bridge.providers.values() if p.kind == "google"]
+def sources(bridge: Bridge) -> list[SecurityEventSource]:
+    """The configured providers whose accounts security event tokens may concern."""
+    return [s for s in (p.security_events() for p in bridge.providers.values()) if s is not None]
 
 
 def audiences(bridge: Bridge) -> dict[str, str]:
     """Our Google client ids, each mapped to its provider name."""
-    return {str(getattr(p, "client_id", "")): p.name for p in _google(bridge)}
+    return {s.audience(): s.name for s in sources(bridge)}
 
 
 def verifier(bridge: Bridge, jwks: JWKSCache) -> RiscVerifier:
     """The deployment's RISC verifier; its configuration URL may be overridden per deployment."""
-    urls = [getattr(p, "options", {}).get("risc_configuration_url") for p in _google(bridge)]
-    url = next((str(u) for u in urls if u), RISC_CONFIGURATION)
+    urls = [s.configuration_url() for s in sources(bridge)]
+    url = next((u for u in urls if u), RISC_CONFIGURATION)
     return RiscVerifier(url, jwks=jwks)
 
 

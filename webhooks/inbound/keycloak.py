@@ -21,8 +21,8 @@ from joserfc.jws import JWSRegistry
 
 from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
+from idp_bridge.domain.providers import RealmEventSource
 from idp_bridge.errors import ConfigError
-from idp_bridge.idp import flag, number
 from idp_bridge.inbox import IdpSignal, InboundView
 from idp_bridge.security import same
 from providers.jwks import JWKSCache
@@ -40,12 +40,9 @@ BODY_HASH_CLAIM = "request_body_sha256"
 CLOCK_SKEW_SECONDS = 60
 
 
-def _providers(bridge: Bridge) -> list[Any]:
-    return [p for p in bridge.providers.values() if getattr(p, "kind", "") == "keycloak"]
-
-
-def _option(provider: Any, key: str) -> str:
-    return str(getattr(provider, "options", {}).get(key) or "")
+def sources(bridge: Bridge) -> list[RealmEventSource]:
+    """The configured providers that send realm events."""
+    return [s for s in (p.realm_events() for p in bridge.providers.values()) if s is not None]
 
 
 class RealmKeys:
@@ -117,26 +114,22 @@ def _unverified_issuer(token: str) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-def bearer_verifier(provider: Any, cache: JWKSCache) -> BearerVerifier | None:
-    """The provider's bearer-token verifier when `webhook_jwt` is on, built from its settings."""
-    name, options = str(provider.name), getattr(provider, "options", {})
-    if not flag(options, name, "webhook_jwt", False):
+def bearer_verifier(source: RealmEventSource, cache: JWKSCache) -> BearerVerifier | None:
+    """The source's bearer-token verifier when it accepts bearer tokens, built from its settings."""
+    settings = source.bearer_settings()
+    if settings is None:
         return None
-    raw = options.get("webhook_jwt_algorithms") or ["RS256"]
-    algorithms = frozenset(a.strip() for a in (raw.split(",") if isinstance(raw, str) else raw) if a.strip())
-    if not algorithms or not algorithms <= BEARER_ALGORITHMS:
-        raise ConfigError(f"providers.{name}.webhook_jwt_algorithms",
+    if not settings.algorithms or not settings.algorithms <= BEARER_ALGORITHMS:
+        raise ConfigError(f"providers.{source.name}.webhook_jwt_algorithms",
                           f"choose from {', '.join(sorted(BEARER_ALGORITHMS))}")
-    realm_url = f"{provider.server_url}/realms/{provider.realm}"
-    keys = RealmKeys(f"{realm_url}/protocol/openid-connect/certs", cache, verify=options.get("ca_file") or True,
-                     timeout=number(options, name, "timeout_seconds", 10.0, minimum=0.1))
-    return BearerVerifier(issuer=str(options.get("webhook_jwt_issuer") or realm_url).rstrip("/"), keys=keys,
-                          audience=str(options.get("webhook_jwt_audience") or "") or None, algorithms=algorithms)
+    keys = RealmKeys(settings.jwks_url, cache, verify=settings.verify, timeout=settings.timeout)
+    return BearerVerifier(issuer=settings.issuer, keys=keys, audience=settings.audience,
+                          algorithms=settings.algorithms)
 
 
 def bearer_verifiers(bridge: Bridge, jwks: JWKSCache) -> dict[str, BearerVerifier]:
     """Bearer verifiers of the Keycloak providers that accept bearer tokens, by provider name."""
-    built = {str(p.name): bearer_verifier(p, jwks) for p in _providers(bridge)}
+    built = {s.name: bearer_verifier(s, jwks) for s in sources(bridge)}
     return {n: v for n, v in built.items() if v is not None}
 
 
@@ -149,10 +142,10 @@ def verify(bridge: Bridge, body: bytes, *, signature: str | None, authorization:
     """
     signature = (signature or "").strip().lower().removeprefix("sha256=")
     if signature:
-        for provider in _providers(bridge):
-            secret = _option(provider, "webhook_secret")
+        for source in sources(bridge):
+            secret = source.hmac_secret()
             if secret and same(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(), signature):
-                return str(provider.name)
+                return source.name
         return None
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -169,11 +162,11 @@ def verify(bridge: Bridge, body: bytes, *, signature: str | None, authorization:
         user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None
-    for provider in _providers(bridge):
-        want_user, want_password = _option(provider, "webhook_username"), _option(provider, "webhook_password")
+    for source in sources(bridge):
+        wanted = source.basic_credentials()
         # Both compared, always, so timing says nothing about which half was wrong.
-        if want_user and want_password and same(user, want_user) & same(password, want_password):
-            return str(provider.name)
+        if wanted is not None and same(user, wanted[0]) & same(password, wanted[1]):
+            return source.name
     return None
 
 

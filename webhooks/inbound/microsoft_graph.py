@@ -1,4 +1,8 @@
-"""Microsoft Graph change notifications on users: clientState check, guest reconcile, subscription lifecycle."""
+"""Microsoft Graph change notifications on users: clientState check, guest reconcile, subscription lifecycle.
+
+The subscriptions idp-bridge keeps renewed are stored here (table graph_subscriptions), not in the core's models:
+they exist only for providers that send change notifications.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, mapped_column
 
 from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import transaction
+from idp_bridge.domain.providers import ChangeNotificationSource
 from idp_bridge.errors import ConfigError, ProviderError
 from idp_bridge.inbox import IdpSignal, InboundView
-from idp_bridge.models import GraphSubscription, Invite, Member, MemberStatus, utcnow
+from idp_bridge.models import Base, Invite, Member, MemberStatus, utcnow
 from idp_bridge.security import same
 
 log = logging.getLogger(__name__)
@@ -31,18 +37,35 @@ CHANGE_TYPE = "updated,deleted"
 GRAPH_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(?:Z|\+00:00)$")
 
 
-def entra_providers(bridge: Bridge) -> list[Any]:
-    return [p for p in bridge.providers.values() if getattr(p, "kind", "") == "entra"]
+class GraphSubscription(Base):
+    """A Microsoft Graph change-notification subscription idp-bridge created and keeps renewed."""
+
+    __tablename__ = "graph_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), index=True)
+    resource: Mapped[str] = mapped_column(String(200))
+    change_type: Mapped[str] = mapped_column(String(100))
+    notification_url: Mapped[str] = mapped_column(String(2000))
+    lifecycle_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    renewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+def sources(bridge: Bridge) -> list[ChangeNotificationSource]:
+    """The configured providers that send change notifications."""
+    return [s for s in (p.change_notifications() for p in bridge.providers.values()) if s is not None]
 
 
 def provider_for_state(bridge: Bridge, client_state: Any) -> str | None:
-    """The Entra provider whose graph_client_state this notification carries, or None."""
+    """The provider whose client state (graph_client_state) this notification carries, or None."""
     if not isinstance(client_state, str) or not client_state:
         return None
-    for provider in entra_providers(bridge):
-        expected = str(provider.options.get("graph_client_state") or "")
+    for source in sources(bridge):
+        expected = source.client_state()
         if expected and same(expected, client_state):
-            return str(provider.name)
+            return source.name
     return None
 
 
@@ -65,18 +88,19 @@ def split(bridge: Bridge, body: bytes) -> list[tuple[str, str, str]]:
     return found
 
 
-def _provider(bridge: Bridge, name: str) -> Any:
+def _source(bridge: Bridge, name: str) -> ChangeNotificationSource:
     provider = bridge.provider(name)
-    if provider is None or getattr(provider, "kind", "") != "entra":
+    source = provider.change_notifications() if provider is not None else None
+    if source is None:
         raise ConfigError(f"providers.{name}", "is not a configured entra provider")
-    return provider
+    return source
 
 
 def _user_signals(bridge: Bridge, provider_name: str, user_id: str, change: str) -> list[IdpSignal]:
     details = {"event": f"graph.{change}", "user_id": user_id}
     if change == "deleted":
         return [IdpSignal("deleted", provider_name, user_id, None, details)]
-    state = _provider(bridge, provider_name).guests().guest_state(user_id)
+    state = _source(bridge, provider_name).guest_state(user_id)
     if state is None:
         return [IdpSignal("deleted", provider_name, user_id, None, details)]
     if state == ACCEPTED:
@@ -130,8 +154,8 @@ def _iso(moment: datetime) -> str:
 
 def subscribe(bridge: Bridge, provider_name: str) -> GraphSubscription:
     """Create the users subscription (Graph validates both URLs first) and remember it."""
-    provider = _provider(bridge, provider_name)
-    client_state = str(provider.options.get("graph_client_state") or "")
+    source = _source(bridge, provider_name)
+    client_state = source.client_state()
     if not client_state:
         raise ConfigError(f"providers.{provider_name}.graph_client_state", "missing; needed for Graph subscriptions")
     base = bridge.settings.public_url
@@ -139,7 +163,7 @@ def subscribe(bridge: Bridge, provider_name: str) -> GraphSubscription:
             "notificationUrl": f"{base}/webhooks/microsoft-graph",
             "lifecycleNotificationUrl": f"{base}/webhooks/microsoft-graph/lifecycle",
             "expirationDateTime": _iso(_expiry())}
-    answer = provider.guests().create_subscription(body)
+    answer = source.create_subscription(body)
     with transaction(bridge.sessions) as session:
         for old in session.scalars(select(GraphSubscription).where(GraphSubscription.provider == provider_name)):
             session.delete(old)
@@ -153,10 +177,10 @@ def subscribe(bridge: Bridge, provider_name: str) -> GraphSubscription:
 
 def renew(bridge: Bridge, provider_name: str, subscription_id: str) -> None:
     """Push the subscription's expiry out again; recreate it when Graph no longer knows it."""
-    provider = _provider(bridge, provider_name)
+    source = _source(bridge, provider_name)
     when = _expiry()
     try:
-        provider.guests().renew_subscription(subscription_id, _iso(when))
+        source.renew_subscription(subscription_id, _iso(when))
     except ProviderError as exc:
         if exc.provider_code != "not_found":
             raise

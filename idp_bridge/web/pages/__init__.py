@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.db import read_only, transaction
-from idp_bridge.idp import ANY
+from idp_bridge.domain.providers import ANY
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
