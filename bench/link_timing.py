@@ -25,12 +25,12 @@ from bench.common import percentile, temp_database
 from idp_bridge import audit
 from idp_bridge.app import create_app
 from idp_bridge.bridge import build
-from idp_bridge.db import transaction
 from idp_bridge.inputs import InviteInput, OrgCreate
 from idp_bridge.migrate import upgrade
 from idp_bridge.models import Invite, utcnow
 from idp_bridge.services import invites, orgs
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 
 
 def main() -> None:

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp_bridge.db import make_engine, make_session_factory
 from idp_bridge.destinations import Destinations
 from idp_bridge.idp import Provider, build_providers
 from idp_bridge.mail import MailTransport, Renderer, make_transport
 from idp_bridge.security import unseal
 from idp_bridge.settings import Settings, ensure_instance
+from idp_bridge.store.db import make_engine, make_session_factory
 from providers.jwks import JWKSCache
 
 

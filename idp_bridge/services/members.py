@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, Table, Update, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Insert, Select, Update, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -29,8 +29,9 @@ from idp_bridge.models import (
 )
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.services import orgs
-from idp_bridge.services.prepared import prepared
 from idp_bridge.services.textsearch import matches
+from idp_bridge.store.compiled import compiled
+from idp_bridge.store.sql import table_of
 
 MEMBER_SORTS = {
     "created_at": Member.created_at,
@@ -220,7 +221,7 @@ def _write(connection: Connection, model: type[Member | Invite], row: Member | I
     A row fetched with Core (no ORM state) just takes the new values.
     """
     keys = ("row_id", *values)
-    prepared(connection, ("update", model, keys), lambda: _update(model), keys).run(
+    compiled(connection, ("update", model, keys), lambda: _update(model), keys).run(
         connection, {"row_id": row.id, **values})
     orm = isinstance(row, model)
     for key, value in values.items():
@@ -233,18 +234,18 @@ def _write(connection: Connection, model: type[Member | Invite], row: Member | I
 @functools.cache
 def _update(model: type[Member | Invite]) -> Update:
     """UPDATE of one row by id; the columns set are the parameters' other keys."""
-    table = cast(Table, model.__table__)
+    table = table_of(model)
     return update(table).where(table.c.id == bindparam("row_id"))
 
 
 def _insert_rows(connection: Connection, model: type[AuditEvent | Event], rows: list[dict[str, Any]]) -> None:
     keys = tuple(rows[0])
-    prepared(connection, ("insert", model, keys), lambda: _insert(model), keys).run_many(connection, rows)
+    compiled(connection, ("insert", model, keys), lambda: _insert(model), keys).run_many(connection, rows)
 
 
 @functools.cache
 def _insert(model: type[AuditEvent | Event]) -> Insert:
-    return insert(cast(Table, model.__table__))
+    return insert(table_of(model))
 
 
 def remove(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,

@@ -9,8 +9,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Invite
+from idp_bridge.store.db import transaction
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import MS, OTHER_TENANT, PERSONAL, TENANT, OPs, auth_params, finish, snapshot, start
 from tests.pages.test_redeem_rules import assert_unchanged, login

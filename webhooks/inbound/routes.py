@@ -19,10 +19,10 @@ from idp_bridge import inbox, jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
+from idp_bridge.store.group_commit import GroupCommit, Unavailable
 from idp_bridge.web.api import PROBLEM_JSON, PROBLEM_TYPE
 from idp_bridge.worker import JobKind
 from providers.jwks import KeysUnavailable
-from webhooks.group_commit import GroupCommit, Unavailable, sqlite_writers_lock
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
 
 PREFIX = "/webhooks"
@@ -140,13 +140,9 @@ def _ingestor(bridge: Bridge) -> GroupCommit[inbox.Incoming]:
     with _INGESTOR_LOCK:
         found = bridge.extras.get("webhooks_ingestor")
         if found is None:
-            engine = bridge.engine
-            if engine.dialect.name == "postgresql":
-                # There a batch is one statement (inbox.write), atomic on its own: in autocommit it commits as
-                # it completes, without the BEGIN and COMMIT round trips.
-                engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+            # On PostgreSQL a batch is one statement (inbox.write), atomic on its own: it runs in autocommit.
             found = bridge.extras["webhooks_ingestor"] = GroupCommit(
-                engine, inbox.write, name="inbox-writer", turn=sqlite_writers_lock(bridge.engine))
+                bridge.engine, inbox.write, name="inbox-writer", one_statement=True)
         assert isinstance(found, GroupCommit)
         return found
 

@@ -17,11 +17,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, transaction
 from idp_bridge.idp import ANY, LoginFailed
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import invites, redeem
+from idp_bridge.store.db import read_only, transaction
 from idp_bridge.web.pages import ratelimit
 
 bp = Blueprint("pages", __name__, template_folder="templates")
