@@ -53,6 +53,16 @@ def new_ids(count: int) -> list[str]:
     return out
 
 
+def _after_fork() -> None:
+    # A child starts from a random point of its own instead of counting on from its parent's last id, and with a
+    # lock no thread of the parent can be holding.
+    global _lock, _last_ms, _last_counter
+    _lock, _last_ms, _last_counter = threading.Lock(), 0, 0
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def new_id() -> str:
     """One id (see new_ids)."""
     return new_ids(1)[0]
