@@ -143,10 +143,13 @@ class Compiled:
         """The first row the statement returns, through each column's result processing; None for none."""
         return self._first_on(connection.connection.dbapi_connection, values)
 
-    def _first_on(self, dbapi_connection: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    def _first_on(self, dbapi_connection: Any, values: Mapping[str, Any], *,
+                  fetch: bool = True) -> tuple[Any, ...] | None:
         with _driver_cursor(dbapi_connection, self.dialect, self.sql) as cursor:
             cursor.execute(self.sql, self.parameters(values))
-            row = cursor.fetchone() if cursor.description is not None else None
+            # Fetching is what waits for the result inside a psycopg pipeline: never skipped for a statement that
+            # returns rows.
+            row = cursor.fetchone() if fetch else None
         return self._processed(row)
 
     def first_later(self, connection: Connection, values: Mapping[str, Any]) -> Callable[[], tuple[Any, ...] | None]:
@@ -297,10 +300,7 @@ def run_now(engine: Engine, steps: Sequence[Step]) -> tuple[Any, ...] | None:
     statements = [(compiled_for(dialect, key, build), values) for key, build, values in steps]
     if not sql.is_sqlite(dialect):
         with bare_connection(engine) as connection:
-            row = None
-            for statement, values in statements:
-                row = statement._first_on(connection, values)
-            return row
+            return _run_all(connection, statements)
     pooled = engine.raw_connection()
     try:
         driver = pooled.dbapi_connection
@@ -310,9 +310,7 @@ def run_now(engine: Engine, steps: Sequence[Step]) -> tuple[Any, ...] | None:
             else:
                 driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
         try:
-            row = None
-            for statement, values in statements:
-                row = statement._first_on(driver, values)
+            row = _run_all(driver, statements)
             with _translated(dialect, "COMMIT"):
                 driver.commit()  # type: ignore[union-attr]
         except BaseException:
@@ -322,3 +320,11 @@ def run_now(engine: Engine, steps: Sequence[Step]) -> tuple[Any, ...] | None:
         return row
     finally:
         pooled.close()
+
+
+def _run_all(dbapi_connection: Any, statements: Sequence[tuple[Compiled, Mapping[str, Any]]]) -> tuple[Any, ...] | None:
+    """Execute each statement; the first row of the last one (the ones before it need not return rows)."""
+    for statement, values in statements[:-1]:
+        statement._first_on(dbapi_connection, values, fetch=False)
+    last, values = statements[-1]
+    return last._first_on(dbapi_connection, values)
