@@ -41,10 +41,10 @@ from bench.common import (  # noqa: E402
     temp_database,
     wait_ready,
 )
-from idp_bridge.db import make_engine  # noqa: E402
 from idp_bridge.migrate import upgrade  # noqa: E402
 from idp_bridge.models import AuditEvent, Event, Invite, InviteLink, Job, Member, Organization, utcnow  # noqa: E402
 from idp_bridge.security import new_token, sealer, token_hash  # noqa: E402
+from idp_bridge.store.db import make_engine  # noqa: E402
 
 SECRET = "bench-secret-key-" + "x" * 32
 TARGET_SECONDS = 3.0

@@ -63,10 +63,10 @@ from bench.common import (  # noqa: E402
 from idp_bridge import audit  # noqa: E402
 from idp_bridge.audit import Actor  # noqa: E402
 from idp_bridge.bootstrap import build  # noqa: E402
-from idp_bridge.db import transaction  # noqa: E402
 from idp_bridge.inputs import InviteInput, OrgCreate  # noqa: E402
 from idp_bridge.migrate import upgrade  # noqa: E402
 from idp_bridge.settings import load_settings  # noqa: E402
+from idp_bridge.store.db import transaction  # noqa: E402
 from tests.fakes.oidc import FakeOP  # noqa: E402
 
 ISSUER = "https://idp.bench"

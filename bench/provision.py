@@ -86,13 +86,13 @@ def run_worker(url: str, users: int, concurrency: int, db_url: str, faults: bool
 
     from idp_bridge import audit
     from idp_bridge.bootstrap import build, make_worker
-    from idp_bridge.db import transaction
     from idp_bridge.inputs import InviteInput, OrgCreate
     from idp_bridge.jobs import QUEUED, RUNNING
     from idp_bridge.migrate import upgrade
     from idp_bridge.models import Invite, Job
     from idp_bridge.services import invites, orgs
     from idp_bridge.settings import load_settings
+    from idp_bridge.store.db import transaction
 
     instance = tempfile.mkdtemp(prefix="bench-prov-instance-")
     settings = load_settings(environ={}, overrides={

@@ -279,12 +279,12 @@ def outbound(directory: Path, db_url: str, deliveries: int, concurrency: int) ->
     """The worker delivering `deliveries` events versus a bare sign+POST loop, both to a receiver process."""
     from idp_bridge import audit, events
     from idp_bridge.bootstrap import build, make_worker
-    from idp_bridge.db import transaction
     from idp_bridge.inputs import OrgCreate
     from idp_bridge.migrate import upgrade
     from idp_bridge.models import WebhookDelivery, utcnow
     from idp_bridge.services import orgs, webhooks
     from idp_bridge.settings import load_settings
+    from idp_bridge.store.db import transaction
     from webhooks.outbound.delivery import sign
 
     settings = load_settings(overrides={"database_url": db_url, "instance_dir": str(directory / "instance-out"),

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp_bridge.models import AuditEvent, new_id, utcnow
+from idp_bridge.models import AuditEvent, utcnow
+from idp_bridge.store.ids import new_id
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from typing import Any
 from flask import Flask
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import make_engine, make_session_factory
 from idp_bridge.domain.providers import Provider
 from idp_bridge.errors import ConfigError
 from idp_bridge.mail import MailTransport, make_transport
 from idp_bridge.metrics import RequestMetrics
 from idp_bridge.plugins import build_providers
 from idp_bridge.settings import Settings, ensure_instance, load_settings
+from idp_bridge.store.db import make_engine, make_session_factory
 from idp_bridge.worker import JobKind, Worker
 from providers.http import ProviderHTTP
 from providers.jwks import JWKSCache

@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from sqlalchemy.engine import make_url
 
 from idp_bridge import audit, metrics
 from idp_bridge.bootstrap import build
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.settings import Settings, load_settings
+from idp_bridge.store.db import embedded, transaction
 from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 
 
@@ -51,7 +50,7 @@ class State:
         secrets another one sealed: queued invitations are lost.
         """
         settings = self.settings
-        if not settings.secret_key and make_url(settings.database_url).get_backend_name() != "sqlite":
+        if not settings.secret_key and not embedded(settings.database_url):
             raise ConfigError("secret_key", "a shared database needs an explicit secret key: set "
                               "IDP_BRIDGE_SECRET_KEY (or secret_key / secret_key_file in the configuration) "
                               "to the same value on every instance")

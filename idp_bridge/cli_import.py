@@ -8,8 +8,8 @@ import click
 
 from idp_bridge import audit, csvio
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.services import bulk, orgs
+from idp_bridge.store.db import transaction
 
 SHOWN_FAILURES = 20
 

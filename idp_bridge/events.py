@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from idp_bridge.models import Event, Invite, Member, Organization, utcnow
+from idp_bridge.store.ids import new_event_id
 
 EVENT_TYPES = (
     "invite.created",
@@ -23,11 +23,6 @@ EVENT_TYPES = (
     "member.reactivated",
     "member.removed",
 )
-
-
-def new_event_id() -> str:
-    """Standard Webhooks message ids are opaque strings; a prefix keeps them recognisable."""
-    return "msg_" + secrets.token_hex(16)
 
 
 def emit(session: Session, org: Organization, type_: str, *, member: Member | None = None,

@@ -8,12 +8,12 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.domain.providers import ANY
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import invites, redeem
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import JobKind, JobView
 
 SEALED_KEYS = ("link", "code")

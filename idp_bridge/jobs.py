@@ -6,12 +6,13 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from idp_bridge.models import Job, utcnow
+from idp_bridge.store.sql import row_locks, table_of
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -96,10 +97,9 @@ def claim(session: Session, worker_id: str, *, limit: int, lease_seconds: float,
     pick = select(Job.id).where(due).order_by(Job.run_after).limit(limit)
     if kinds:
         pick = pick.where(Job.kind.in_(kinds))
-    if session.get_bind().dialect.name == "postgresql":
-        # Several workers can claim side by side without waiting on each other's rows.
-        pick = pick.with_for_update(skip_locked=True)
-    ids = list(session.scalars(pick))
+    # Several workers can claim side by side without waiting on each other's rows (PostgreSQL; SQLite's workers
+    # take turns at the write gate).
+    ids = list(session.scalars(pick.with_for_update(skip_locked=True)))
     if not ids:
         return []
     until = now + timedelta(seconds=lease_seconds)
@@ -115,12 +115,12 @@ def claim(session: Session, worker_id: str, *, limit: int, lease_seconds: float,
     return [views[job_id] for job_id in ids if job_id in views]
 
 
-_jobs = cast(Table, Job.__table__)
+_jobs = table_of(Job)
 
 
 def finish(session: Session, job_id: str, worker_id: str, *, clear_payload_keys: tuple[str, ...] = ()) -> bool:
     """Mark a job done if this worker still holds it; returns False when its lease was lost."""
-    job = session.get(Job, job_id, with_for_update=session.get_bind().dialect.name == "postgresql")
+    job = session.get(Job, job_id, with_for_update=row_locks(session))
     if job is None or job.locked_by != worker_id or job.status != RUNNING:
         return False
     job.status = DONE

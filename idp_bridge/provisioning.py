@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -10,15 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, Table, Text, bindparam, func, insert, select, type_coerce
-from sqlalchemy import cast as cast_
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, Row, Select, Update, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, transaction
 from idp_bridge.domain.providers import InviteTarget, Provisioner, ProvisionResult
 from idp_bridge.errors import InvalidState, ProviderError
 from idp_bridge.handlers import SEALED_KEYS
@@ -36,7 +34,10 @@ from idp_bridge.models import (
 )
 from idp_bridge.services import invites, orgs
 from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
-from idp_bridge.worker import GroupWriter, JobKind, JobView, TokenBucket
+from idp_bridge.store.db import read_only, transaction
+from idp_bridge.store.group_commit import GroupCommit
+from idp_bridge.store.sql import Flavor, flavor, table_of
+from idp_bridge.worker import JobKind, JobView, TokenBucket
 
 # idp_data keys: when an attempt first went to create the account, and which job recorded it.
 CREATE_ATTEMPTED = "create_attempted_at"
@@ -75,7 +76,8 @@ class Provisioning:
         self._provisioners: dict[str, Provisioner | None] = {}
         self._lock = threading.Lock()
         # Many provisioning threads stamp their invites before creating accounts: in shared transactions.
-        self.stamper: GroupWriter[str] = GroupWriter(bridge, _stamp_create_attempts)
+        self.stamper: GroupCommit[str] = GroupCommit(bridge.engine, _stamp_create_attempts,
+                                                   name="provisioning-stamper")
 
     def pacer(self, provider: Provisioner) -> Pacer:
         """The pacer of this provider (one per provider per process)."""
@@ -141,29 +143,19 @@ class Attempt:
     send_email: bool
 
 
-_invites = cast(Table, Invite.__table__)
-_orgs = cast(Table, Organization.__table__)
+_invites = table_of(Invite)
+_orgs = table_of(Organization)
 # Statements built once: provisioning runs them for every invite, and building one costs as much as running it.
 # The row carries the invite's columns under the model's attribute names, plus what it needs of the org.
 _LOAD_ALL = select(_invites, _orgs.c.slug, _orgs.c.keycloak_email).join(_orgs, _orgs.c.id == _invites.c.org_id)
 _LOAD = _LOAD_ALL.where(_invites.c.id == bindparam("b_invite"))
 _LOAD_MANY = _LOAD_ALL.where(_invites.c.id.in_(bindparam("b_invites", expanding=True)))
-# One statement stamps an invite unless an earlier attempt did: JSON functions of each database.
-_STAMP = {
-    "sqlite": _invites.update().where(
-        _invites.c.id == bindparam("b_invite"),
-        func.json_extract(_invites.c.idp_data, f"$.{CREATE_ATTEMPTED}").is_(None),
-    ).values(idp_data=func.json_set(_invites.c.idp_data, f"$.{CREATE_ATTEMPTED}", bindparam("b_at"))),
-    "postgresql": _invites.update().where(
-        _invites.c.id == bindparam("b_invite"),
-        ~type_coerce(_invites.c.idp_data, JSONB).has_key(CREATE_ATTEMPTED),
-    ).values(idp_data=type_coerce(_invites.c.idp_data, JSONB).op("||")(
-        func.jsonb_build_object(CREATE_ATTEMPTED, cast_(bindparam("b_at"), Text)))),
-}
-_BOUND_MANY = select(_invites.c.id, _invites.c.idp_data, _invites.c.idp_user_id, _invites.c.idp_user_created,
-                     _invites.c.status, _invites.c.expires_at, _invites.c.org_id).where(
-    _invites.c.id.in_(bindparam("b_invites", expanding=True)))
-_AUDIT = insert(cast(Table, AuditEvent.__table__))
+# Row-locked for the read-modify-write (PostgreSQL); SQLite's writing transaction excludes every other writer.
+_BOUND_MANY: Select[Any] = select(_invites.c.id, _invites.c.idp_data, _invites.c.idp_user_id,
+                                  _invites.c.idp_user_created, _invites.c.status, _invites.c.expires_at,
+                                  _invites.c.org_id).where(
+    _invites.c.id.in_(bindparam("b_invites", expanding=True))).with_for_update()
+_AUDIT = insert(table_of(AuditEvent))
 _RECORD = _invites.update().where(_invites.c.id == bindparam("b_invite")).values(
     idp_user_id=bindparam("b_user"), idp_user_created=bindparam("b_created"), idp_data=bindparam("b_data"),
     provisioning_state=ProvisioningState.DONE.value, provisioning_attempts=bindparam("b_attempts"),
@@ -174,9 +166,12 @@ _RECORD_ATTEMPT = _invites.update().where(_PENDING).values(provisioning_attempts
 _UNPROVISION = _invites.update().where(_PENDING).values(provisioning_state=ProvisioningState.NONE.value)
 
 
-def _locking(session: Session, stmt: Select[Any]) -> Select[Any]:
-    # SQLite serializes writing transactions; PostgreSQL needs the row lock for read-modify-write.
-    return stmt.with_for_update() if session.get_bind().dialect.name == "postgresql" else stmt
+@functools.cache
+def _stamp_statement(sql: Flavor) -> Update:
+    """One statement stamps an invite unless an earlier attempt did (each database's JSON functions)."""
+    return _invites.update().where(
+        _invites.c.id == bindparam("b_invite"), ~sql.json_has_key(_invites.c.idp_data, CREATE_ATTEMPTED),
+    ).values(idp_data=sql.json_with_key(_invites.c.idp_data, CREATE_ATTEMPTED, bindparam("b_at")))
 
 
 def _attempt_recorder(invite_id: str, attempts: int, error: str) -> jobs.Recorder:
@@ -217,7 +212,7 @@ def _already_done(row: Row[Any], job: JobView) -> bool:
 def _stamp_create_attempts(conn: Connection, invite_ids: list[str]) -> None:
     """Record, durably and before any account is created, that an attempt for these invites is about to."""
     now = utcnow().isoformat()
-    conn.execute(_STAMP[conn.dialect.name], [{"b_invite": invite_id, "b_at": now} for invite_id in invite_ids])
+    conn.execute(_stamp_statement(flavor(conn)), [{"b_invite": invite_id, "b_at": now} for invite_id in invite_ids])
 
 
 def prefetch_invites(session: Session, batch: list[JobView]) -> dict[str, Row[Any]]:
@@ -288,7 +283,7 @@ class Provisioned:
     def record_all(session: Session, done: list[Provisioned]) -> None:
         """Bind the accounts, audit them and queue what follows: a few statements for the whole batch."""
         with session.no_autoflush:
-            found = session.execute(_locking(session, _BOUND_MANY),
+            found = session.execute(_BOUND_MANY,
                                     {"b_invites": sorted({p.invite_id for p in done})})
             rows = {row.id: row for row in found}
             updates: list[dict[str, Any]] = []

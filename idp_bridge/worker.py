@@ -8,21 +8,19 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit, jobs
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import is_sqlite, transaction
 from idp_bridge.jobs import JobView as JobView  # re-exported: job handlers import it from here
 from idp_bridge.jobs import Recorder
 from idp_bridge.metrics import JOBS_RUN
+from idp_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -77,87 +75,6 @@ class TokenBucket:
         wait = self.delay()
         if wait > 0:
             time.sleep(wait)
-
-
-_SQLITE_WRITES = threading.Lock()
-
-
-@contextmanager
-def write_transaction(bridge: Bridge) -> Iterator[Session]:
-    """A writing transaction; on SQLite this process's threads queue for the one write lock here.
-
-    A waiter on a thread lock wakes as soon as the holder commits; SQLite's busy handler instead sleeps
-    in growing steps (1, 2, 5, 10 ms ...), which under many worker threads costs more than the writes.
-    """
-    if not is_sqlite(bridge.engine):
-        with transaction(bridge.sessions) as session:
-            yield session
-        return
-    with _SQLITE_WRITES, transaction(bridge.sessions) as session:
-        yield session
-
-
-T = TypeVar("T")
-
-
-@contextmanager
-def write_connection(bridge: Bridge) -> Iterator[Connection]:
-    """A writing transaction on a bare connection (no ORM session), queued like write_transaction."""
-    if not is_sqlite(bridge.engine):
-        with bridge.engine.begin() as conn:
-            yield conn
-        return
-    with _SQLITE_WRITES, bridge.engine.begin() as conn:
-        yield conn
-
-
-@dataclass
-class _Ticket(Generic[T]):
-    item: T
-    done: bool = False
-    error: BaseException | None = None
-
-
-class GroupWriter(Generic[T]):
-    """Small writes from many threads, each caller returning only once its own write has committed.
-
-    A caller that finds no transaction open writes everything waiting by then in one transaction; the
-    others wait for it. Commit and transaction costs are paid per group instead of per write.
-    """
-
-    def __init__(self, bridge: Bridge, write: Callable[[Connection, list[T]], None]) -> None:
-        self.bridge = bridge
-        self.write = write
-        self._waiting: list[_Ticket[T]] = []
-        self._writing = False
-        self._cond = threading.Condition()
-
-    def submit(self, item: T) -> None:
-        """Write `item` (with whatever else is waiting); returns once committed, raises if that failed."""
-        ticket = _Ticket(item)
-        with self._cond:
-            self._waiting.append(ticket)
-            while self._writing and not ticket.done:
-                self._cond.wait()
-            if ticket.done:
-                if ticket.error is not None:
-                    raise RuntimeError(f"the group write failed: {ticket.error}") from ticket.error
-                return
-            self._writing = True
-            group, self._waiting = self._waiting, []
-        error: BaseException | None = None
-        try:
-            with write_connection(self.bridge) as conn:
-                self.write(conn, [t.item for t in group])
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            with self._cond:
-                for t in group:
-                    t.done, t.error = True, error
-                self._writing = False
-                self._cond.notify_all()
 
 
 @dataclass
@@ -222,7 +139,7 @@ class Worker:
                 log.exception("periodic task %s failed", getattr(task, "__name__", task))
 
     def claim(self, limit: int) -> list[JobView]:
-        with write_transaction(self.bridge) as session:
+        with transaction(self.bridge.sessions) as session:
             return self._claim(session, limit)
 
     def _claim(self, session: Session, limit: int) -> list[JobView]:
@@ -275,7 +192,7 @@ class Worker:
     def _sync(self, outcomes: list[Outcome], want: int) -> tuple[list[str], list[JobView]]:
         """Record finished runs and lease up to `want` more jobs, in one transaction when all goes well."""
         try:
-            with write_transaction(self.bridge) as session:
+            with transaction(self.bridge.sessions) as session:
                 results = self._apply(session, outcomes)
                 claimed = self._claim(session, want) if want else []
         except Exception:
@@ -293,7 +210,7 @@ class Worker:
 
     def _record_alone(self, outcome: Outcome) -> str:
         try:
-            with write_transaction(self.bridge) as session:
+            with transaction(self.bridge.sessions) as session:
                 return self._apply(session, [outcome])[0]
         except Exception as exc:
             if outcome.record is None and outcome.error is not None:

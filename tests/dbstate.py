@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Event, Invite, InviteLink, Job, Member, MemberStatus, utcnow
+from idp_bridge.store.db import transaction
 
 COUNTED = {"invites": Invite, "members": Member, "jobs": Job, "events": Event, "invite_links": InviteLink,
            "audit_events": AuditEvent}

@@ -9,10 +9,10 @@ from flask.testing import FlaskClient
 
 from idp_bridge import audit
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.inputs import OrgCreate
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.services import api_keys, orgs
+from idp_bridge.store.db import transaction
 
 ORG_PERMISSIONS = sorted(ALL_PERMISSIONS - {"orgs:manage"})
 

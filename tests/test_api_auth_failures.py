@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.errors import ConfigError
 from idp_bridge.models import AuditEvent
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from idp_bridge.web.api import OPERATIONS, Operation
 from tests.dbstate import row_counts
 from tests.helpers import make_key, make_org

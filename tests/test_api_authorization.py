@@ -23,7 +23,6 @@ from sqlalchemy import select
 
 from idp_bridge import audit
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.inputs import (
     ApiKeyCreate,
     BulkInviteBody,
@@ -37,6 +36,7 @@ from idp_bridge.models import ApiKey, AuditEvent, Base, WebhookDelivery
 from idp_bridge.permissions import ALL_PERMISSIONS, ORGS_MANAGE
 from idp_bridge.services import api_keys, orgs
 from idp_bridge.services.webhooks import EndpointInput, EndpointUpdate
+from idp_bridge.store.db import transaction
 from idp_bridge.web.api import OPERATIONS, Operation
 from tests.helpers import ORG_PERMISSIONS, make_key, make_org
 from webhooks.outbound.delivery import fan_out

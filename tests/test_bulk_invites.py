@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.inputs import PLAIN_EMAIL, _plain_email, normalize_email
 from idp_bridge.models import Event, Invite, InviteLink, Job
 from idp_bridge.security import token_hash, unseal
 from idp_bridge.services.invites import SEND_EMAIL_JOB
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.conftest import PUBLIC_URL, RecordingMail
 from tests.dbstate import age_invite, make_active, row_counts

@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 from idp_bridge.bootstrap import build, create_app
 from idp_bridge.cli import cli
-from idp_bridge.db import transaction
 from idp_bridge.models import ApiKey
 from idp_bridge.security import token_hash
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from tests.dbstate import make_active
 from tests.helpers import Api
 

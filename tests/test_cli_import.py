@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.cli import cli
-from idp_bridge.db import transaction
 from idp_bridge.models import Invite
+from idp_bridge.store.db import transaction
 from tests.dbstate import row_counts
 from tests.helpers import make_org
 

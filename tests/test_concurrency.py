@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from idp_bridge.bootstrap import make_worker
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Invite, Member
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.conftest import RecordingMail
 from tests.helpers import make_key, make_org

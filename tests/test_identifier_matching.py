@@ -9,9 +9,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.migrate import upgrade
 from idp_bridge.models import Invite, Member
+from idp_bridge.store.db import transaction
 from tests.confusables import NEVER_MATCH, SAME_MAILBOX, Pair
 from tests.dbstate import row_counts
 from tests.helpers import Api, make_key, make_org

@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.handlers import sweep_expired
 from idp_bridge.models import Event, Invite, Member
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.conftest import PUBLIC_URL, RecordingMail
 from tests.dbstate import age_invite, audit_actions, make_active, row_counts

@@ -19,10 +19,10 @@ from sqlalchemy import select, update
 
 from idp_bridge.bootstrap import build, create_app
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Job, utcnow
 from idp_bridge.services.invites import SEND_EMAIL_JOB
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from tests.helpers import Api, make_key, make_org
 
 

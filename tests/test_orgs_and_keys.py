@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import ApiKey, AuditEvent, utcnow
 from idp_bridge.security import token_hash
+from idp_bridge.store.db import transaction
 from tests.dbstate import dump_all_text, row_counts
 from tests.helpers import Api, make_key, make_org
 

@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.destinations import Destinations, Refused, Resolver
 from idp_bridge.errors import ConfigError
 from idp_bridge.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from idp_bridge.services import orgs
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.dnsserver import LoopbackDNS
 from tests.fakes import FakeRequest, FakeResponse, serve

@@ -19,11 +19,11 @@ from sqlalchemy import select, update
 
 from idp_bridge.bootstrap import build, create_app, make_worker
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.jobs import Backoff
 from idp_bridge.models import AuditEvent, InviteLink, Job, utcnow
 from idp_bridge.security import token_hash
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from tests.conftest import RecordingMail
 from tests.dbstate import dump_all_text
 from tests.helpers import Api, make_key, make_org

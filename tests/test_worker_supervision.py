@@ -31,9 +31,9 @@ from sqlalchemy.pool import NullPool
 from idp_bridge import jobs
 from idp_bridge.bootstrap import build, create_app
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Job, utcnow
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 from tests.conftest import BACKEND, PG_ADMIN_URL
 from tests.test_cli import console_script, free_port, invoke, stop

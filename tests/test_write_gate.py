@@ -7,8 +7,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import WriteInReadTransaction, is_sqlite, read_only, transaction, writing
 from idp_bridge.models import AuditEvent
+from idp_bridge.store.db import WriteInReadTransaction, read_only, transaction, writing
+from idp_bridge.store.sql import is_sqlite
 from tests.helpers import make_key, make_org
 from tests.writers import concurrent_writer
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.domain.providers import LoginFailed
 from idp_bridge.services import redeem
+from idp_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, String, Table, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,7 @@ from idp_bridge.security import (
 )
 from idp_bridge.services import orgs
 from idp_bridge.services.textsearch import matches
+from idp_bridge.store.sql import lock_rows, table_of
 
 SEND_EMAIL_JOB = "send_invite_email"
 PROVISION_JOB = "provision_invite"
@@ -144,9 +145,8 @@ def expire_due(session: Session, actor: Actor, *, org_id: str | None = None, lim
             .order_by(Invite.expires_at).limit(limit))
     if org_id is not None:
         stmt = stmt.where(Invite.org_id == org_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=Invite)
-    due = list(session.scalars(stmt).unique())
+    # Two sweepers take disjoint invites (PostgreSQL); SQLite's writing transaction excludes the other alone.
+    due = list(session.scalars(stmt.with_for_update(skip_locked=True, of=Invite)).unique())
     org_cache: dict[str, Organization] = {}
     for invite in due:
         org = org_cache.get(invite.org_id) or session.get(Organization, invite.org_id)
@@ -312,8 +312,7 @@ def get(session: Session, org: Organization, invite_id: str) -> Invite:
 def get_for_update(session: Session, org: Organization, invite_id: str) -> Invite:
     """The invite with its row locked until commit (PostgreSQL; SQLite writes are serialized)."""
     invite = get(session, org, invite_id)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Invite.id).where(Invite.id == invite.id).with_for_update())
+    if lock_rows(session, select(Invite.id).where(Invite.id == invite.id)):
         session.refresh(invite)
     return invite
 
@@ -447,7 +446,7 @@ def by_token(session: Session, token: str) -> LinkLookup:
 @functools.cache
 def _link_statement() -> Select[Any]:
     """by_token()'s statement: a one-row probe outer-joined to the link, its invite and its org."""
-    link, invite, org = (cast(Table, model.__table__) for model in (InviteLink, Invite, Organization))
+    link, invite, org = (table_of(model) for model in (InviteLink, Invite, Organization))
     probe = select(bindparam("token_hash", type_=String(64)).label("token_hash")).subquery("probe")
     return (select(link.c.superseded_at, invite.c.id, invite.c.org_id, invite.c.status, invite.c.expires_at,
                    org.c.name)

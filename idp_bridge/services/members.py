@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, Table, Update, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Insert, Select, Update, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -15,7 +15,6 @@ from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.csvio import member_rows
-from idp_bridge.db import read_only, transaction
 from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed
 from idp_bridge.inputs import MemberBulk
 from idp_bridge.models import (
@@ -31,8 +30,10 @@ from idp_bridge.models import (
 )
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.services import orgs
-from idp_bridge.services.prepared import prepared
 from idp_bridge.services.textsearch import matches
+from idp_bridge.store.compiled import compiled
+from idp_bridge.store.db import read_only, transaction
+from idp_bridge.store.sql import table_of
 
 MEMBER_SORTS = {
     "created_at": Member.created_at,
@@ -245,7 +246,7 @@ def _write(connection: Connection, model: type[Member | Invite], row: Member | I
     A row fetched with Core (no ORM state) just takes the new values.
     """
     keys = ("row_id", *values)
-    prepared(connection, ("update", model, keys), lambda: _update(model), keys).run(
+    compiled(connection, ("update", model, keys), lambda: _update(model), keys).run(
         connection, {"row_id": row.id, **values})
     orm = isinstance(row, model)
     for key, value in values.items():
@@ -258,18 +259,18 @@ def _write(connection: Connection, model: type[Member | Invite], row: Member | I
 @functools.cache
 def _update(model: type[Member | Invite]) -> Update:
     """UPDATE of one row by id; the columns set are the parameters' other keys."""
-    table = cast(Table, model.__table__)
+    table = table_of(model)
     return update(table).where(table.c.id == bindparam("row_id"))
 
 
 def _insert_rows(connection: Connection, model: type[AuditEvent | Event], rows: list[dict[str, Any]]) -> None:
     keys = tuple(rows[0])
-    prepared(connection, ("insert", model, keys), lambda: _insert(model), keys).run_many(connection, rows)
+    compiled(connection, ("insert", model, keys), lambda: _insert(model), keys).run_many(connection, rows)
 
 
 @functools.cache
 def _insert(model: type[AuditEvent | Event]) -> Insert:
-    return insert(cast(Table, model.__table__))
+    return insert(table_of(model))
 
 
 def remove(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,

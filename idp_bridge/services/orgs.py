@@ -15,6 +15,7 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
 from idp_bridge.inputs import OrgCreate, OrgUpdate
 from idp_bridge.models import Organization
+from idp_bridge.store.sql import lock_rows
 
 
 def get(session: Session, slug: str) -> Organization:
@@ -28,10 +29,9 @@ def get(session: Session, slug: str) -> Organization:
 def lock(session: Session, org: Organization) -> Organization:
     """Hold the org row until commit, so seat counts and invite checks cannot interleave.
 
-    PostgreSQL takes a row lock; SQLite write transactions already run one at a time (BEGIN IMMEDIATE).
+    PostgreSQL takes a row lock; SQLite write transactions already run one at a time (the write gate).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Organization.id).where(Organization.id == org.id).with_for_update())
+    if lock_rows(session, select(Organization.id).where(Organization.id == org.id)):
         session.refresh(org)
     return org
 

@@ -10,15 +10,12 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Insert, Select, Table, Update, and_, bindparam, delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Insert, Select, Update, and_, bindparam, delete, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from idp_bridge import audit, events
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import raw_read
 from idp_bridge.domain.providers import ANY, IdentityCheck, LoginIdentity, Provider
 from idp_bridge.models import (
     Identity,
@@ -29,12 +26,13 @@ from idp_bridge.models import (
     Member,
     MemberStatus,
     Organization,
-    new_id,
     utcnow,
 )
 from idp_bridge.security import same, seal, token_hash
 from idp_bridge.services import invites, members, orgs
-from idp_bridge.services.prepared import pipelined, prepared, prepared_for
+from idp_bridge.store.compiled import compiled, pipelined, read_first
+from idp_bridge.store.ids import new_id
+from idp_bridge.store.sql import Flavor, flavor, pipelines, table_of
 
 LOGIN_STATE_TTL = timedelta(minutes=15)
 MAX_CODE_FAILURES = 5
@@ -105,10 +103,7 @@ def find_login(bridge: Bridge, *, state: str, browser_secrets: Sequence[str], pr
     """
     if not state or len(state) > 200 or not browser_secrets:
         return None
-    dialect = bridge.engine.dialect
-    with raw_read(bridge.engine) as connection:
-        row = prepared_for(dialect, "find_login", _find_login_statement).first_on(
-            connection, dialect, {"state_hash": token_hash(state)})
+    row = read_first(bridge.engine, "find_login", _find_login_statement, {"state_hash": token_hash(state)})
     if row is None:
         return None
     state_hash, browser_hash, invite_id, link_sealed, row_provider, nonce, code_verifier, created_at, used_at = row
@@ -129,7 +124,7 @@ def claim_login(session: Session, pending: PendingLogin) -> bool:
 
 
 def _claim(connection: Connection, pending: PendingLogin) -> bool:
-    claim = prepared(connection, "claim_login", _claim_login_statement)
+    claim = compiled(connection, "claim_login", _claim_login_statement)
     return claim.run(connection, {"hash": pending.state_hash, "now": utcnow()}) == 1
 
 
@@ -169,14 +164,14 @@ def _claim_and_lock(connection: Connection, pending: PendingLogin) -> tuple[Any,
     """
     values = {"hash": pending.state_hash, "now": utcnow(), "invite_id": pending.invite_id,
               "link_hash": token_hash(pending.link_token)}
-    if connection.dialect.name == "postgresql":
-        both = prepared(connection, "claim_and_lock", _claim_and_lock_statement)
+    if flavor(connection).writes_in_cte:
+        both = compiled(connection, "claim_and_lock", _claim_and_lock_statement)
         with pipelined(connection):
             row = both.first(connection, values)
         return False if row is None else row
     if not _claim(connection, pending):
         return False
-    lock = prepared(connection, "direct_lock", lambda: _direct_lock_statement(connection.dialect.name))
+    lock = compiled(connection, "direct_lock", _direct_lock_statement)
     return lock.first(connection, values)
 
 
@@ -217,18 +212,18 @@ def _write_acceptance(connection: Connection, actor: Actor, org: Organization, m
     rolled back in the rare case the bind finds the identity taken (the ORM path then decides).
     """
     data = _activation_data(identity)
-    if connection.dialect.name != "postgresql":
+    if not pipelines(connection):
         if not _bind(connection, org, member, identity):
             return False
         members.write_activation(connection, actor, org, member, invite, **data)
         return True
     with pipelined(connection):
-        prepared(connection, "direct_savepoint", lambda: text(f"SAVEPOINT {_SAVEPOINT}")).run(connection, {})
+        compiled(connection, "direct_savepoint", lambda: text(f"SAVEPOINT {_SAVEPOINT}")).run(connection, {})
         bound = _bind_later(connection, org, member, identity)
         members.write_activation(connection, actor, org, member, invite, **data)
     if bound() is not None:
         return True
-    prepared(connection, "direct_rollback", lambda: text(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")).run(connection, {})
+    compiled(connection, "direct_rollback", lambda: text(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")).run(connection, {})
     return False
 
 
@@ -249,17 +244,15 @@ def redirect_for(bridge: Bridge, org: Organization) -> str | None:
 
 
 def _lock_invite(session: Session, invite_id: str) -> Invite | None:
-    stmt = select(Invite).where(Invite.id == invite_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Invite)
+    stmt = select(Invite).where(Invite.id == invite_id).with_for_update(of=Invite)
     return session.scalars(stmt.execution_options(populate_existing=True)).unique().one_or_none()
 
 
 def _lock_for_redemption(session: Session, invite_id: str,
                          link_token: str) -> tuple[Invite, Organization, InviteLink | None] | None:
     """The invite (row-locked on PostgreSQL) with its member, its org and the link the login came through."""
-    stmt = _lock_statement(session.get_bind().dialect.name)
-    row = session.execute(stmt, {"invite_id": invite_id, "link_hash": token_hash(link_token)}).unique().one_or_none()
+    row = session.execute(_lock_statement(),
+                          {"invite_id": invite_id, "link_hash": token_hash(link_token)}).unique().one_or_none()
     if row is None:
         return None
     return row[0], row[1], row[2]
@@ -292,7 +285,7 @@ def _bind_later(connection: Connection, org: Organization, member: Member,
               "issuer": identity.issuer, "subject": identity.subject, "tenant_id": identity.tenant_id,
               "email": identity.email, "email_verified": identity.email_verified, "created_at": now,
               "last_login_at": now}
-    insert = prepared(connection, "bind_identity", lambda: _bind_statement(connection.dialect.name), list(values))
+    insert = compiled(connection, "bind_identity", lambda: _bind_statement(flavor(connection)), list(values))
     return insert.first_later(connection, values)
 
 
@@ -300,7 +293,7 @@ def _bind_later(connection: Connection, org: Organization, member: Member,
 
 @functools.cache
 def _find_login_statement() -> Select[Any]:
-    table = cast(Table, LoginState.__table__)
+    table = table_of(LoginState)
     return select(table.c.state_hash, table.c.browser_hash, table.c.invite_id, table.c.link_sealed, table.c.provider,
                   table.c.nonce, table.c.code_verifier, table.c.created_at,
                   table.c.used_at).where(table.c.state_hash == bindparam("state_hash"))
@@ -308,13 +301,14 @@ def _find_login_statement() -> Select[Any]:
 
 @functools.cache
 def _claim_login_statement() -> Update:
-    table = cast(Table, LoginState.__table__)
+    table = table_of(LoginState)
     return (update(table).where(table.c.state_hash == bindparam("hash"), table.c.used_at.is_(None))
             .values(used_at=bindparam("now")))
 
 
 @functools.cache
-def _lock_statement(dialect: str) -> Select[Invite, Organization, InviteLink]:
+def _lock_statement() -> Select[Invite, Organization, InviteLink]:
+    """The invite, its org and the link, row-locked (the lock is left out on SQLite, where writers take turns)."""
     stmt = (select(Invite, Organization, InviteLink)
             .join(Organization, Organization.id == Invite.org_id)
             .outerjoin(InviteLink, and_(InviteLink.token_hash == bindparam("link_hash"),
@@ -323,7 +317,7 @@ def _lock_statement(dialect: str) -> Select[Invite, Organization, InviteLink]:
             # The member's identities are not needed here; loading them would cost a query per callback.
             .options(joinedload(Invite.member).lazyload(Member.identities))
             .execution_options(populate_existing=True))
-    return stmt.with_for_update(of=Invite) if dialect == "postgresql" else stmt
+    return stmt.with_for_update(of=Invite)
 
 
 _DIRECT_TABLES = (Invite, Organization, Member, InviteLink)
@@ -334,41 +328,40 @@ def _lock_columns() -> list[tuple[list[str], int, int]]:
     """(column keys, start, end) of each table's slice of a _direct_lock_statement() row."""
     out, start = [], 0
     for model in _DIRECT_TABLES:
-        keys = list(cast(Table, model.__table__).c.keys())
+        keys = list(table_of(model).c.keys())
         out.append((keys, start, start + len(keys)))
         start += len(keys)
     return out
 
 
 @functools.cache
-def _direct_lock_statement(dialect: str) -> Select[Any]:
-    invite, org, member, link = (cast(Table, model.__table__) for model in _DIRECT_TABLES)
+def _direct_lock_statement() -> Select[Any]:
+    invite, org, member, link = (table_of(model) for model in _DIRECT_TABLES)
     stmt = (select(*invite.c, *org.c, *member.c, *link.c)
             .join_from(invite, org, org.c.id == invite.c.org_id)
             .outerjoin(member, member.c.id == invite.c.member_id)
             .outerjoin(link, and_(link.c.token_hash == bindparam("link_hash"), link.c.invite_id == invite.c.id))
             .where(invite.c.id == bindparam("invite_id")))
-    return stmt.with_for_update(of=invite) if dialect == "postgresql" else stmt
+    return stmt.with_for_update(of=invite)
 
 
 @functools.cache
 def _claim_and_lock_statement() -> Select[Any]:
     """PostgreSQL: the claim of the login state as a data-modifying WITH, and the locked read of the invite
     with its org, member and link, which yields no row unless the claim took."""
-    table = cast(Table, LoginState.__table__)
+    table = table_of(LoginState)
     claimed = (update(table).where(table.c.state_hash == bindparam("hash"), table.c.used_at.is_(None))
                .values(used_at=bindparam("now")).returning(table.c.invite_id).cte("claimed"))
-    invite = cast(Table, Invite.__table__)
-    lock = _direct_lock_statement("postgresql")
+    invite = table_of(Invite)
+    lock = _direct_lock_statement()
     return lock.where(invite.c.id.in_(select(claimed.c.invite_id)))
 
 
 @functools.cache
-def _bind_statement(dialect: str) -> Insert:
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = cast(Table, Identity.__table__)
+def _bind_statement(sql: Flavor) -> Insert:
+    table = table_of(Identity)
     # RETURNING tells whether the row went in: an INSERT's rowcount is not reliable on every driver.
-    return insert(table).on_conflict_do_nothing().returning(table.c.id)
+    return cast(Insert, sql.insert(table).on_conflict_do_nothing().returning(table.c.id))
 
 
 def reject(session: Session, actor: Actor, org: Organization, invite: Invite, reason: str, *,

@@ -7,9 +7,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, reset_write_intent, set_write_intent, transaction
 from idp_bridge.metrics import exposition
 from idp_bridge.models import Job
+from idp_bridge.store.db import read_only, reset_write_intent, set_write_intent, transaction
 from idp_bridge.supervisor import heartbeat_age, heartbeat_path, stale_after
 from idp_bridge.web.api.openapi import document
 

@@ -16,9 +16,9 @@ from werkzeug.serving import make_server
 
 from idp_bridge.bootstrap import build, create_app
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Event, Invite, Member, utcnow
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from tests.e2e.browser import LOGIN_INPUT, sign_in
 from tests.e2e.oidc_op import OPAccount, OPClient, OpenIDProvider, free_loopback_port
 from tests.helpers import make_key, make_org

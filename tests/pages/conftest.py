@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Event, Identity, Invite, Member
+from idp_bridge.store.db import transaction
 from tests.fakes.oidc import FakeOP
 from tests.helpers import Api, make_key, make_org
 

@@ -18,9 +18,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.handlers import sweep_expired
 from idp_bridge.models import Invite, utcnow
+from idp_bridge.store.db import transaction
 from tests.helpers import Api
 from tests.pages.conftest import OPs, token_of
 from tests.pages.test_redeem_rules import ALICE, login

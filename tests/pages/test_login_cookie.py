@@ -18,9 +18,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import LoginState, Organization
 from idp_bridge.security import token_hash
+from idp_bridge.store.db import transaction
 from idp_bridge.web.pages import BROWSER_COOKIE
 from tests.helpers import Api
 from tests.pages.conftest import OPs, finish, snapshot, start, token_of

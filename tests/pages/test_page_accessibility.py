@@ -9,8 +9,8 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Organization
+from idp_bridge.store.db import transaction
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import OPs, finish, start, token_of
 from tests.pages.test_redeem_rules import ALICE, login

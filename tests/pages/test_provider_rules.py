@@ -12,7 +12,6 @@ import pytest
 from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.domain.providers import (
     ChangeNotificationSource,
     IdentityCheck,
@@ -23,6 +22,7 @@ from idp_bridge.domain.providers import (
     SecurityEventSource,
 )
 from idp_bridge.models import Invite
+from idp_bridge.store.db import transaction
 from tests.fakes.oidc import FakeOP
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import MS, OTHER_TENANT, PERSONAL, TENANT, OPs, auth_params, finish, snapshot, start

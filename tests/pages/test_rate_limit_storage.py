@@ -14,10 +14,10 @@ from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Engine, func, select
 
 from idp_bridge.bootstrap import build, create_app
-from idp_bridge.db import make_engine
 from idp_bridge.errors import ConfigError
 from idp_bridge.models import RateLimitCounter
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import make_engine
 from idp_bridge.web.pages import ratelimit
 from idp_bridge.web.pages.ratelimit import CounterStorage, DatabaseStorage, open_storage
 from tests.conftest import RecordingMail

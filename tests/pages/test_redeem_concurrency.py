@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.domain.providers import IdentityCheck, LoginIdentity
 from idp_bridge.inputs import InviteInput
 from idp_bridge.models import Event, Identity, Invite, Member
 from idp_bridge.security import token_hash
 from idp_bridge.services import invites, orgs, redeem
+from idp_bridge.store.db import transaction
 from tests.helpers import make_org
 from tests.pages.conftest import PROVIDERS
 

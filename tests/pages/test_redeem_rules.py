@@ -11,8 +11,8 @@ from joserfc.jwk import RSAKey
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Event, Identity, Invite, Member
+from idp_bridge.store.db import transaction
 from tests.fakes.oidc import FakeOP
 from tests.helpers import Api
 from tests.pages.conftest import (

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from idp_bridge import audit
 from idp_bridge.bootstrap import job_kinds, make_worker
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.inputs import InviteInput
 from idp_bridge.jobs import JobView, RetryLater
 from idp_bridge.models import Invite, Job
 from idp_bridge.provisioning import Provisioning
 from idp_bridge.services import invites, orgs
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.fakes import FakeKeycloak, FaultPlan
 from tests.helpers import make_org

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 
 from idp_bridge.bootstrap import create_app, make_worker
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import Invite
 from idp_bridge.services import invites
+from idp_bridge.store.db import transaction
 from tests.conftest import RecordingMail
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import OPs, auth_params, finish, token_of

@@ -15,10 +15,10 @@ from sqlalchemy import update
 from idp_bridge.bootstrap import build, create_app, make_worker
 from idp_bridge.bridge import Bridge
 from idp_bridge.cli import cli
-from idp_bridge.db import transaction
 from idp_bridge.models import WebhookEndpoint
 from idp_bridge.security import unseal
 from idp_bridge.settings import load_settings
+from idp_bridge.store.db import transaction
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import Api, make_key, make_org
 from tests.webhooks.receiver import Receiver

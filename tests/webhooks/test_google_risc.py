@@ -15,8 +15,8 @@ from joserfc.jwk import RSAKey
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Identity, Invite, Member, utcnow
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.helpers import Api
 

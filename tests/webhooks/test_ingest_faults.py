@@ -12,7 +12,7 @@ import pytest
 
 from idp_bridge import inbox
 from idp_bridge.bridge import Bridge
-from webhooks.group_commit import GroupCommit, Unavailable
+from idp_bridge.store.group_commit import GroupCommit, Unavailable
 
 from .conftest import inbound_count
 
@@ -42,7 +42,7 @@ def test_the_inbound_writer_backs_off_refuses_at_once_meanwhile_and_writes_again
                          backoff_max=0.4)
     writer.submit(incoming())
     outage.broken.set()
-    caplog.set_level(logging.INFO, logger="webhooks.group_commit")
+    caplog.set_level(logging.INFO, logger="idp_bridge.store.group_commit")
     refused: list[Unavailable] = []
     for _ in range(300):
         try:

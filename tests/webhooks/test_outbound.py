@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 
 from idp_bridge.bootstrap import make_worker
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from idp_bridge.services.webhooks import DELIVER_JOB
+from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker
 from tests.dnsserver import LoopbackDNS
 from tests.helpers import Api, make_key, make_org, metric

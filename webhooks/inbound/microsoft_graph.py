@@ -18,12 +18,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from idp_bridge import jsontext
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import transaction
 from idp_bridge.domain.providers import ChangeNotificationSource
 from idp_bridge.errors import ConfigError, ProviderError
 from idp_bridge.inbox import IdpSignal, InboundView
 from idp_bridge.models import Base, Invite, Member, MemberStatus, utcnow
 from idp_bridge.security import same
+from idp_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from idp_bridge import inbox, jsontext
 from idp_bridge.bridge import Bridge
 from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
+from idp_bridge.store.group_commit import GroupCommit, Unavailable
 from idp_bridge.web.api import PROBLEM_JSON, PROBLEM_TYPE
 from idp_bridge.worker import JobKind
 from providers.jwks import JWKSCache, KeysUnavailable
-from webhooks.group_commit import GroupCommit, Unavailable, sqlite_writers_lock
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
 
 PREFIX = "/webhooks"
@@ -68,13 +68,9 @@ class Receiver:
         # Bad bearer settings fail here, at startup.
         self.keycloak_bearer = keycloak.bearer_verifiers(bridge, jwks)
         self.google_risc = google_risc.verifier(bridge, jwks)
-        engine = bridge.engine
-        if engine.dialect.name == "postgresql":
-            # There a batch is one statement (inbox.write), atomic on its own: in autocommit it commits as
-            # it completes, without the BEGIN and COMMIT round trips.
-            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # On PostgreSQL a batch is one statement (inbox.write), atomic on its own: it runs in autocommit.
         self.ingestor: GroupCommit[inbox.Incoming] = GroupCommit(
-            engine, inbox.write, name="inbox-writer", turn=sqlite_writers_lock(bridge.engine))
+            bridge.engine, inbox.write, name="inbox-writer", one_statement=True)
 
     def store(self, req: Inbound, source: str, event_id: str, body: str) -> None:
         """Store one event; returns only once committed, so a 2xx means the event is durable."""

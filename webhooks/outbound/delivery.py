@@ -6,25 +6,21 @@ import functools
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import requests
 from requests.utils import get_environ_proxies
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from idp_bridge import audit, jobs
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import is_sqlite, read_only, transaction
 from idp_bridge.metrics import DELIVERIES
-from idp_bridge.models import Event, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id, utcnow
+from idp_bridge.models import Event, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from idp_bridge.services.webhooks import (
     ALREADY_DELIVERED,
     DELIVER_JOB,
@@ -35,8 +31,11 @@ from idp_bridge.services.webhooks import (
     SUCCEEDED,
     signing_secrets,
 )
+from idp_bridge.store.db import read_only, transaction
+from idp_bridge.store.group_commit import GroupCommit
+from idp_bridge.store.ids import new_id
+from idp_bridge.store.sql import table_of
 from idp_bridge.worker import JobKind, JobView
-from webhooks.group_commit import GroupCommit
 from webhooks.outbound.transport import PinnedAdapter, failure_reason
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,7 @@ def fan_out(bridge: Bridge) -> int:
 
 def _fan_out_batch(session: Session) -> int:
     """One batch of undispatched events: their deliveries and jobs, written with a few Core statements."""
-    stmt = _UNDISPATCHED
-    if session.get_bind().dialect.name == "postgresql":
-        # Two workers fanning out at once take disjoint events, so no event gets two deliveries per endpoint.
-        stmt = stmt.with_for_update(skip_locked=True)
-    events = session.execute(stmt).all()
+    events = session.execute(_UNDISPATCHED).all()
     if not events:
         return 0
     endpoints: dict[str, list[tuple[str, list[str] | None]]] = {}
@@ -144,8 +139,8 @@ class Outbound:
     def __init__(self, bridge: Bridge, http: requests.Session | None = None) -> None:
         self.bridge = bridge
         self.http = http or pooled_http(bridge)
-        self.successes: GroupCommit[_Success] = GroupCommit(
-            bridge.engine, _write_successes, name="webhook-success-log", turn=lambda: _writing(bridge))
+        self.successes: GroupCommit[_Success] = GroupCommit(bridge.engine, _write_successes,
+                                                            name="webhook-success-log")
 
     def deliver(self, bridge: Bridge, job: JobView) -> None:
         """The delivery job's handler."""
@@ -166,10 +161,10 @@ def _verify() -> str | bool:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
-_deliveries = cast(Table, WebhookDelivery.__table__)
-_endpoints = cast(Table, WebhookEndpoint.__table__)
-_events = cast(Table, Event.__table__)
-_attempts = cast(Table, WebhookAttempt.__table__)
+_deliveries = table_of(WebhookDelivery)
+_endpoints = table_of(WebhookEndpoint)
+_events = table_of(Event)
+_attempts = table_of(WebhookAttempt)
 
 # The delivery path runs Core statements built once, so each delivery costs a few cached executions rather
 # than ORM loads, flushes and bulk-update bookkeeping.
@@ -182,14 +177,16 @@ _READ_MANY = (
                  .join(_events, _events.c.id == _deliveries.c.event_id))
     .where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
 )
-_jobs = cast(Table, Job.__table__)
+_jobs = table_of(Job)
+# Two workers fanning out at once take disjoint events, so no event gets two deliveries per endpoint (on SQLite,
+# where SQLAlchemy leaves FOR UPDATE out, the writing transaction alone does that).
 _UNDISPATCHED = (select(_events.c.id, _events.c.org_id, _events.c.type).where(_events.c.dispatched.is_(False))
-                 .order_by(_events.c.created_at).limit(FAN_OUT_BATCH))
+                 .order_by(_events.c.created_at).limit(FAN_OUT_BATCH).with_for_update(skip_locked=True))
 _ENABLED_ENDPOINTS = select(_endpoints.c.id, _endpoints.c.org_id, _endpoints.c.event_types).where(
     _endpoints.c.org_id.in_(bindparam("orgs", expanding=True)), _endpoints.c.enabled.is_(True))
 _DISPATCHED = update(_events).where(_events.c.id.in_(bindparam("ids", expanding=True))).values(dispatched=True)
 _STILL_PENDING = select(_deliveries.c.id).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)),
-                                                _deliveries.c.status == PENDING)
+                                                _deliveries.c.status == PENDING).with_for_update()
 _SUCCEED = (
     update(_deliveries)
     .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.status == PENDING)
@@ -228,7 +225,7 @@ def _prepare(bridge: Bridge, delivery_id: str, row: tuple[Any, ...] | None = Non
     (_, attempts, created_at, endpoint_id, org_id, url, enabled, secret, previous, previous_until, event_id,
      payload, _) = row
     if not enabled:
-        with _writing(bridge), bridge.engine.begin() as conn:
+        with bridge.engine.begin() as conn:
             conn.execute(_GIVE_UP, {"delivery_id": delivery_id})
         return None
     secrets = signing_secrets(WebhookEndpoint(secret=secret, previous_secret=previous,
@@ -257,23 +254,6 @@ def _send(outbound: Outbound, out: Outgoing) -> tuple[int | None, str | None]:
     return resp.status_code, NON_2XX
 
 
-_SQLITE_WRITES = threading.Lock()
-
-
-@contextmanager
-def _writing(bridge: Bridge) -> Iterator[None]:
-    """On SQLite, this process's delivery threads queue here for the one write lock.
-
-    Waiting on a thread lock wakes the next writer at once; SQLite's busy handler instead sleeps in
-    growing steps, which under many delivery threads costs more than the writes themselves.
-    """
-    if not is_sqlite(bridge.engine):
-        yield
-        return
-    with _SQLITE_WRITES:
-        yield
-
-
 def deliver(outbound: Outbound, job: JobView) -> None:
     """Send one delivery; on failure retry with backoff until the retry window closes."""
     bridge = outbound.bridge
@@ -289,7 +269,7 @@ def deliver(outbound: Outbound, job: JobView) -> None:
         outbound.successes.submit(_Success(out, status_code, duration_ms, manual))
         DELIVERIES.labels("succeeded").inc()
         return
-    with _writing(bridge), transaction(bridge.sessions) as session:
+    with transaction(bridge.sessions) as session:
         retry_in = _record_failure(bridge, session, out, status_code, error, duration_ms, manual, utcnow())
     DELIVERIES.labels("failed" if retry_in is None else "retrying").inc()
     if retry_in is not None:
@@ -306,8 +286,7 @@ class _Success:
 
 def _write_successes(conn: Connection, batch: list[_Success]) -> None:
     # Only the attempt that flips pending to succeeded counts as the success; a late duplicate never does.
-    pick = _STILL_PENDING.with_for_update() if conn.dialect.name == "postgresql" else _STILL_PENDING
-    pending = set(conn.scalars(pick, {"ids": sorted({s.out.delivery_id for s in batch})}))
+    pending = set(conn.scalars(_STILL_PENDING, {"ids": sorted({s.out.delivery_id for s in batch})}))
     now = utcnow()
     flips, attempts = [], []
     for s in batch:

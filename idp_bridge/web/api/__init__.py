@@ -23,7 +23,6 @@ from werkzeug.exceptions import HTTPException
 from idp_bridge import audit, jsontext
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import reset_write_intent, set_write_intent, transaction, writing
 from idp_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -43,6 +42,7 @@ from idp_bridge.models import Organization
 from idp_bridge.services import api_keys as key_service
 from idp_bridge.services import orgs as org_service
 from idp_bridge.services.api_keys import Principal
+from idp_bridge.store.db import reset_write_intent, set_write_intent, transaction, writing
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE = "urn:idp-bridge:problem:"

@@ -21,12 +21,12 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.db import read_only, transaction
 from idp_bridge.domain.providers import ANY
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
 from idp_bridge.services import invitee, invites, redeem
+from idp_bridge.store.db import read_only, transaction
 from idp_bridge.web.pages import ratelimit
 
 bp = Blueprint("pages", __name__, template_folder="templates")

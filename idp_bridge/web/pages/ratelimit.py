@@ -4,28 +4,28 @@ process of the deployment (the default), in this process only (memory://), or in
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
-from sqlalchemy import Engine, Float, Integer, Table, bindparam, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Float, Integer, bindparam, case, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from idp_bridge.db import is_sqlite
 from idp_bridge.errors import ConfigError
 from idp_bridge.models import RateLimitCounter
+from idp_bridge.store.compiled import Step, run_now
+from idp_bridge.store.db import DATABASE_ERRORS, read_only
+from idp_bridge.store.sql import flavor, table_of
 
 SCHEME = "idp-bridge-memory"
 DATABASE_SCHEME = "database"
 SWEEP_EVERY_SECONDS = 60.0
 SETTING = "rate_limit_storage_url"
 MAX_KEY_LENGTH = 255
-TABLE = cast(Table, RateLimitCounter.__table__)
+TABLE = table_of(RateLimitCounter)
 
 
 def storage_uri(url: str) -> str:
@@ -167,28 +167,24 @@ class DatabaseStorage(Storage):
         if engine is None:
             raise ConfigurationError("database:// rate limits need the bridge's database engine")
         self.engine = engine
-        self._sqlite = is_sqlite(engine)
         self._next_sweep = 0.0
         table = TABLE
-        insert = sqlite.insert if self._sqlite else postgresql.insert
         now, fresh = bindparam("now", type_=Float()), bindparam("fresh_expiry", type_=Float())
         amount = bindparam("amount", type_=Integer())
         passed = table.c.expires_at <= now
-        self._incr = insert(table).values(key=bindparam("key"), count=amount, expires_at=fresh).on_conflict_do_update(
+        self._incr = flavor(engine).insert(table).values(
+            key=bindparam("key"), count=amount, expires_at=fresh,
+        ).on_conflict_do_update(
             index_elements=[table.c.key],
             set_={"count": case((passed, amount), else_=table.c.count + amount),
                   "expires_at": case((passed, fresh), else_=table.c.expires_at)},
         ).returning(table.c.count)
         self._sweep = delete(table).where(table.c.expires_at <= bindparam("now"))
         self._get = select(table.c.count, table.c.expires_at).where(table.c.key == bindparam("key"))
-        if self._sqlite:
-            compiled = self._incr.compile(dialect=engine.dialect)
-            self._sqlite_incr, self._sqlite_incr_order = str(compiled), list(compiled.positiontup or [])
-            self._sqlite_sweep = str(self._sweep.compile(dialect=engine.dialect))
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return SQLAlchemyError, sqlite3.Error
+        return DATABASE_ERRORS
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = self.clock()
@@ -196,38 +192,17 @@ class DatabaseStorage(Storage):
         sweep = now >= self._next_sweep
         if sweep:
             self._next_sweep = now + SWEEP_EVERY_SECONDS
-        if self._sqlite:
-            return self._sqlite_hit(params, sweep)
-        # One statement is atomic on its own; autocommit saves the BEGIN and COMMIT round trips.
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            if sweep:
-                conn.execute(self._sweep, {"now": now})
-            return int(conn.execute(self._incr, params).scalar_one())
-
-    def _sqlite_hit(self, params: dict[str, Any], sweep: bool) -> int:
-        """The upsert on the pooled driver connection: half the CPU of a SQLAlchemy execution, on every page."""
-        pooled = self.engine.raw_connection()
-        try:
-            conn = pooled.dbapi_connection
-            assert conn is not None
-            # BEGIN IMMEDIATE, as every writer on SQLite (db.py): concurrent hits queue on the write lock.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if sweep:
-                    conn.execute(self._sqlite_sweep, (params["now"],))
-                row = conn.execute(self._sqlite_incr, tuple(params[name] for name in self._sqlite_incr_order))
-                count = int(row.fetchone()[0])
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return count
-        finally:
-            pooled.close()
+        # Each hit runs on every invitee page: straight on the driver (store.compiled.run_now), the sweep and the
+        # upsert each atomic on their own.
+        steps: list[Step] = [("ratelimit.sweep", lambda: self._sweep, {"now": now})] if sweep else []
+        steps.append(("ratelimit.incr", lambda: self._incr, params))
+        row = run_now(self.engine, steps)
+        assert row is not None
+        return int(row[0])
 
     def _row(self, key: str) -> tuple[int, float] | None:
-        with self.engine.connect() as conn:
+        # A read: it neither waits at SQLite's write gate nor needs a writable disk.
+        with read_only(), self.engine.connect() as conn:
             row = conn.execute(self._get, {"key": _stored_key(key)}).first()
         return None if row is None else (int(row[0]), float(row[1]))
 

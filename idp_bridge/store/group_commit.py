@@ -1,21 +1,27 @@
-"""Group commit: many threads' small writes, few short transactions, each caller waiting for its own commit."""
+"""Group commit: many threads' small writes, few short transactions, each caller waiting for its own commit.
+
+The one writer behind the inbound webhooks' inbox, the outbound deliveries' success log and the provisioning
+stamps: batching, a kept connection, backoff with `Unavailable` (a 503 with Retry-After for senders) while the
+database cannot write, and on PostgreSQL, for writes that are one statement, autocommit.
+"""
 
 from __future__ import annotations
 
 import _thread
-import fcntl
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
+
+from idp_bridge.store import sql
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +69,21 @@ class GroupCommit(Generic[T]):
     """Callers block until the transaction holding their item has committed, so returning still means durable.
 
     One writer thread per process writes whatever all callers submitted as one transaction (what arrives
-    while it commits forms the next), so commit cost is paid per batch, not per item. `turn` is entered around
-    each transaction: a lock shared with this process's other writers, or a file lock shared across processes.
-    When the store cannot write, every waiting caller gets `Unavailable` at once, and so does every caller
-    until the backoff has passed; the next submission after it tries again.
+    while it waits for the write gate or commits forms the next), so commit cost is paid per batch, not per item.
+    On SQLite the transaction's BEGIN waits at the write gate shared with every other writer (store.gate);
+    `turn` is entered around each attempt (a hook for fault injection). `one_statement` says that `write`
+    issues a single statement, atomic on its own: on PostgreSQL it then runs in autocommit, without the BEGIN
+    and COMMIT round trips. When the store cannot write, every waiting caller gets `Unavailable` at once, and
+    so does every caller until the backoff has passed; the next submission after it tries again.
     """
 
     def __init__(self, engine: Engine, write: Callable[[Connection, list[T]], None], *, name: str,
                  turn: Callable[[], AbstractContextManager[object]] = nullcontext, max_batch: int = MAX_BATCH,
                  timeout: float = TIMEOUT_SECONDS, backoff_first: float = BACKOFF_FIRST_SECONDS,
-                 backoff_max: float = BACKOFF_MAX_SECONDS) -> None:
+                 backoff_max: float = BACKOFF_MAX_SECONDS, one_statement: bool = False) -> None:
+        if one_statement and not sql.is_sqlite(engine):
+            # SQLite keeps its transaction: its BEGIN is where a writer waits at the write gate.
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.engine = engine
         self.write = write
         self.name = name
@@ -141,15 +152,20 @@ class GroupCommit(Generic[T]):
             taken = False
             try:
                 with self.turn():
-                    # Taken only once it is our turn, so whatever arrived meanwhile joins this transaction.
-                    batch, taken = self._take(), True
                     if conn is None:
                         conn = self.engine.connect()
                     with conn.begin():
+                        # Taken only once the transaction holds the write gate, so whatever arrived meanwhile
+                        # joins it.
+                        batch, taken = self._take(), True
                         self.write(conn, [item for item, _ in batch])
             except Exception as exc:
                 if conn is not None:
-                    conn.close()  # a broken connection is not reused
+                    if isinstance(exc, UNAVAILABLE_ERRORS):
+                        # Neither this writer nor the pool reuses it: opened while the disk was read-only, a SQLite
+                        # connection stays read-only for good; a lost PostgreSQL one stays lost.
+                        conn.invalidate()
+                    conn.close()
                     conn = None
                 if not taken:
                     # The turn itself failed (e.g. its lock file cannot be created): everything waiting for it
@@ -196,28 +212,3 @@ def describe(exc: BaseException) -> str:
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = " ".join(str(cause).split())[:300]
     return f"{type(cause).__module__}.{type(cause).__qualname__}: {text}"
-
-
-@contextmanager
-def file_lock(path: str) -> Iterator[None]:
-    """An exclusive flock on `path`, held for the block; waiters wake as soon as the holder lets go."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def sqlite_writers_lock(engine: Engine) -> Callable[[], AbstractContextManager[object]]:
-    """For a file-backed SQLite database: a file lock beside it for group-commit writers of every process.
-
-    Writers waiting on it wake as soon as the holder commits, where SQLite's busy handler would sleep 1, 2,
-    5, 10… ms between retries and turn lock contention into tail latency. Elsewhere: no lock (PostgreSQL
-    row inserts do not contend).
-    """
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return nullcontext
-    path = database + "-writers.lock"
-    return lambda: file_lock(path)

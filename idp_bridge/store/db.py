@@ -1,4 +1,4 @@
-"""Engine, sessions and transaction scope; SQLite gets WAL and serialized writes."""
+"""Engine, sessions and transaction scope; SQLite gets WAL, and its writers queue at the write gate."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from urllib.parse import quote
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-# Whether the transaction about to begin will write. On SQLite a writing transaction starts with
-# BEGIN IMMEDIATE so that concurrent writers queue on the busy timeout instead of failing with
-# SQLITE_BUSY when a read lock is upgraded mid-transaction; that queue is what makes seat limits
-# and single redemption hold on SQLite.
+from idp_bridge.store.gate import GatedConnection, WriteGate, gate_for
+from idp_bridge.store.sql import is_sqlite
+
+# Whether the transaction about to begin will write. On SQLite a writing transaction waits at the write
+# gate and starts with BEGIN IMMEDIATE, so that concurrent writers queue instead of failing with SQLITE_BUSY
+# when a read lock is upgraded mid-transaction; that queue is what makes seat limits and single redemption
+# hold on SQLite.
 _write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("write_intent", default=True)
 
 log = logging.getLogger(__name__)
@@ -34,16 +37,22 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 AUTOCHECKPOINT_FALLBACK_PAGES = 10000
 _checkpointers: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.WeakKeyDictionary()
-
-
-def is_sqlite(engine: Engine) -> bool:
-    """True for the embedded SQLite backend."""
-    return engine.dialect.name == "sqlite"
+_gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
 
 
 def json_dumps(value: Any) -> str:
     """JSON columns are encoded with orjson: several times faster than json.dumps on bulk writes."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# What a failing database raises through the store: SQLAlchemy's errors, and SQLite's own from a driver
+# connection the store could not translate (a failed ROLLBACK on a broken connection).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error)
+
+
+def embedded(url: str) -> bool:
+    """Whether a database URL names the embedded SQLite backend."""
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -52,12 +61,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
+                                                  "factory": GatedConnection}, **kwargs)
         path = parsed.database or ""
         in_memory = path in ("", ":memory:") or path.startswith("file:") or "memory" in str(parsed.query)
         if not in_memory:
             _create_private(path)
-        _configure_sqlite(engine, None if in_memory else WalCheckpointer(path))
+        _configure_sqlite(engine, None if in_memory else WalCheckpointer(path), gate_for(None if in_memory else path))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -81,11 +91,15 @@ def _create_private(path: str) -> None:
         pass  # a missing directory or a read-only place: SQLite reports it clearly on connect
 
 
-def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> None:
+def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None, gate: WriteGate) -> None:
+    _gates[engine] = gate
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_conn.isolation_level = None
+        if isinstance(dbapi_conn, GatedConnection):
+            dbapi_conn.gate = gate
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -104,13 +118,20 @@ def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> N
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Straight on the driver connection: a statement execution through SQLAlchemy costs several times the
-        # BEGIN itself. Its errors (SQLITE_BUSY past the busy timeout) still surface as SQLAlchemy's.
+        # BEGIN itself. A writer waits at the gate first (store.gate). Errors (SQLITE_BUSY past the busy timeout,
+        # a lock file a read-only disk refuses) still surface as SQLAlchemy's.
         write = _write_intent.get()
         conn.info[_READER] = not write
-        sql = "BEGIN IMMEDIATE" if write else "BEGIN"
+        driver = conn.connection.dbapi_connection
         try:
-            conn.connection.dbapi_connection.execute(sql)
+            if not write:
+                driver.execute("BEGIN")
+            elif isinstance(driver, GatedConnection):
+                driver.begin_write()
+            else:
+                driver.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            sql = "BEGIN IMMEDIATE" if write else "BEGIN"
             raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=conn.dialect) from exc
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -129,6 +150,11 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 class WriteInReadTransaction(RuntimeError):
     """A statement that writes ran in a SQLite transaction declared read-only (it would fail under contention)."""
+
+
+def gate_of(engine: Engine) -> WriteGate | None:
+    """The write gate of a SQLite engine made by make_engine (None for PostgreSQL)."""
+    return _gates.get(engine)
 
 
 def checkpointer_of(engine: Engine) -> WalCheckpointer | None:
@@ -201,12 +227,13 @@ def read_only() -> Iterator[None]:
 
 
 @contextmanager
-def raw_read(engine: Engine) -> Iterator[Any]:
-    """A pooled driver (DBAPI) connection for one standalone read, with no SQLAlchemy Connection around it.
+def bare_connection(engine: Engine) -> Iterator[Any]:
+    """A pooled driver (DBAPI) connection for standalone statements, with no SQLAlchemy Connection around it.
 
-    On SQLite the statement runs in the driver's own implicit read transaction (it issues no BEGIN: see
-    _on_connect), which takes no write lock; on PostgreSQL in autocommit, which spares the BEGIN and ROLLBACK
-    round trips. Back in the pool the connection is as it was checked out.
+    On SQLite a statement runs in the driver's own implicit read transaction (it issues no BEGIN: see
+    _on_connect), which takes no write lock, so only reads belong there; on PostgreSQL in autocommit, which
+    spares the BEGIN and COMMIT or ROLLBACK round trips, so each statement commits on its own. Back in the pool
+    the connection is as it was checked out.
     """
     raw = engine.raw_connection()
     try:

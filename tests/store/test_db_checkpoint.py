@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from idp_bridge.db import AUTOCHECKPOINT_FALLBACK_PAGES, checkpointer_of, make_engine
+from idp_bridge.store.db import AUTOCHECKPOINT_FALLBACK_PAGES, checkpointer_of, make_engine
 
 
 def rows_in_main_file(db: Path, tmp_path: Path) -> int:

@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 
 from idp_bridge import audit
 from idp_bridge.bridge import Bridge
-from idp_bridge.bulkwrite import BulkWriter, RowInserter
-from idp_bridge.db import transaction
 from idp_bridge.models import AuditEvent, Job
+from idp_bridge.store.compiled import insert_rows
+from idp_bridge.store.db import transaction
+from idp_bridge.store.sql import table_of
 from tests.helpers import make_org
 
 
@@ -27,7 +28,7 @@ def test_rows_round_trip_with_shared_and_distinct_values(bridge: Bridge) -> None
         for i in range(4)
     ]
     with transaction(bridge.sessions) as session:
-        BulkWriter(session.get_bind().dialect).insert(session.connection(), Job.__table__, rows)  # type: ignore[arg-type]
+        insert_rows(session.connection(), table_of(Job), rows)
     with transaction(bridge.sessions) as session:
         stored = {j.id: j for j in session.scalars(select(Job))}
     assert sorted(stored) == ["job-0", "job-1", "job-2", "job-3"]
@@ -44,7 +45,7 @@ def test_rows_round_trip_with_shared_and_distinct_values(bridge: Bridge) -> None
 def test_left_out_columns_get_their_python_defaults_per_row(bridge: Bridge) -> None:
     rows = [{"id": f"a-{i}", "actor": "cli", "action": "test.action", "at": datetime.now(UTC)} for i in range(3)]
     with transaction(bridge.sessions) as session:
-        BulkWriter(session.get_bind().dialect).insert(session.connection(), AuditEvent.__table__, rows)  # type: ignore[arg-type]
+        insert_rows(session.connection(), table_of(AuditEvent), rows)
     with transaction(bridge.sessions) as session:
         stored = list(session.scalars(select(AuditEvent).where(AuditEvent.action == "test.action")))
     assert len(stored) == 3
@@ -54,8 +55,8 @@ def test_left_out_columns_get_their_python_defaults_per_row(bridge: Bridge) -> N
 
 
 def test_unknown_columns_are_refused(bridge: Bridge) -> None:
-    with pytest.raises(ValueError, match="no column"):
-        RowInserter(Job.__table__, ["id", "colour"], bridge.engine.dialect)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no column"), transaction(bridge.sessions) as session:
+        insert_rows(session.connection(), table_of(Job), [{"id": "j", "colour": "blue"}])
 
 
 def test_a_failing_chunk_leaves_nothing_behind(bridge: Bridge) -> None:
@@ -65,7 +66,7 @@ def test_a_failing_chunk_leaves_nothing_behind(bridge: Bridge) -> None:
            "attempts": 0, "max_attempts": 5, "run_after": now, "created_at": now}
     with pytest.raises(IntegrityError), transaction(bridge.sessions) as session:
         audit.record(session, audit.CLI, "before.insert", org_id=org_id)
-        BulkWriter(session.get_bind().dialect).insert(session.connection(), Job.__table__, [row, dict(row)])  # type: ignore[arg-type]
+        insert_rows(session.connection(), table_of(Job), [row, dict(row)])
     with transaction(bridge.sessions) as session:
         assert session.scalars(select(Job)).all() == []
         assert session.scalars(select(AuditEvent).where(AuditEvent.action == "before.insert")).all() == []
