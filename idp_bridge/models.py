@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Re-exported: the models' status columns hold these values.
+from idp_bridge.domain.states import SEAT_STATUSES as SEAT_STATUSES
+from idp_bridge.domain.states import InviteStatus as InviteStatus
+from idp_bridge.domain.states import MatchPolicy as MatchPolicy
+from idp_bridge.domain.states import MemberStatus as MemberStatus
+from idp_bridge.domain.states import ProvisioningState as ProvisioningState
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -70,35 +76,6 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[str]: JSONType}
-
-
-class InviteStatus(enum.StrEnum):
-    PENDING = "PENDING"
-    ACCEPTED = "ACCEPTED"
-    EXPIRED = "EXPIRED"
-    REVOKED = "REVOKED"
-
-
-class MemberStatus(enum.StrEnum):
-    INVITED = "INVITED"
-    ACTIVE = "ACTIVE"
-    DEACTIVATED = "DEACTIVATED"
-    DELETED = "DELETED"
-
-
-SEAT_STATUSES = (MemberStatus.INVITED, MemberStatus.ACTIVE, MemberStatus.DEACTIVATED)
-
-
-class ProvisioningState(enum.StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class MatchPolicy(enum.StrEnum):
-    EMAIL = "email"
-    LINK = "link"
 
 
 class Organization(Base):

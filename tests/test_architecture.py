@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("idp_bridge", "providers", "webhooks")
 # The core layers: they know nothing of HTTP, of the concrete adapters, or of the faces.
-CORE = ("idp_bridge.services",)
+CORE = ("idp_bridge.domain", "idp_bridge.services")
 # What the core may not reach, directly or through any module of ours it imports.
 FORBIDDEN_IN_CORE = ("flask", "werkzeug", "gunicorn", "providers", "webhooks", "idp_bridge.web",
                      "idp_bridge.bootstrap", "idp_bridge.cli")
@@ -96,6 +96,21 @@ def test_the_core_reaches_neither_the_web_framework_nor_the_adapters_nor_the_fac
         for reached, chain in reachable(name).items():
             if any(under(reached, forbidden) for forbidden in FORBIDDEN_IN_CORE):
                 broken.append(" -> ".join(chain))
+    assert broken == []
+
+
+# The domain is plain values and rules: of ours it reaches only itself and the error classes, and no SQL.
+DOMAIN = "idp_bridge.domain"
+DOMAIN_MAY_REACH = (DOMAIN, "idp_bridge.errors")
+
+
+def test_the_domain_reaches_nothing_of_ours_but_itself_and_the_errors_and_no_sql() -> None:
+    names = [name for name in modules() if under(name, DOMAIN)]
+    assert names, "no domain module found"
+    broken = [" -> ".join(chain) for name in names for reached, chain in reachable(name).items()
+              if (ours(reached) and reached != "idp_bridge"
+                  and not any(under(reached, allowed) for allowed in DOMAIN_MAY_REACH))
+              or under(reached, "sqlalchemy")]
     assert broken == []
 
 

@@ -1,0 +1,1 @@
+"""The domain: values, states and transitions of invites and memberships, free of web framework and SQL driver."""
