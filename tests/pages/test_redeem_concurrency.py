@@ -16,6 +16,7 @@ from idp_bridge.inputs import InviteInput
 from idp_bridge.models import Event, Identity, Invite, LoginState, Member
 from idp_bridge.security import token_hash
 from idp_bridge.services import callback, invites, orgs, redeem
+from tests.fakes.claims import ClaimsProvider
 from tests.helpers import make_org
 from tests.pages.conftest import PROVIDERS
 
@@ -31,20 +32,6 @@ def oidc_bridge(settings_overrides: dict[str, Any], request: pytest.FixtureReque
     return bridge
 
 
-class ClaimsProvider:
-    """The configured OIDC provider, except that the IdP's answer to a code is a set of claims kept here."""
-
-    def __init__(self, real: Any, claims: dict[str, dict[str, Any]]) -> None:
-        self._real = real
-        self._claims = claims
-
-    def complete_login(self, *, code: str, code_verifier: str, nonce: str, iss: str | None = None) -> dict[str, Any]:
-        return self._claims[code]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 @pytest.mark.postgres
 def test_fifty_concurrent_redemptions_of_one_invite_make_exactly_one_membership(oidc_bridge: Bridge) -> None:
     bridge = oidc_bridge
@@ -52,7 +39,7 @@ def test_fifty_concurrent_redemptions_of_one_invite_make_exactly_one_membership(
     # Fifty invitees' browsers, each with its own login in flight, finish at once through the real callback.
     claims = {f"code-{n}": {"iss": "https://idp.test", "sub": f"sub-{n}", "email": "alice@example.com",
                             "email_verified": True} for n in range(ATTEMPTS)}
-    bridge.providers["oidc"] = ClaimsProvider(bridge.providers["oidc"], claims)
+    bridge.providers["oidc"] = ClaimsProvider(bridge.providers["oidc"], claims)  # type: ignore[assignment]
     browsers = [f"browser-{n:02d}".ljust(32, "b") for n in range(ATTEMPTS)]
     states = [_start(bridge, invite_id, token, browser) for browser in browsers]
     barrier = threading.Barrier(ATTEMPTS, timeout=30)
