@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -42,5 +43,11 @@ def event_row(*, event_id: str, org_id: str, org_slug: str, type_: str, sequence
     return {"id": event_id, "org_id": org_id, "type": type_, "sequence": sequence,
             "member_id": member["id"] if member is not None else None,
             "invite_id": invite["id"] if invite is not None else None,
-            "payload": {"type": type_, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": body},
+            "payload": {"type": type_, "timestamp": _timestamp(now), "data": body},
             "dispatched": False, "created_at": now}
+
+
+@functools.lru_cache(maxsize=16)
+def _timestamp(now: datetime) -> str:
+    # A bulk import stamps a thousand events with one `now`: format it once.
+    return now.isoformat().replace("+00:00", "Z")

@@ -7,6 +7,9 @@ from typing import Any
 
 from idp_bridge.domain.states import InviteStatus, MemberStatus
 
+# Plain strings: new_invitation() runs once per row of a bulk import, where enum lookups add up.
+_INVITED, _PENDING = MemberStatus.INVITED.value, InviteStatus.PENDING.value
+
 
 def seats_missing(*, member_limit: int, used: int, needed: int) -> int:
     """How many more seats than are free `needed` new members take; 0 when they fit."""
@@ -21,12 +24,12 @@ def new_invitation(*, member_id: str, invite_id: str, org_id: str, identifier: s
                    now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     """The INVITED member's row and its PENDING invite's row; the member's first event is `invite.created` (1)."""
     member = {"id": member_id, "org_id": org_id, "identifier": identifier, "identifier_key": key, "email": email,
-              "name": name, "role": role, "status": MemberStatus.INVITED.value, "provider": provider,
+              "name": name, "role": role, "status": _INVITED, "provider": provider,
               "attributes": attributes, "event_seq": 1, "created_at": now, "updated_at": now}
     invite = {"id": invite_id, "org_id": org_id, "member_id": member_id, "identifier": identifier,
               "identifier_key": key, "notification_email": notification_email, "provider": provider,
               "tenant_id": tenant_id, "hosted_domain": hosted_domain, "keycloak_idp": keycloak_idp, "role": role,
-              "name": name, "attributes": attributes, "status": InviteStatus.PENDING.value,
+              "name": name, "attributes": attributes, "status": _PENDING,
               "expires_at": expires_at, "ttl_hours": ttl_hours, "created_by": created_by, "send_email": send_email,
               "send_count": 1 if send_email else 0, "last_sent_at": now if send_email else None,
               "code_hash": code_hash, "provisioning_state": provisioning_state, "created_at": now,
