@@ -15,6 +15,7 @@ from idp_bridge import audit, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import ANY
+from idp_bridge.domain.transitions import idp_may_deactivate, idp_may_reactivate, may_accept
 from idp_bridge.errors import BridgeError
 from idp_bridge.models import (
     Identity,
@@ -112,11 +113,10 @@ def activate(session: Session, actor: Actor, org: Organization, member: Member, 
     """INVITED → ACTIVE and its invite → ACCEPTED, together; False when there is nothing to activate."""
     orgs.lock(session, org)
     session.refresh(member)
-    if member.status != MemberStatus.INVITED:
+    invite = _pending_invite(session, member) if member.status == MemberStatus.INVITED else None
+    # An expired invite is not redeemed by a late login; the sweeper closes it.
+    if invite is None or not may_accept(effective_status(invite), member.status):
         return False
-    invite = _pending_invite(session, member)
-    if invite is None or effective_status(invite) != InviteStatus.PENDING:
-        return False  # an expired invite is not redeemed by a late login; the sweeper closes it
     members.activate(session, actor, org, member, invite, details={"source": source, **details},
                      accepted={"source": source}, activated={"source": source})
     return True
@@ -153,15 +153,13 @@ def _apply_one(session: Session, bridge: Bridge, actor: Actor, org: Organization
             return False
         return activate(session, actor, org, member, source=source, details=signal.details)
     if signal.action == "deactivated":
-        if status != MemberStatus.ACTIVE:
+        if not idp_may_deactivate(status):
             return False
         members.deactivate(session, bridge, actor, org, member.id, source=source)
         return True
     if signal.action == "reactivated":
-        # Only undo our own deactivation, and only with news newer than the member's last change.
-        if status != MemberStatus.DEACTIVATED or member.deactivated_by != source:
-            return False
-        if signal.occurred_at is not None and signal.occurred_at <= member.updated_at:
+        if not idp_may_reactivate(member_status=status, deactivated_by=member.deactivated_by, source=source,
+                                  occurred_at=signal.occurred_at, updated_at=member.updated_at):
             return False
         members.reactivate(session, bridge, actor, org, member.id, source=source)
         return True

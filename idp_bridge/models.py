@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Re-exported: the models' status columns hold these values.
+from idp_bridge.domain.states import SEAT_STATUSES as SEAT_STATUSES
+from idp_bridge.domain.states import InviteStatus as InviteStatus
+from idp_bridge.domain.states import MatchPolicy as MatchPolicy
+from idp_bridge.domain.states import MemberStatus as MemberStatus
+from idp_bridge.domain.states import ProvisioningState as ProvisioningState
 from idp_bridge.store.ids import new_id
 from idp_bridge.store.types import JSONType
 from idp_bridge.store.types import UTCDateTime as UTCDateTime  # migrations name it as idp_bridge.models.UTCDateTime
@@ -41,35 +46,6 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[str]: JSONType}
-
-
-class InviteStatus(enum.StrEnum):
-    PENDING = "PENDING"
-    ACCEPTED = "ACCEPTED"
-    EXPIRED = "EXPIRED"
-    REVOKED = "REVOKED"
-
-
-class MemberStatus(enum.StrEnum):
-    INVITED = "INVITED"
-    ACTIVE = "ACTIVE"
-    DEACTIVATED = "DEACTIVATED"
-    DELETED = "DELETED"
-
-
-SEAT_STATUSES = (MemberStatus.INVITED, MemberStatus.ACTIVE, MemberStatus.DEACTIVATED)
-
-
-class ProvisioningState(enum.StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class MatchPolicy(enum.StrEnum):
-    EMAIL = "email"
-    LINK = "link"
 
 
 class Organization(Base):

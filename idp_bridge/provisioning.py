@@ -24,7 +24,6 @@ from idp_bridge.jobs import PermanentFailure, RetryLater
 from idp_bridge.models import (
     AuditEvent,
     Invite,
-    InviteLink,
     InviteStatus,
     Member,
     MemberStatus,
@@ -393,10 +392,7 @@ def retry(session: Session, bridge: Bridge, actor: Actor, org: Organization, inv
         raise InvalidState(f"invite {invite.id} is {status} with provisioning {invite.provisioning_state}; only a "
                            "pending invite whose provisioning failed can be retried",
                            status=status, provisioning=invite.provisioning_state)
-    now = utcnow()
-    for link in session.scalars(select(InviteLink).where(InviteLink.invite_id == invite.id,
-                                                         InviteLink.superseded_at.is_(None))):
-        link.superseded_at = now
+    invites.supersede_links(session, invite)
     token = invites._new_link(session, invite)
     code = invites._new_code(bridge, invite) if org.require_invite_code else None
     invite.provisioning_attempts = 0

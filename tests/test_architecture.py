@@ -100,6 +100,21 @@ def test_the_core_reaches_neither_the_web_framework_nor_the_adapters_nor_the_fac
     assert broken == []
 
 
+# The domain is plain values and rules: of ours it reaches only itself and the error classes, and no SQL.
+DOMAIN = "idp_bridge.domain"
+DOMAIN_MAY_REACH = (DOMAIN, "idp_bridge.errors")
+
+
+def test_the_domain_reaches_nothing_of_ours_but_itself_and_the_errors_and_no_sql() -> None:
+    names = [name for name in modules() if under(name, DOMAIN)]
+    assert names, "no domain module found"
+    broken = [" -> ".join(chain) for name in names for reached, chain in reachable(name).items()
+              if (ours(reached) and reached != "idp_bridge"
+                  and not any(under(reached, allowed) for allowed in DOMAIN_MAY_REACH))
+              or under(reached, "sqlalchemy")]
+    assert broken == []
+
+
 def test_only_the_composition_root_imports_the_adapters() -> None:
     offenders = sorted(
         f"{name} imports {imported}"

@@ -229,21 +229,42 @@ def test_each_invite_gets_its_own_link_stored_only_as_a_hash_and_mailed_through_
         assert f"{PUBLIC_URL}/invite/{token_of[row['id']]}" in message.get_body(("plain",)).get_content()
 
 
-def test_bulk_invites_emit_the_same_event_body_as_a_single_invite(bridge: Bridge, client: FlaskClient) -> None:
-    api = setup(bridge, client)
-    single = api.invite("ada@example.com", attributes={"site": "HQ"})
-    bulk = api.post("/invites/bulk", [{"identifier": "bob@example.com", "attributes": {"site": "HQ"}}]).get_json()
+def _columns(row: Any, differing: set[str]) -> dict[str, Any]:
+    """A row's columns, leaving out those that differ between any two invites (ids, times, the person)."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in differing}
+
+
+PER_INVITE = {"id", "member_id", "invite_id", "identifier", "identifier_key", "email", "created_at", "updated_at",
+              "expires_at", "last_sent_at", "token_hash", "payload", "code_hash"}
+
+
+def test_a_bulk_invite_writes_the_same_member_invite_link_and_event_rows_as_a_single_invite(
+        bridge: Bridge, client: FlaskClient) -> None:
+    api = setup(bridge, client, require_invite_code=True)
+    fields = {"attributes": {"site": "HQ"}, "name": "Someone", "role": "MEMBER", "ttl_hours": 48}
+    single = api.invite("ada@example.com", **fields)
+    bulk = api.post("/invites/bulk", [{"identifier": "bob@example.com", **fields}]).get_json()
     with transaction(bridge.sessions) as session:
-        one = session.scalar(select(Event).where(Event.invite_id == single["id"]))
-        many = session.scalar(select(Event).where(Event.invite_id == bulk["rows"][0]["id"]))
+        one, many = session.get(Invite, single["id"]), session.get(Invite, bulk["rows"][0]["id"])
         assert one is not None and many is not None
-        assert (one.type, one.sequence) == (many.type, many.sequence) == ("invite.created", 1)
-        a, b = one.payload["data"], many.payload["data"]
-        assert set(a) == set(b)
-        assert {k: v for k, v in a.items() if k not in ("member_id", "invite_id", "email", "identifier")} == \
-               {k: v for k, v in b.items() if k not in ("member_id", "invite_id", "email", "identifier")}
-        invite = session.get(Invite, bulk["rows"][0]["id"])
-        assert invite is not None and invite.member.event_seq == 1
+        assert _columns(one, PER_INVITE) == _columns(many, PER_INVITE)
+        assert one.code_hash and many.code_hash and one.expires_at - one.created_at == many.expires_at - many.created_at
+        assert _columns(one.member, PER_INVITE) == _columns(many.member, PER_INVITE)
+        assert one.member.event_seq == many.member.event_seq == 1
+        links = [session.scalar(select(InviteLink).where(InviteLink.invite_id == i.id)) for i in (one, many)]
+        assert [_columns(link, PER_INVITE) for link in links] == [{"superseded_at": None}] * 2
+        events = [session.scalar(select(Event).where(Event.invite_id == i.id)) for i in (one, many)]
+        assert _columns(events[0], PER_INVITE) == _columns(events[1], PER_INVITE)
+        assert (events[0].type, events[0].sequence) == ("invite.created", 1)
+        a, b = (event.payload for event in events)
+        assert a["type"] == b["type"] and set(a) == set(b) and set(a["data"]) == set(b["data"])
+        person = ("member_id", "invite_id", "email", "identifier")
+        assert {k: v for k, v in a["data"].items() if k not in person} == \
+               {k: v for k, v in b["data"].items() if k not in person}
+        for event, invite in zip(events, (one, many), strict=True):
+            assert {k: event.payload["data"][k] for k in person} == {
+                "member_id": invite.member_id, "invite_id": invite.id, "email": invite.member.email,
+                "identifier": invite.identifier}
 
 
 def test_an_org_that_requires_codes_gets_a_code_per_bulk_invite(bridge: Bridge, client: FlaskClient) -> None:

@@ -1,1 +1,2 @@
-"""The core's values and protocols: what the service layer, the faces and the adapters agree on."""
+"""The domain: values, states and transitions of invites and memberships, and the provider capability protocols;
+free of web framework, SQL driver and adapters."""

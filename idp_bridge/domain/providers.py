@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from idp_bridge.domain.states import ANY_PROVIDER
+
 # The invite's provider when the invitee may choose any configured provider the org allows.
-ANY = "any"
+ANY = ANY_PROVIDER
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from idp_bridge import csvio, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.errors import PayloadTooLarge, SeatLimitReached, ValidationFailed
+from idp_bridge.domain.events import event_row
+from idp_bridge.domain.invitation import new_invitation
+from idp_bridge.errors import PayloadTooLarge, ValidationFailed
 from idp_bridge.inputs import BulkInviteBody, InviteDefaults, InviteInput, errors_from, looks_like_email
 from idp_bridge.models import (
     AuditEvent,
@@ -237,13 +239,7 @@ def _run(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows
         results.sort(key=lambda r: r.row)
         raise BatchRejected(errors, f"{len(failed)} of {len(results)} rows are invalid; nothing was written",
                             results)
-    used = invites.seats_used(session, org)
-    if used + len(valid) > org.member_limit:
-        missing = used + len(valid) - org.member_limit
-        raise SeatLimitReached(f"{org.slug} has {max(0, org.member_limit - used)} free seats; this batch needs "
-                               f"{len(valid)}, {missing} more than are free; nothing was written",
-                               member_limit=org.member_limit, seats_used=used, seats_requested=len(valid),
-                               seats_missing=missing)
+    invites.require_seats(session, org, len(valid), batch=True)
     if not dry_run:
         _write(session, bridge, actor, org, valid, inviter or str(actor), progress)
     for result, earlier in repeats:
@@ -314,12 +310,10 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
     provisions = {name: p.provisioner() is not None for name, p in bridge.providers.items()}
     # Plain locals: this loop runs once per row, and ORM attribute and enum lookups add up at 10,000 rows.
     org_id, slug, default_ttl, with_code = org.id, org.slug, org.invite_ttl_hours, org.require_invite_code
-    invited, pending = MemberStatus.INVITED.value, InviteStatus.PENDING.value
     no_provisioning, provisioning_pending = ProvisioningState.NONE.value, ProvisioningState.PENDING.value
     for start in range(0, len(valid), CHUNK_ROWS):
         chunk = valid[start:start + CHUNK_ROWS]
         now = utcnow()
-        stamp = now.isoformat().replace("+00:00", "Z")
         members: list[dict[str, Any]] = []
         invite_rows: list[dict[str, Any]] = []
         links: list[dict[str, Any]] = []
@@ -348,31 +342,20 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
                                      max_attempts, now))
             elif data.send_email:
                 job_rows.append(_job(job_id, invites.SEND_EMAIL_JOB, payload, org_id, None, max_attempts, now))
-            members.append({
-                "id": member_id, "org_id": org_id, "identifier": identifier, "identifier_key": v.prepared.key,
-                "email": email, "name": data.name, "role": v.prepared.role, "status": invited,
-                "provider": data.provider, "attributes": data.attributes, "event_seq": 1,
-                "created_at": now, "updated_at": now})
-            invite_rows.append({
-                "id": invite_id, "org_id": org_id, "member_id": member_id, "identifier": identifier,
-                "identifier_key": v.prepared.key, "notification_email": data.notification_email,
-                "provider": data.provider, "tenant_id": data.tenant_id, "hosted_domain": data.hosted_domain,
-                "keycloak_idp": data.keycloak_idp, "role": v.prepared.role, "name": data.name,
-                "attributes": data.attributes, "status": pending,
-                "expires_at": expires_at, "ttl_hours": ttl, "created_by": created_by,
-                "send_email": data.send_email, "send_count": 1 if data.send_email else 0,
-                "last_sent_at": now if data.send_email else None, "code_hash": code_hash,
-                "provisioning_state": provisioning, "created_at": now, "updated_at": now})
+            # The rows and the event of a single invite (services.invites.insert), from the same builders.
+            member, invite = new_invitation(
+                member_id=member_id, invite_id=invite_id, org_id=org_id, identifier=identifier,
+                key=v.prepared.key, email=email, notification_email=data.notification_email, name=data.name,
+                role=v.prepared.role, provider=data.provider, attributes=data.attributes,
+                tenant_id=data.tenant_id, hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp,
+                ttl_hours=ttl, expires_at=expires_at, created_by=created_by, send_email=data.send_email,
+                code_hash=code_hash, provisioning_state=provisioning, now=now)
+            members.append(member)
+            invite_rows.append(invite)
             links.append({"token_hash": token_hash(token), "invite_id": invite_id, "created_at": now})
-            # The same body events.emit writes for a single invite.
-            event_rows.append({
-                "id": event_id_of(next(ids)), "org_id": org_id, "type": "invite.created", "member_id": member_id,
-                "invite_id": invite_id, "sequence": 1, "dispatched": False, "created_at": now,
-                "payload": {"type": "invite.created", "timestamp": stamp, "data": {
-                    "org": slug, "member_id": member_id, "email": email, "identifier": identifier,
-                    "role": v.prepared.role, "status": invited, "attributes": data.attributes,
-                    "invite_id": invite_id, "invite_status": pending,
-                    "provider": data.provider, "sequence": 1}}})
+            event_rows.append(event_row(event_id=event_id_of(next(ids)), org_id=org_id, org_slug=slug,
+                                        type_="invite.created", sequence=member["event_seq"], member=member,
+                                        invite=invite, now=now, data={}))
             audit_rows.append({
                 "id": audit_id, "org_id": org_id, "actor": created_by, "action": "invite.created",
                 "target_type": "invite", "target_id": invite_id, "ip": actor.ip, "at": now,

@@ -15,12 +15,15 @@ from sqlalchemy.orm import Session
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
+from idp_bridge.domain import transitions
+from idp_bridge.domain.invitation import new_invitation, seats_missing
 from idp_bridge.domain.providers import ANY, InviteTarget
 from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed
 from idp_bridge.identifiers import identifier_key
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
 from idp_bridge.models import (
     SEAT_STATUSES,
+    Event,
     Invite,
     InviteLink,
     InviteStatus,
@@ -44,6 +47,7 @@ from idp_bridge.security import (
 )
 from idp_bridge.services import orgs
 from idp_bridge.services.textsearch import matches
+from idp_bridge.store.ids import new_id
 from idp_bridge.store.sql import lock_rows, table_of
 
 SEND_EMAIL_JOB = "send_invite_email"
@@ -70,9 +74,7 @@ class IssuedInvite:
 
 def effective_status(invite: Invite, now: datetime | None = None) -> str:
     """EXPIRED as soon as expires_at passes, whether or not the sweeper has run."""
-    if invite.status == InviteStatus.PENDING and invite.expires_at <= (now or utcnow()):
-        return InviteStatus.EXPIRED.value
-    return invite.status
+    return transitions.effective_status(invite.status, invite.expires_at, now or utcnow())
 
 
 def provider_options(keycloak_idp: str | None) -> dict[str, str]:
@@ -152,31 +154,57 @@ def expire_due(session: Session, actor: Actor, *, org_id: str | None = None, lim
         org = org_cache.get(invite.org_id) or session.get(Organization, invite.org_id)
         assert org is not None
         org_cache[org.id] = org
-        _close(session, org, invite, InviteStatus.EXPIRED, actor, "invite.expired")
+        _close(session, org, invite, InviteStatus.EXPIRED, actor)
     return len(due)
 
 
-def _close(session: Session, org: Organization, invite: Invite, status: InviteStatus, actor: Actor,
-           event_type: str) -> None:
+def _close(session: Session, org: Organization, invite: Invite, status: InviteStatus, actor: Actor) -> None:
     """End a PENDING invite (revoked or expired): its INVITED member goes with it."""
-    invite.status = status.value
-    now = utcnow()
-    if status == InviteStatus.REVOKED:
-        invite.revoked_at = now
     member = invite.member
-    if member.status == MemberStatus.INVITED:
-        member.status = MemberStatus.DELETED.value
-        member.deleted_at = now
-    if invite.idp_user_id or invite.provisioning_state in (ProvisioningState.PENDING, ProvisioningState.DONE):
+    closing = transitions.close(invite_status=invite.status, to=status, member_status=member.status,
+                                idp_user_id=invite.idp_user_id, provisioning_state=invite.provisioning_state,
+                                now=utcnow())
+    _assign(invite, closing.invite)
+    _assign(member, closing.member)
+    if closing.deprovision:
         jobs.enqueue(session, DEPROVISION_JOB, {"invite_id": invite.id}, org_id=org.id)
-    audit.record(session, actor, event_type, org_id=org.id, target_type="invite", target_id=invite.id,
+    audit.record(session, actor, closing.event_type, org_id=org.id, target_type="invite", target_id=invite.id,
                  details={"identifier": invite.identifier})
-    events.emit(session, org, event_type, member=member, invite=invite)
+    events.emit(session, org, closing.event_type, member=member, invite=invite)
+
+
+def _assign(row: object, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        setattr(row, key, value)
 
 
 def seats_used(session: Session, org: Organization) -> int:
+    """How many of the org's seats its INVITED, ACTIVE and DEACTIVATED members hold."""
     return int(session.scalar(select(func.count(Member.id)).where(
         Member.org_id == org.id, Member.status.in_([s.value for s in SEAT_STATUSES]))) or 0)
+
+
+def require_seats(session: Session, org: Organization, needed: int = 1, *, batch: bool = False) -> None:
+    """Raise SeatLimitReached unless `needed` more members fit in the org; `batch` words it for a bulk import."""
+    used = seats_used(session, org)
+    missing = seats_missing(member_limit=org.member_limit, used=used, needed=needed)
+    if not missing:
+        return
+    if not batch:
+        raise SeatLimitReached(f"{org.slug} has {used} of {org.member_limit} seats in use",
+                               member_limit=org.member_limit, seats_used=used, seats_missing=missing)
+    raise SeatLimitReached(f"{org.slug} has {max(0, org.member_limit - used)} free seats; this batch needs "
+                           f"{needed}, {missing} more than are free; nothing was written",
+                           member_limit=org.member_limit, seats_used=used, seats_requested=needed,
+                           seats_missing=missing)
+
+
+def supersede_links(session: Session, invite: Invite) -> None:
+    """Retire every current link of the invite: a new one replaces them, and old links show as replaced."""
+    now = utcnow()
+    for link in session.scalars(select(InviteLink).where(InviteLink.invite_id == invite.id,
+                                                         InviteLink.superseded_at.is_(None))):
+        link.superseded_at = now
 
 
 def existing_for(session: Session, org: Organization, key: str) -> Member | None:
@@ -260,10 +288,7 @@ def create(session: Session, bridge: Bridge, actor: Actor, org: Organization, da
     existing = existing_for(session, org, prepared.key)
     if existing is not None:
         raise duplicate_error(session, org, existing)
-    used = seats_used(session, org)
-    if used >= org.member_limit:
-        raise SeatLimitReached(f"{org.slug} has {used} of {org.member_limit} seats in use",
-                               member_limit=org.member_limit, seats_used=used, seats_missing=1)
+    require_seats(session, org)
     issued = insert(session, bridge, actor, org, prepared, inviter=inviter)
     try:
         session.flush()
@@ -279,26 +304,28 @@ def insert(session: Session, bridge: Bridge, actor: Actor, org: Organization, pr
     data = prepared.data
     now = utcnow()
     ttl = data.ttl_hours or org.invite_ttl_hours
-    member = Member(org_id=org.id, identifier=prepared.identifier, identifier_key=prepared.key,
-                    email=prepared.identifier if looks_like_email(prepared.identifier) else data.notification_email,
-                    name=data.name, role=prepared.role, status=MemberStatus.INVITED.value, provider=data.provider,
-                    attributes=data.attributes, created_at=now, updated_at=now)
-    session.add(member)
-    invite = Invite(org_id=org.id, member=member, identifier=prepared.identifier, identifier_key=prepared.key,
-                    notification_email=data.notification_email, provider=data.provider, tenant_id=data.tenant_id,
-                    hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp, role=prepared.role,
-                    name=data.name, attributes=data.attributes, status=InviteStatus.PENDING.value,
-                    expires_at=now + timedelta(hours=ttl), ttl_hours=ttl, created_by=str(actor),
-                    send_email=data.send_email, send_count=1 if data.send_email else 0,
-                    last_sent_at=now if data.send_email else None, created_at=now, updated_at=now)
-    session.add(invite)
+    code = new_invite_code() if org.require_invite_code else None
+    provider = bridge.provider(data.provider)
+    provisions = provider is not None and provider.provisioner() is not None
+    member_row, invite_row = new_invitation(
+        member_id=new_id(), invite_id=new_id(), org_id=org.id, identifier=prepared.identifier, key=prepared.key,
+        email=prepared.identifier if looks_like_email(prepared.identifier) else data.notification_email,
+        notification_email=data.notification_email, name=data.name, role=prepared.role, provider=data.provider,
+        attributes=data.attributes, tenant_id=data.tenant_id, hosted_domain=data.hosted_domain,
+        keycloak_idp=data.keycloak_idp, ttl_hours=ttl, expires_at=now + timedelta(hours=ttl),
+        created_by=str(actor), send_email=data.send_email,
+        code_hash=keyed_hash(bridge.settings.secret_key, code) if code else None,
+        provisioning_state=(ProvisioningState.PENDING if provisions else ProvisioningState.NONE).value, now=now)
+    member = Member(**member_row)
+    invite = Invite(**invite_row, member=member)
+    session.add_all([member, invite])
     session.flush()
     token = _new_link(session, invite)
-    code = _new_code(bridge, invite) if org.require_invite_code else None
     _dispatch(session, bridge, org, invite, token, code, inviter or str(actor))
     audit.record(session, actor, "invite.created", org_id=org.id, target_type="invite", target_id=invite.id,
                  details={"identifier": invite.identifier, "role": invite.role, "provider": invite.provider})
-    events.emit(session, org, "invite.created", member=member, invite=invite)
+    # The member's first event, numbered by its row (new_invitation): the same row bulk imports write.
+    session.add(Event(**events.build(org, "invite.created", member.event_seq, member=member, invite=invite)))
     return IssuedInvite(invite, bridge.link(token), code)
 
 
@@ -358,11 +385,9 @@ def resend(session: Session, bridge: Bridge, actor: Actor, org: Organization, in
     if status == InviteStatus.EXPIRED:
         if invite.status == InviteStatus.PENDING:
             # Expired by time only: record the expiry first, so the host sees both transitions.
-            _close(session, org, invite, InviteStatus.EXPIRED, actor, "invite.expired")
+            _close(session, org, invite, InviteStatus.EXPIRED, actor)
         _reopen(session, org, invite)
-    for link in session.scalars(select(InviteLink).where(InviteLink.invite_id == invite.id,
-                                                         InviteLink.superseded_at.is_(None))):
-        link.superseded_at = now
+    supersede_links(session, invite)
     token = _new_link(session, invite)
     code = _new_code(bridge, invite) if org.require_invite_code else None
     invite.expires_at = now + timedelta(hours=invite.ttl_hours)
@@ -384,10 +409,7 @@ def _reopen(session: Session, org: Organization, invite: Invite) -> None:
         raise duplicate_error(session, org, existing)
     member = invite.member
     if member.status == MemberStatus.DELETED:
-        used = seats_used(session, org)
-        if used >= org.member_limit:
-            raise SeatLimitReached(f"{org.slug} has {used} of {org.member_limit} seats in use",
-                                   member_limit=org.member_limit, seats_used=used, seats_missing=1)
+        require_seats(session, org)
         member.status = MemberStatus.INVITED.value
         member.deleted_at = None
     invite.status = InviteStatus.PENDING.value
@@ -402,7 +424,7 @@ def revoke(session: Session, bridge: Bridge, actor: Actor, org: Organization, in
     status = effective_status(invite)
     if status != InviteStatus.PENDING:
         raise InvalidState(f"invite {invite.id} is {status}; only a pending invite can be revoked", status=status)
-    _close(session, org, invite, InviteStatus.REVOKED, actor, "invite.revoked")
+    _close(session, org, invite, InviteStatus.REVOKED, actor)
     session.flush()
     return invite
 

@@ -15,6 +15,7 @@ from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.csvio import member_rows
+from idp_bridge.domain import transitions
 from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed
 from idp_bridge.inputs import MemberBulk
 from idp_bridge.models import (
@@ -182,15 +183,12 @@ def _set_active(session: Session, bridge: Bridge, actor: Actor, org: Organizatio
     """ACTIVE ↔ DEACTIVATED; an admin's change also reaches the IdP account bound to the member."""
     orgs.lock(session, org)
     member = get(session, org, member_id)
-    required, action = ("a DEACTIVATED", "reactivated") if active else ("an ACTIVE", "deactivated")
-    if member.status != (MemberStatus.DEACTIVATED if active else MemberStatus.ACTIVE):
-        raise InvalidState(f"member {member.id} is {member.status}; only {required} member can be {action}",
-                           status=member.status)
+    change = transitions.set_active(member_id=member.id, member_status=member.status, active=active, source=source)
+    action = change.action
     if not active:
         _guard_last_owner(session, bridge, org, member)
-    member.status = (MemberStatus.ACTIVE if active else MemberStatus.DEACTIVATED).value
-    # Remembered so that an IdP re-enabling an account undoes only its own deactivation.
-    member.deactivated_by = None if active else source
+    for key, value in change.member.items():
+        setattr(member, key, value)
     if source == "admin":
         _account_job(session, org, member, enabled=active)
     audit.record(session, actor, f"member.{action}", org_id=org.id, target_type="member", target_id=member.id,
@@ -217,18 +215,18 @@ def activate(session: Session, actor: Actor, org: Organization, member: Member, 
 def write_activation(connection: Connection, actor: Actor, org: Organization, member: Member, invite: Invite, *,
                      details: Mapping[str, Any], accepted: Mapping[str, Any] | None = None,
                      activated: Mapping[str, Any] | None = None) -> None:
-    """activate()'s statements on a connection inside the caller's transaction.
+    """activate()'s statements on a connection inside the caller's transaction; transitions.accept() decides.
 
     `member`, `invite` and `org` only need their columns readable as attributes (ORM instances or rows
     fetched with Core).
     """
     now = utcnow()
-    sequence = (member.event_seq or 0) + 1
-    invite_values = {"status": InviteStatus.ACCEPTED.value, "accepted_at": now, "updated_at": now}
-    member_values = {"status": MemberStatus.ACTIVE.value, "activated_at": member.activated_at or now,
-                     "last_login_at": now, "updated_at": now, "event_seq": sequence + 1}
-    _write(connection, Invite, invite, **invite_values)
-    _write(connection, Member, member, **member_values)
+    change = transitions.accept(invite_status=transitions.effective_status(invite.status, invite.expires_at, now),
+                                member_status=member.status, activated_at=member.activated_at,
+                                event_seq=member.event_seq, now=now)
+    sequence = change.sequence
+    _write(connection, Invite, invite, **change.invite)
+    _write(connection, Member, member, **change.member)
     _insert_rows(connection, AuditEvent, [
         audit.entry(actor, "invite.accepted", org_id=org.id, target_type="invite", target_id=invite.id,
                     details=dict(details)),

@@ -6,7 +6,7 @@ import functools
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Literal, cast
 
@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session, joinedload
 from idp_bridge import audit, events
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.domain.providers import ANY, IdentityCheck, LoginIdentity, Provider
+from idp_bridge.domain import redemption
+from idp_bridge.domain.providers import IdentityCheck, LoginIdentity, Provider
+from idp_bridge.domain.redemption import Binding, Decision, Facts, LinkState, Verdict
 from idp_bridge.models import (
     Identity,
     Invite,
     InviteLink,
-    InviteStatus,
     LoginState,
     Member,
     MemberStatus,
@@ -37,11 +38,11 @@ from idp_bridge.store.sql import Flavor, flavor, pipelines, table_of
 LOGIN_STATE_TTL = timedelta(minutes=15)
 MAX_CODE_FAILURES = 5
 
-ACCEPTED = "accepted"
-CONTINUE = "continue"
-REJECTED = "rejected"
-USED = "used"
-INVALID = "invalid"
+ACCEPTED = Verdict.ACCEPT.value
+CONTINUE = Verdict.CONTINUE.value
+REJECTED = Verdict.REJECT.value
+USED = Verdict.USED.value
+INVALID = Verdict.INVALID.value
 
 
 @dataclass
@@ -71,11 +72,7 @@ class PendingLogin:
 
 def provider_allowed(bridge: Bridge, invite: Invite, org: Organization, provider: str) -> bool:
     """Rule 2: the invite's provider, or for `any` a configured provider the org allows."""
-    if provider not in bridge.providers:
-        return False
-    if invite.provider != ANY:
-        return provider == invite.provider
-    return org.allowed_providers is None or provider in org.allowed_providers
+    return redemption.provider_allowed(provider, invite.provider, bridge.providers, org.allowed_providers)
 
 
 def login_providers(bridge: Bridge, invite: Invite, org: Organization) -> list[str]:
@@ -133,21 +130,22 @@ def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending
     """Use the login state up and redeem, within the caller's transaction on `connection`.
 
     None when another callback with the same state finished first. The common case, an open invite
-    redeemed by the right account, runs as a few prebuilt statements; every other outcome is decided by
-    finish_login() (the ORM path) in the same transaction, which re-reads under the same lock and repeats
-    every check.
+    redeemed by the right account, runs as a few prebuilt statements; every other outcome goes to
+    finish_login() (the ORM path) in the same transaction, which re-reads under the same lock and asks
+    redemption.decide() again, with the identity check made here.
     """
     row = _claim_and_lock(connection, pending)
     if row is False:
         return None
+    check = None
     if row is not None:
-        outcome = _accept_directly(connection, bridge, actor, pending, provider, claims, row)
+        outcome, check = _accept_directly(connection, bridge, actor, pending, provider, claims, row)
         if outcome is not None:
             return outcome
     # The session joins the connection's transaction: the caller commits or rolls back.
     session = bridge.sessions(bind=connection)
     try:
-        outcome = finish_login(session, bridge, actor, pending, provider, claims)
+        outcome = finish_login(session, bridge, actor, pending, provider, claims, check=check)
         session.flush()
     finally:
         session.close()
@@ -176,32 +174,47 @@ def _claim_and_lock(connection: Connection, pending: PendingLogin) -> tuple[Any,
 
 
 def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin,
-                     provider: Provider, claims: Mapping[str, Any], row: tuple[Any, ...]) -> Outcome | None:
-    """Redeem when every rule holds at the first look; None (having written nothing) for any other case.
+                     provider: Provider, claims: Mapping[str, Any],
+                     row: tuple[Any, ...]) -> tuple[Outcome | None, IdentityCheck]:
+    """Redeem when redemption.decide() accepts at the first look; otherwise no outcome, having written nothing.
 
     `row` is what _claim_and_lock() read; the identity, the two status changes, the audit entries and the
-    events are written with prebuilt statements.
+    events are written with prebuilt statements. The identity check is returned for finish_login() to reuse.
     """
     columns = _lock_columns()
     # Plain objects with the columns as attributes: what the rules and the event builders read, without the
     # per-instance bookkeeping of ORM objects.
     invite, org, member, link = (SimpleNamespace(**dict(zip(keys, row[start:end], strict=True)))
                                  for keys, start, end in columns)
-    if link.token_hash is None or link.superseded_at is not None or member.id is None:
-        return None
     as_invite, as_org = cast(Invite, invite), cast(Organization, org)
-    if invites.effective_status(as_invite) != InviteStatus.PENDING:
-        return None
-    if not provider_allowed(bridge, as_invite, as_org, pending.provider):
-        return None
     check = provider.check_identity(claims, invites.target_of(as_invite, as_org), match=org.match)
-    if not check.ok:
-        return None
+    if member.id is None:
+        return None, check
+    # Decided as if the identity were bound to nobody: the bind below inserts only a free identity, and a
+    # taken one sends the callback to finish_login(), which looks the binding up and decides again.
+    link_state = _link_state(link.token_hash is not None, link.superseded_at)
+    decision = redemption.decide(_facts(bridge, as_invite, as_org, member.status, link_state, pending.provider,
+                                        check, Binding.NONE))
+    if decision.verdict != Verdict.ACCEPT:
+        return None, check
     identity = check.identity
     if not _write_acceptance(connection, actor, as_org, cast(Member, member), as_invite, identity):
-        return None
+        return None, check
     return Outcome(ACCEPTED, org=as_org, invite=as_invite, identity=identity,
-                   redirect_url=redirect_for(bridge, as_org))
+                   redirect_url=redirect_for(bridge, as_org)), check
+
+
+def _link_state(found: bool, superseded_at: datetime | None) -> LinkState:
+    if not found:
+        return LinkState.MISSING
+    return LinkState.CURRENT if superseded_at is None else LinkState.SUPERSEDED
+
+
+def _facts(bridge: Bridge, invite: Invite, org: Organization, member_status: str, link: LinkState, provider: str,
+           check: IdentityCheck, binding: Binding) -> Facts:
+    return Facts(invite_status=invites.effective_status(invite), member_status=member_status, link=link,
+                 provider=provider, invite_provider=invite.provider, configured=bridge.providers,
+                 org_providers=org.allowed_providers, identity_problem=check.problem, binding=binding)
 
 
 def _write_acceptance(connection: Connection, actor: Actor, org: Organization, member: Member, invite: Invite,
@@ -381,63 +394,58 @@ def reject(session: Session, actor: Actor, org: Organization, invite: Invite, re
 
 
 def finish_login(session: Session, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
-                 claims: Mapping[str, Any]) -> Outcome:
-    """Apply the provider's identity rules to validated claims, then rules 2, 5, 6 and 7 under the invite's lock."""
+                 claims: Mapping[str, Any], *, check: IdentityCheck | None = None) -> Outcome:
+    """Redeem under the invite's lock as redemption.decide() says; `check` is the identity check, when made."""
     locked = _lock_for_redemption(session, pending.invite_id, pending.link_token)
     if locked is None:
         return Outcome(INVALID)
     invite, org, link = locked
-    check = provider.check_identity(claims, invites.target_of(invite, org), match=org.match)
-    return _decide(session, bridge, actor, invite, org, link, provider=pending.provider, check=check)
-
-
-def redeem(session: Session, bridge: Bridge, actor: Actor, *, invite_id: str, link_token: str, provider: str,
-           check: IdentityCheck) -> Outcome:
-    """Apply rules 2, 5, 6 and 7 under the invite's lock and, when all hold, make the member ACTIVE."""
-    locked = _lock_for_redemption(session, invite_id, link_token)
-    if locked is None:
-        return Outcome(INVALID)
-    invite, org, link = locked
-    return _decide(session, bridge, actor, invite, org, link, provider=provider, check=check)
-
-
-def _decide(session: Session, bridge: Bridge, actor: Actor, invite: Invite, org: Organization,
-            link: InviteLink | None, *, provider: str, check: IdentityCheck) -> Outcome:
+    if check is None:
+        check = provider.check_identity(claims, invites.target_of(invite, org), match=org.match)
     identity = check.identity
-    status = invites.effective_status(invite)
-    if status == InviteStatus.ACCEPTED:
-        bound = _bound_identity(session, org, identity)
-        if bound is not None and bound.member_id == invite.member_id:
-            # The same person coming back after success just continues (rule 7).
-            bound.last_login_at = utcnow()
-            return Outcome(CONTINUE, org=org, invite=invite, identity=identity,
-                           redirect_url=redirect_for(bridge, org))
-        return Outcome(USED, org=org, invite=invite, identity=identity)
-    if status != InviteStatus.PENDING or link is None:
-        return Outcome(INVALID, org=org, invite=invite)
-    if link.superseded_at is not None:
-        return Outcome(INVALID, org=org, invite=invite, reason="superseded")
-    if not provider_allowed(bridge, invite, org, provider):
-        return reject(session, actor, org, invite, "wrong_provider", provider=provider, identity=identity)
-    if not check.ok:
-        return reject(session, actor, org, invite, str(check.problem), provider=provider, identity=identity)
-    return _accept(session, bridge, actor, org, invite, identity)
-
-
-def _accept(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite: Invite,
-            identity: LoginIdentity) -> Outcome:
     member = invite.member
-    if not _bind(session.connection(), org, member, identity):
+    link_state = _link_state(link is not None, link.superseded_at if link is not None else None)
+    bound = _bound_identity(session, org, identity)
+    decision = redemption.decide(_facts(bridge, invite, org, member.status, link_state, pending.provider, check,
+                                        _binding(session, bound, member)))
+    if decision.verdict == Verdict.ACCEPT and bound is None and not _bind(session.connection(), org, member,
+                                                                           identity):
+        # Bound by a concurrent redemption since the look above: decide again on what it bound.
         bound = _bound_identity(session, org, identity)
-        if bound is None or (bound.member_id != member.id and _is_live(session, bound.member_id)):
-            # Rule 6; a row gone between the insert and this read was bound by someone else too.
-            return reject(session, actor, org, invite, "identity_bound_to_other_member",
-                          provider=identity.provider, identity=identity)
+        # A row gone between the insert and this read was bound by someone else too (rule 6).
+        binding = Binding.OTHER_MEMBER if bound is None else _binding(session, bound, member)
+        decision = redemption.decide(_facts(bridge, invite, org, member.status, link_state, pending.provider,
+                                            check, binding))
+    return _carry_out(session, bridge, actor, decision, invite, org, bound, identity, provider=pending.provider)
+
+
+def _binding(session: Session, bound: Identity | None, member: Member) -> Binding:
+    if bound is None:
+        return Binding.NONE
+    if bound.member_id == member.id:
+        return Binding.THIS_MEMBER
+    return Binding.OTHER_MEMBER if _is_live(session, bound.member_id) else Binding.GONE_MEMBER
+
+
+def _carry_out(session: Session, bridge: Bridge, actor: Actor, decision: Decision, invite: Invite,
+               org: Organization, bound: Identity | None, identity: LoginIdentity, *, provider: str) -> Outcome:
+    """Write what the decision says: the acceptance, the continued login, or the audited rejection."""
+    verdict = decision.verdict
+    if verdict == Verdict.REJECT:
+        return reject(session, actor, org, invite, str(decision.reason), provider=provider, identity=identity)
+    if verdict == Verdict.SUPERSEDED:
+        return Outcome(INVALID, org=org, invite=invite, reason=decision.reason)
+    if verdict == Verdict.INVALID:
+        return Outcome(INVALID, org=org, invite=invite)
+    if verdict == Verdict.USED:
+        return Outcome(USED, org=org, invite=invite, identity=identity)
+    if bound is not None:
         # Bound to this member already, or a DELETED member's old identity moving to the new membership.
-        bound.member_id = member.id
+        bound.member_id = invite.member_id
         bound.last_login_at = utcnow()
-    members.activate(session, actor, org, member, invite, **_activation_data(identity))
-    return Outcome(ACCEPTED, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
+    if verdict == Verdict.ACCEPT:
+        members.activate(session, actor, org, invite.member, invite, **_activation_data(identity))
+    return Outcome(verdict.value, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
 
 
 def _activation_data(identity: LoginIdentity) -> dict[str, Any]:

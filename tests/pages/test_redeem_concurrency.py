@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
-from idp_bridge.domain.providers import IdentityCheck, LoginIdentity
 from idp_bridge.inputs import InviteInput
-from idp_bridge.models import Event, Identity, Invite, Member
+from idp_bridge.models import Event, Identity, Invite, LoginState, Member
 from idp_bridge.security import token_hash
-from idp_bridge.services import invites, orgs, redeem
+from idp_bridge.services import callback, invites, orgs, redeem
 from idp_bridge.store.db import transaction
+from tests.fakes.claims import ClaimsProvider
 from tests.helpers import make_org
 from tests.pages.conftest import PROVIDERS
 
@@ -35,21 +35,19 @@ def oidc_bridge(settings_overrides: dict[str, Any], request: pytest.FixtureReque
 @pytest.mark.postgres
 def test_fifty_concurrent_redemptions_of_one_invite_make_exactly_one_membership(oidc_bridge: Bridge) -> None:
     bridge = oidc_bridge
-    make_org(bridge, "race", match="link", member_limit=100)
-    with transaction(bridge.sessions) as session:
-        org = orgs.get(session, "race")
-        issued = invites.create(session, bridge, Actor("test"), org,
-                                InviteInput(identifier="alice@example.com", provider="oidc", send_email=False))
-        invite_id, token = issued.invite.id, issued.link.rsplit("/", 1)[1]
+    invite_id, token = _open_invite(bridge, "race")
+    # Fifty invitees' browsers, each with its own login in flight, finish at once through the real callback.
+    claims = {f"code-{n}": {"iss": "https://idp.test", "sub": f"sub-{n}", "email": "alice@example.com",
+                            "email_verified": True} for n in range(ATTEMPTS)}
+    bridge.providers["oidc"] = ClaimsProvider(bridge.providers["oidc"], claims)  # type: ignore[assignment]
+    browsers = [f"browser-{n:02d}".ljust(32, "b") for n in range(ATTEMPTS)]
+    states = [_start(bridge, invite_id, token, browser) for browser in browsers]
     barrier = threading.Barrier(ATTEMPTS, timeout=30)
 
     def attempt(n: int) -> str:
-        identity = LoginIdentity(provider="oidc", issuer="https://idp.test", subject=f"sub-{n}",
-                                 email="alice@example.com", email_verified=True, account="alice@example.com")
         barrier.wait()
-        with transaction(bridge.sessions) as session:
-            return redeem.redeem(session, bridge, Actor("invitee"), invite_id=invite_id, link_token=token,
-                                 provider="oidc", check=IdentityCheck(identity)).kind
+        return callback.finish(bridge, Actor("invitee"), "oidc", state=states[n], browser_secrets=[browsers[n]],
+                               code=f"code-{n}", error=None, iss="https://idp.test").kind
 
     with ThreadPoolExecutor(max_workers=ATTEMPTS) as pool:
         kinds = list(pool.map(attempt, range(ATTEMPTS), timeout=120))
@@ -60,6 +58,17 @@ def test_fifty_concurrent_redemptions_of_one_invite_make_exactly_one_membership(
         assert session.scalar(select(func.count(Identity.id))) == 1
         assert session.scalar(select(func.count(Member.id)).where(Member.status == "ACTIVE")) == 1
         assert session.scalar(select(func.count(Event.id)).where(Event.type == "member.activated")) == 1
+        assert session.scalar(select(func.count(LoginState.state_hash)).where(LoginState.used_at.is_(None))) == 0
+
+
+def _start(bridge: Bridge, invite_id: str, token: str, browser_secret: str) -> str:
+    """Start a login for the invite in one browser; returns the state its callback carries."""
+    with transaction(bridge.sessions) as session:
+        invite = session.get(Invite, invite_id)
+        assert invite is not None
+        state, _nonce, _verifier = redeem.start_login(session, bridge, invite, link_token=token, provider="oidc",
+                                                      browser_secret=browser_secret)
+    return state
 
 
 def _open_invite(bridge: Bridge, slug: str) -> tuple[str, str]:

@@ -1,0 +1,111 @@
+"""The state transitions of invites and members: each one's guard and the values it writes, decided here once.
+
+Services load the rows, call one of these and write what it returns; none of them re-checks a guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from idp_bridge.domain.states import InviteStatus, MemberStatus, ProvisioningState
+from idp_bridge.errors import InvalidState
+
+
+def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
+    """EXPIRED as soon as expires_at passes, whether or not the sweeper has run."""
+    if status == InviteStatus.PENDING and expires_at <= now:
+        return InviteStatus.EXPIRED.value
+    return status
+
+
+def may_accept(invite_status: str, member_status: str) -> bool:
+    """An invite can be accepted while it is (effectively) PENDING and its member INVITED."""
+    return invite_status == InviteStatus.PENDING and member_status == MemberStatus.INVITED
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Invite → ACCEPTED with its member INVITED → ACTIVE: the columns each takes and the events' numbers."""
+
+    invite: dict[str, Any]
+    member: dict[str, Any]
+    # `invite.accepted` carries this sequence number, `member.activated` the next.
+    sequence: int
+
+
+def accept(*, invite_status: str, member_status: str, activated_at: datetime | None, event_seq: int | None,
+           now: datetime) -> Acceptance:
+    """The one owner of invite acceptance with member activation; invite_status is the effective status."""
+    if not may_accept(invite_status, member_status):
+        raise InvalidState(f"an invite {invite_status} with its member {member_status} cannot be accepted",
+                           status=invite_status)
+    sequence = (event_seq or 0) + 1
+    return Acceptance(
+        invite={"status": InviteStatus.ACCEPTED.value, "accepted_at": now, "updated_at": now},
+        member={"status": MemberStatus.ACTIVE.value, "activated_at": activated_at or now, "last_login_at": now,
+                "updated_at": now, "event_seq": sequence + 1},
+        sequence=sequence)
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A PENDING invite ended (REVOKED or EXPIRED) with its INVITED member DELETED."""
+
+    invite: dict[str, Any]
+    member: dict[str, Any]  # empty when the member is not INVITED and stays as it is
+    event_type: str
+    # The IdP account provisioned for the invite (or being provisioned) is to be removed.
+    deprovision: bool
+
+
+def close(*, invite_status: str, to: InviteStatus, member_status: str, idp_user_id: str | None,
+          provisioning_state: str, now: datetime) -> Closing:
+    """The one owner of revoke and expiry: a stored PENDING invite ends, and its INVITED member with it."""
+    if to not in (InviteStatus.REVOKED, InviteStatus.EXPIRED):
+        raise ValueError(f"an invite is closed as REVOKED or EXPIRED, not {to}")
+    if invite_status != InviteStatus.PENDING:
+        raise InvalidState(f"invite is {invite_status}; only a pending invite can be {to.lower()}",
+                           status=invite_status)
+    invite: dict[str, Any] = {"status": to.value}
+    if to == InviteStatus.REVOKED:
+        invite["revoked_at"] = now
+    member: dict[str, Any] = {}
+    if member_status == MemberStatus.INVITED:
+        member = {"status": MemberStatus.DELETED.value, "deleted_at": now}
+    deprovision = bool(idp_user_id) or provisioning_state in (ProvisioningState.PENDING, ProvisioningState.DONE)
+    return Closing(invite, member, f"invite.{to.lower()}", deprovision)
+
+
+@dataclass(frozen=True)
+class ActiveChange:
+    """ACTIVE ↔ DEACTIVATED: the member's new columns and the action's name (`deactivated`/`reactivated`)."""
+
+    member: dict[str, Any]
+    action: str
+
+
+def set_active(*, member_id: str, member_status: str, active: bool, source: str) -> ActiveChange:
+    """The one owner of deactivation and reactivation; `source` is who asked (`admin` or an IdP's source)."""
+    wanted_from = MemberStatus.DEACTIVATED if active else MemberStatus.ACTIVE
+    required, action = ("a DEACTIVATED", "reactivated") if active else ("an ACTIVE", "deactivated")
+    if member_status != wanted_from:
+        raise InvalidState(f"member {member_id} is {member_status}; only {required} member can be {action}",
+                           status=member_status)
+    # Remembered so that an IdP re-enabling an account undoes only its own deactivation.
+    return ActiveChange({"status": (MemberStatus.ACTIVE if active else MemberStatus.DEACTIVATED).value,
+                         "deactivated_by": None if active else source}, action)
+
+
+def idp_may_deactivate(member_status: str) -> bool:
+    """An IdP's report that the account was disabled deactivates an ACTIVE member only."""
+    return member_status == MemberStatus.ACTIVE
+
+
+def idp_may_reactivate(*, member_status: str, deactivated_by: str | None, source: str,
+                       occurred_at: datetime | None, updated_at: datetime) -> bool:
+    """An IdP undoes only its own deactivation, and only with news newer than the member's last change."""
+    if member_status != MemberStatus.DEACTIVATED or deactivated_by != source:
+        return False
+    return occurred_at is None or occurred_at > updated_at
