@@ -65,7 +65,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
 
 def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
     """Every job kind this deployment runs: the core's and those its plugins contribute."""
-    from idp_bridge.handlers import core_kinds
+    from idp_bridge.core_jobs import core_kinds
     from idp_bridge.provisioning import Provisioning
     from webhooks.inbound import routes as inbound
     from webhooks.outbound.delivery import Outbound
@@ -84,7 +84,7 @@ def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
 
 def make_worker(bridge: Bridge, *, concurrency: int = 4) -> Worker:
     """A worker with every job kind and periodic task wired."""
-    from idp_bridge.handlers import sweep_expired
+    from idp_bridge.core_jobs import sweep_expired
     from webhooks.inbound.microsoft_graph import renew_due
     from webhooks.outbound.delivery import fan_out
 

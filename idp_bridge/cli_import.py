@@ -38,7 +38,7 @@ def run(bridge: Bridge, path: Path, org_slug: str, *, dry_run: bool, atomic: boo
                     defaults={"role": role} if role else {}, column_of=header.column_of, dry_run=dry_run,
                     atomic=atomic, progress=bar.update)
             except bulk.BatchRejected as exc:
-                outcome = bulk.Outcome(exc.rows, dry_run=True)
+                outcome = bulk.ImportReport(exc.rows, dry_run=True)
                 click.echo(f"Atomic import refused: {exc.detail}.")
     failed = outcome.failed()
     if errors_out is not None:
@@ -48,7 +48,7 @@ def run(bridge: Bridge, path: Path, org_slug: str, *, dry_run: bool, atomic: boo
     return 1 if failed else 0
 
 
-def _summary(outcome: bulk.Outcome, errors_out: Path | None) -> None:
+def _summary(outcome: bulk.ImportReport, errors_out: Path | None) -> None:
     counts = outcome.summary()
     if outcome.dry_run:
         click.echo("Nothing was written.")

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
+from idp_bridge.core_jobs import SEALED_KEYS
 from idp_bridge.domain.providers import InviteTarget, Provisioner, ProvisionResult
 from idp_bridge.errors import InvalidState, ProviderError
-from idp_bridge.handlers import SEALED_KEYS
 from idp_bridge.jobs import PermanentFailure, RetryLater
 from idp_bridge.models import (
     AuditEvent,

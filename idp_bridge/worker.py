@@ -78,7 +78,7 @@ class TokenBucket:
 
 
 @dataclass
-class Outcome:
+class RunOutcome:
     """How one run of a job ended, waiting to be recorded."""
 
     job: JobView
@@ -163,7 +163,7 @@ class Worker:
                 log.exception("prefetching %d %s jobs failed", len(batch), kind)
         return [replace(job, context=contexts[job.id]) if job.id in contexts else job for job in claimed]
 
-    def execute(self, job: JobView) -> Outcome:
+    def execute(self, job: JobView) -> RunOutcome:
         """Run one claimed job's handler (pacing included); nothing is recorded yet."""
         spec = self.kinds[job.kind]
         bucket = self._bucket(job.kind)
@@ -172,24 +172,24 @@ class Worker:
         try:
             record = spec.run(self.bridge, job)
         except jobs.RetryLater as exc:
-            return Outcome(job, str(exc), delay=exc.delay, record=exc.record)
+            return RunOutcome(job, str(exc), delay=exc.delay, record=exc.record)
         except jobs.PermanentFailure as exc:
-            return Outcome(job, str(exc), permanent=True, record=exc.record)
+            return RunOutcome(job, str(exc), permanent=True, record=exc.record)
         except Exception as exc:
             log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts, exc)
-            return Outcome(job, f"{type(exc).__name__}: {exc}")
-        return Outcome(job, record=record if callable(record) else None)
+            return RunOutcome(job, f"{type(exc).__name__}: {exc}")
+        return RunOutcome(job, record=record if callable(record) else None)
 
     def run_job(self, job: JobView) -> str:
         """Run one claimed job and record its outcome; returns done, retry or failed."""
         [outcome] = self.record([self.execute(job)])
         return outcome
 
-    def record(self, outcomes: list[Outcome]) -> list[str]:
+    def record(self, outcomes: list[RunOutcome]) -> list[str]:
         """Record finished runs in one transaction; returns done, retry or failed for each."""
         return self._sync(outcomes, 0)[0]
 
-    def _sync(self, outcomes: list[Outcome], want: int) -> tuple[list[str], list[JobView]]:
+    def _sync(self, outcomes: list[RunOutcome], want: int) -> tuple[list[str], list[JobView]]:
         """Record finished runs and lease up to `want` more jobs, in one transaction when all goes well."""
         try:
             with transaction(self.bridge.sessions) as session:
@@ -208,7 +208,7 @@ class Worker:
         self._after(outcomes, results)
         return results, claimed
 
-    def _record_alone(self, outcome: Outcome) -> str:
+    def _record_alone(self, outcome: RunOutcome) -> str:
         try:
             with transaction(self.bridge.sessions) as session:
                 return self._apply(session, [outcome])[0]
@@ -219,10 +219,10 @@ class Worker:
                 return "retry"
             # The result could not be written: the run counts as a failed attempt.
             log.exception("recording the result of job %s failed", outcome.job.id)
-            failed = Outcome(outcome.job, f"recording the result failed: {type(exc).__name__}: {exc}")
+            failed = RunOutcome(outcome.job, f"recording the result failed: {type(exc).__name__}: {exc}")
             return self._record_alone(failed)
 
-    def _apply(self, session: Session, outcomes: list[Outcome]) -> list[str]:
+    def _apply(self, session: Session, outcomes: list[RunOutcome]) -> list[str]:
         results: list[str] = []
         done: list[tuple[JobView, tuple[str, ...]]] = []
         together: dict[Callable[[Session, list[Any]], None], list[Recorder]] = {}
@@ -252,7 +252,7 @@ class Worker:
             jobs.finish_many(session, self.worker_id, done)
         return results
 
-    def _after(self, outcomes: list[Outcome], results: list[str]) -> None:
+    def _after(self, outcomes: list[RunOutcome], results: list[str]) -> None:
         for outcome, result in zip(outcomes, results, strict=True):
             job = outcome.job
             spec = self.kinds[job.kind]
@@ -271,8 +271,8 @@ class Worker:
         and, when the queue runs short, leases the next jobs.
         """
         backlog: deque[JobView] = deque()
-        running: set[Future[Outcome]] = set()
-        finished: list[Outcome] = []
+        running: set[Future[RunOutcome]] = set()
+        finished: list[RunOutcome] = []
         claims = 0
         drained = False  # the last claim found fewer jobs than asked for: ask again only now and then
         last_sync = last_claim = time.monotonic()

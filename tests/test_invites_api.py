@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.handlers import sweep_expired
+from idp_bridge.core_jobs import sweep_expired
 from idp_bridge.models import Event, Invite, Member
 from idp_bridge.store.db import transaction
 from idp_bridge.worker import Worker

@@ -76,7 +76,7 @@ class RowResult:
 
 
 @dataclass
-class Outcome:
+class ImportReport:
     """Per-row results of a bulk invite, in row order."""
 
     rows: list[RowResult]
@@ -101,7 +101,7 @@ class BatchRejected(ValidationFailed):
     def __init__(self, errors: dict[str, list[str]], detail: str, rows: list[RowResult]) -> None:
         super().__init__(errors, detail)
         self.rows = rows
-        self.extra["summary"] = Outcome(rows, dry_run=True).summary()
+        self.extra["summary"] = ImportReport(rows, dry_run=True).summary()
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
 def import_invites(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows: Iterable[RawRow],
                    *, defaults: Mapping[str, Any] | None = None, column_of: Callable[[str], str] = field_name,
                    dry_run: bool = False, atomic: bool = False, inviter: str = "",
-                   progress: Progress | None = None) -> Outcome:
+                   progress: Progress | None = None) -> ImportReport:
     """Check every row, then (unless dry_run) write the new ones; atomic refuses the batch on any invalid row."""
     if not dry_run:
         return _run(session, bridge, actor, org, rows, defaults=defaults, column_of=column_of, dry_run=False,
@@ -201,7 +201,7 @@ def import_invites(session: Session, bridge: Bridge, actor: Actor, org: Organiza
 
 def _run(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows: Iterable[RawRow],
          *, defaults: Mapping[str, Any] | None, column_of: Callable[[str], str], dry_run: bool, atomic: bool,
-         inviter: str, progress: Progress | None) -> Outcome:
+         inviter: str, progress: Progress | None) -> ImportReport:
     base = check_defaults(defaults or {})
     orgs.lock(session, org)
     for _ in range(100):
@@ -245,7 +245,7 @@ def _run(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows
     for result, earlier in repeats:
         result.existing_id = earlier.result.id or earlier.result.existing_id
     results.sort(key=lambda r: r.row)
-    return Outcome(results, dry_run)
+    return ImportReport(results, dry_run)
 
 
 def _check(bridge: Bridge, org: Organization, raw: RawRow, defaults: dict[str, Any],

@@ -31,7 +31,7 @@ class Callback:
     label: str = ""
     retry_url: str = ""
     link_token: str = ""
-    outcome: redeem.Outcome | None = None
+    outcome: redeem.Redemption | None = None
 
 
 def finish(bridge: Bridge, actor: Actor, provider_name: str, *, state: str, browser_secrets: Sequence[str],

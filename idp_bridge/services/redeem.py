@@ -46,7 +46,7 @@ INVALID = Verdict.INVALID.value
 
 
 @dataclass
-class Outcome:
+class Redemption:
     """What a redemption attempt came to, and what the invitee's page needs to show."""
 
     kind: str
@@ -126,7 +126,7 @@ def _claim(connection: Connection, pending: PendingLogin) -> bool:
 
 
 def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
-                   claims: Mapping[str, Any]) -> Outcome | None:
+                   claims: Mapping[str, Any]) -> Redemption | None:
     """Use the login state up and redeem, within the caller's transaction on `connection`.
 
     None when another callback with the same state finished first. The common case, an open invite
@@ -175,7 +175,7 @@ def _claim_and_lock(connection: Connection, pending: PendingLogin) -> tuple[Any,
 
 def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin,
                      provider: Provider, claims: Mapping[str, Any],
-                     row: tuple[Any, ...]) -> tuple[Outcome | None, IdentityCheck]:
+                     row: tuple[Any, ...]) -> tuple[Redemption | None, IdentityCheck]:
     """Redeem when redemption.decide() accepts at the first look; otherwise no outcome, having written nothing.
 
     `row` is what _claim_and_lock() read; the identity, the two status changes, the audit entries and the
@@ -200,7 +200,7 @@ def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pendi
     identity = check.identity
     if not _write_acceptance(connection, actor, as_org, cast(Member, member), as_invite, identity):
         return None, check
-    return Outcome(ACCEPTED, org=as_org, invite=as_invite, identity=identity,
+    return Redemption(ACCEPTED, org=as_org, invite=as_invite, identity=identity,
                    redirect_url=redirect_for(bridge, as_org)), check
 
 
@@ -378,7 +378,7 @@ def _bind_statement(sql: Flavor) -> Insert:
 
 
 def reject(session: Session, actor: Actor, org: Organization, invite: Invite, reason: str, *,
-           provider: str, identity: LoginIdentity | None = None, detail: str = "") -> Outcome:
+           provider: str, identity: LoginIdentity | None = None, detail: str = "") -> Redemption:
     """Leave the invite as it is, audit why, and tell the host."""
     details: dict[str, Any] = {"reason": reason, "provider": provider}
     if identity is not None:
@@ -390,15 +390,15 @@ def reject(session: Session, actor: Actor, org: Organization, invite: Invite, re
                  target_id=invite.id, details=details)
     events.emit(session, org, "invite.redeem_rejected", member=None, invite=invite, reason=reason,
                 provider=provider, member_id=invite.member_id)
-    return Outcome(REJECTED, org=org, invite=invite, reason=reason, identity=identity)
+    return Redemption(REJECTED, org=org, invite=invite, reason=reason, identity=identity)
 
 
 def finish_login(session: Session, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
-                 claims: Mapping[str, Any], *, check: IdentityCheck | None = None) -> Outcome:
+                 claims: Mapping[str, Any], *, check: IdentityCheck | None = None) -> Redemption:
     """Redeem under the invite's lock as redemption.decide() says; `check` is the identity check, when made."""
     locked = _lock_for_redemption(session, pending.invite_id, pending.link_token)
     if locked is None:
-        return Outcome(INVALID)
+        return Redemption(INVALID)
     invite, org, link = locked
     if check is None:
         check = provider.check_identity(claims, invites.target_of(invite, org), match=org.match)
@@ -428,24 +428,24 @@ def _binding(session: Session, bound: Identity | None, member: Member) -> Bindin
 
 
 def _carry_out(session: Session, bridge: Bridge, actor: Actor, decision: Decision, invite: Invite,
-               org: Organization, bound: Identity | None, identity: LoginIdentity, *, provider: str) -> Outcome:
+               org: Organization, bound: Identity | None, identity: LoginIdentity, *, provider: str) -> Redemption:
     """Write what the decision says: the acceptance, the continued login, or the audited rejection."""
     verdict = decision.verdict
     if verdict == Verdict.REJECT:
         return reject(session, actor, org, invite, str(decision.reason), provider=provider, identity=identity)
     if verdict == Verdict.SUPERSEDED:
-        return Outcome(INVALID, org=org, invite=invite, reason=decision.reason)
+        return Redemption(INVALID, org=org, invite=invite, reason=decision.reason)
     if verdict == Verdict.INVALID:
-        return Outcome(INVALID, org=org, invite=invite)
+        return Redemption(INVALID, org=org, invite=invite)
     if verdict == Verdict.USED:
-        return Outcome(USED, org=org, invite=invite, identity=identity)
+        return Redemption(USED, org=org, invite=invite, identity=identity)
     if bound is not None:
         # Bound to this member already, or a DELETED member's old identity moving to the new membership.
         bound.member_id = invite.member_id
         bound.last_login_at = utcnow()
     if verdict == Verdict.ACCEPT:
         members.activate(session, actor, org, invite.member, invite, **_activation_data(identity))
-    return Outcome(verdict.value, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
+    return Redemption(verdict.value, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
 
 
 def _activation_data(identity: LoginIdentity) -> dict[str, Any]:
@@ -459,11 +459,11 @@ def _activation_data(identity: LoginIdentity) -> dict[str, Any]:
 
 
 def record_login_failure(session: Session, actor: Actor, invite_id: str, provider: str, reason: str,
-                         detail: str = "") -> Outcome:
+                         detail: str = "") -> Redemption:
     """A login whose tokens did not validate: the invite stays as it is; audit and tell the host."""
     invite = session.get(Invite, invite_id)
     if invite is None:
-        return Outcome(INVALID)
+        return Redemption(INVALID)
     org = session.get(Organization, invite.org_id)
     assert org is not None
     return reject(session, actor, org, invite, reason, provider=provider, detail=detail)

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.handlers import sweep_expired
+from idp_bridge.core_jobs import sweep_expired
 from idp_bridge.models import Invite, utcnow
 from idp_bridge.store.db import transaction
 from tests.helpers import Api

@@ -9,7 +9,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.handlers import sweep_expired
+from idp_bridge.core_jobs import sweep_expired
 from idp_bridge.models import Invite, LoginState, Organization, utcnow
 from idp_bridge.store.db import transaction
 from idp_bridge.web.pages import CSRF_COOKIE

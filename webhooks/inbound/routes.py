@@ -80,8 +80,8 @@ class Receiver:
 
 
 # What a handler answers: the status and a short plain-text body.
-Answer = tuple[int, str]
-Handler = Callable[[Receiver, Inbound], Answer]
+Reply = tuple[int, str]
+Handler = Callable[[Receiver, Inbound], Reply]
 STATUS_LINES = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 401: "401 Unauthorized",
                 404: "404 Not Found", 405: "405 Method Not Allowed", 413: "413 Request Entity Too Large",
                 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
@@ -155,7 +155,7 @@ def mount(app: Flask, receiver: Receiver) -> None:
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {PREFIX: hooks})  # type: ignore[method-assign]
 
 
-def keycloak_events(receiver: Receiver, req: Inbound) -> Answer:
+def keycloak_events(receiver: Receiver, req: Inbound) -> Reply:
     """p2-inc keycloak-events (HMAC or realm-signed bearer JWT) or vymalo keycloak-webhook (Basic auth) events."""
     try:
         provider = keycloak.verify(receiver.bridge, req.body, signature=req.header("HTTP_X_KEYCLOAK_SIGNATURE"),
@@ -177,7 +177,7 @@ def keycloak_events(receiver: Receiver, req: Inbound) -> Answer:
     return 202, ""
 
 
-def microsoft_graph_notifications(receiver: Receiver, req: Inbound) -> Answer:
+def microsoft_graph_notifications(receiver: Receiver, req: Inbound) -> Reply:
     """Graph change and lifecycle notifications; notifications without our clientState are acknowledged only."""
     token = req.arg("validationToken")
     if token is not None:
@@ -195,7 +195,7 @@ def microsoft_graph_notifications(receiver: Receiver, req: Inbound) -> Answer:
     return 202, ""
 
 
-def google_risc_events(receiver: Receiver, req: Inbound) -> Answer:
+def google_risc_events(receiver: Receiver, req: Inbound) -> Reply:
     """Security Event Tokens from Google: 202 when valid (also for duplicates), 400 otherwise."""
     token = req.body.decode("ascii", errors="replace").strip()
     try:

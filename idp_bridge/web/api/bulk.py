@@ -29,7 +29,7 @@ def _flag(name: str) -> bool:
     return raw in ("true", "1", "yes")
 
 
-def result_of(outcome: bulk.Outcome) -> BulkInviteResult:
+def result_of(outcome: bulk.ImportReport) -> BulkInviteResult:
     """The SPEC §6 bulk answer."""
     return BulkInviteResult(
         summary=BulkInviteSummary(**outcome.summary()),

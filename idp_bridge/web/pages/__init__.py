@@ -328,7 +328,7 @@ def callback(provider_name: str) -> Response:
                 cancelled=done.kind == login_callback.CANCELLED)
 
 
-def _outcome_page(b: Bridge, outcome: redeem.Outcome, token: str, provider_name: str) -> Response:
+def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_name: str) -> Response:
     if outcome.kind in (redeem.ACCEPTED, redeem.CONTINUE):
         if outcome.redirect_url:
             resp = redirect(outcome.redirect_url, 303)
