@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,11 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[str]: JSONType}
+
+    def assign(self, values: Mapping[str, Any]) -> None:
+        """Take the column values a domain transition decided."""
+        for key, value in values.items():
+            setattr(self, key, value)
 
 
 class Organization(Base):

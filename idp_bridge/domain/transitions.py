@@ -68,14 +68,68 @@ def close(*, invite_status: str, to: InviteStatus, member_status: str, idp_user_
     if invite_status != InviteStatus.PENDING:
         raise InvalidState(f"invite is {invite_status}; only a pending invite can be {to.lower()}",
                            status=invite_status)
-    invite: dict[str, Any] = {"status": to.value}
-    if to == InviteStatus.REVOKED:
-        invite["revoked_at"] = now
+    invite = _ended(to, now)
     member: dict[str, Any] = {}
     if member_status == MemberStatus.INVITED:
         member = {"status": MemberStatus.DELETED.value, "deleted_at": now}
     deprovision = bool(idp_user_id) or provisioning_state in (ProvisioningState.PENDING, ProvisioningState.DONE)
     return Closing(invite, member, f"invite.{to.lower()}", deprovision)
+
+
+def _ended(to: InviteStatus, now: datetime) -> dict[str, Any]:
+    """The columns of an invite that ends as REVOKED (stamped) or EXPIRED."""
+    invite: dict[str, Any] = {"status": to.value}
+    if to == InviteStatus.REVOKED:
+        invite["revoked_at"] = now
+    return invite
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A live member DELETED, its stored PENDING invite (if any) REVOKED with it."""
+
+    member: dict[str, Any]
+    invite: dict[str, Any]  # empty when there is no pending invite to revoke
+    # The IdP account already bound to the revoked invite is to be removed.
+    deprovision: bool
+
+
+def remove(*, member_id: str, member_status: str, invite_status: str | None, idp_user_id: str | None,
+           now: datetime) -> Removal:
+    """The one owner of member removal; invite_status is the stored status of the member's pending invite, if any.
+
+    Unlike close(), the member goes whatever its live status, and only an account already bound is deprovisioned.
+    """
+    if member_status == MemberStatus.DELETED:
+        raise InvalidState(f"member {member_id} was already removed", status=member_status)
+    revoked = invite_status == InviteStatus.PENDING
+    return Removal({"status": MemberStatus.DELETED.value, "deleted_at": now},
+                   _ended(InviteStatus.REVOKED, now) if revoked else {},
+                   revoked and bool(idp_user_id))
+
+
+@dataclass(frozen=True)
+class Reopening:
+    """An EXPIRED invite PENDING again, with its DELETED member INVITED again (which takes a seat)."""
+
+    invite: dict[str, Any]
+    member: dict[str, Any]  # empty when the member was not DELETED and stays as it is
+    needs_seat: bool
+
+
+def reopen(*, invite_id: str, invite_status: str, member_status: str, provisioning_state: str,
+           idp_user_id: str | None) -> Reopening:
+    """The one owner of reopening an expired invite on resend; invite_status is the stored status."""
+    if invite_status != InviteStatus.EXPIRED:
+        raise InvalidState(f"invite {invite_id} is {invite_status}; only an expired invite can be reopened",
+                           status=invite_status)
+    invite: dict[str, Any] = {"status": InviteStatus.PENDING.value}
+    # Provisioning that left no account bound starts afresh; an account still bound is kept.
+    if provisioning_state == ProvisioningState.DONE and not idp_user_id:
+        invite["provisioning_state"] = ProvisioningState.NONE.value
+    deleted = member_status == MemberStatus.DELETED
+    member: dict[str, Any] = {"status": MemberStatus.INVITED.value, "deleted_at": None} if deleted else {}
+    return Reopening(invite, member, deleted)
 
 
 @dataclass(frozen=True)

@@ -164,18 +164,13 @@ def _close(session: Session, org: Organization, invite: Invite, status: InviteSt
     closing = transitions.close(invite_status=invite.status, to=status, member_status=member.status,
                                 idp_user_id=invite.idp_user_id, provisioning_state=invite.provisioning_state,
                                 now=utcnow())
-    _assign(invite, closing.invite)
-    _assign(member, closing.member)
+    invite.assign(closing.invite)
+    member.assign(closing.member)
     if closing.deprovision:
         jobs.enqueue(session, DEPROVISION_JOB, {"invite_id": invite.id}, org_id=org.id)
     audit.record(session, actor, closing.event_type, org_id=org.id, target_type="invite", target_id=invite.id,
                  details={"identifier": invite.identifier})
     events.emit(session, org, closing.event_type, member=member, invite=invite)
-
-
-def _assign(row: object, values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        setattr(row, key, value)
 
 
 def seats_used(session: Session, org: Organization) -> int:
@@ -404,17 +399,16 @@ def resend(session: Session, bridge: Bridge, actor: Actor, org: Organization, in
 
 def _reopen(session: Session, org: Organization, invite: Invite) -> None:
     """Bring an EXPIRED invite and its member back, if the identifier and a seat are still free."""
+    member = invite.member
+    reopening = transitions.reopen(invite_id=invite.id, invite_status=invite.status, member_status=member.status,
+                                   provisioning_state=invite.provisioning_state, idp_user_id=invite.idp_user_id)
     existing = existing_for(session, org, invite.identifier_key)
     if existing is not None and existing.id != invite.member_id:
         raise duplicate_error(session, org, existing)
-    member = invite.member
-    if member.status == MemberStatus.DELETED:
+    if reopening.needs_seat:
         require_seats(session, org)
-        member.status = MemberStatus.INVITED.value
-        member.deleted_at = None
-    invite.status = InviteStatus.PENDING.value
-    if invite.provisioning_state == ProvisioningState.DONE and not invite.idp_user_id:
-        invite.provisioning_state = ProvisioningState.NONE.value
+    member.assign(reopening.member)
+    invite.assign(reopening.invite)
 
 
 def revoke(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite_id: str) -> Invite:

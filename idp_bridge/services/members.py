@@ -30,7 +30,7 @@ from idp_bridge.models import (
     utcnow,
 )
 from idp_bridge.pagination import Page, paginate, parse_sort
-from idp_bridge.services import orgs
+from idp_bridge.services import invites, orgs
 from idp_bridge.services.textsearch import matches
 from idp_bridge.store.compiled import compiled
 from idp_bridge.store.db import read_only, transaction
@@ -187,8 +187,7 @@ def _set_active(session: Session, bridge: Bridge, actor: Actor, org: Organizatio
     action = change.action
     if not active:
         _guard_last_owner(session, bridge, org, member)
-    for key, value in change.member.items():
-        setattr(member, key, value)
+    member.assign(change.member)
     if source == "admin":
         _account_job(session, org, member, enabled=active)
     audit.record(session, actor, f"member.{action}", org_id=org.id, target_type="member", target_id=member.id,
@@ -276,21 +275,17 @@ def remove(session: Session, bridge: Bridge, actor: Actor, org: Organization, me
     """Remove a member: its seat frees, its pending invite is revoked, its identities unbound."""
     orgs.lock(session, org)
     member = get(session, org, member_id)
-    if member.status == MemberStatus.DELETED:
-        raise InvalidState(f"member {member.id} was already removed", status=member.status)
-    _guard_last_owner(session, bridge, org, member)
-    now = utcnow()
     invite = session.scalar(select(Invite).where(Invite.member_id == member.id,
                                                  Invite.status == InviteStatus.PENDING))
+    removal = transitions.remove(member_id=member.id, member_status=member.status,
+                                 invite_status=invite.status if invite is not None else None,
+                                 idp_user_id=invite.idp_user_id if invite is not None else None, now=utcnow())
+    _guard_last_owner(session, bridge, org, member)
+    member.assign(removal.member)
     if invite is not None:
-        invite.status = InviteStatus.REVOKED.value
-        invite.revoked_at = now
-        if invite.idp_user_id:
-            from idp_bridge.services.invites import DEPROVISION_JOB
-
-            jobs.enqueue(session, DEPROVISION_JOB, {"invite_id": invite.id}, org_id=org.id)
-    member.status = MemberStatus.DELETED.value
-    member.deleted_at = now
+        invite.assign(removal.invite)
+        if removal.deprovision:
+            jobs.enqueue(session, invites.DEPROVISION_JOB, {"invite_id": invite.id}, org_id=org.id)
     # Unbind, so the same account can be invited again later without tripping rule 6.
     session.execute(delete(Identity).where(Identity.member_id == member.id))
     audit.record(session, actor, "member.removed", org_id=org.id, target_type="member", target_id=member.id,

@@ -101,3 +101,38 @@ def test_an_idp_undoes_only_its_own_deactivation_and_only_with_newer_news() -> N
 def test_the_seats_missing_are_what_the_request_takes_beyond_the_free_ones() -> None:
     for limit, used, needed in itertools.product(range(4), range(5), range(4)):
         assert seats_missing(member_limit=limit, used=used, needed=needed) == max(0, used + needed - limit)
+
+
+def test_removal_deletes_any_live_member_and_revokes_only_a_stored_pending_invite() -> None:
+    for member_status, invite_status, user in itertools.product(MemberStatus, (None, *InviteStatus),
+                                                                (None, "kc-user-1")):
+        given = {"member_id": "m1", "member_status": member_status, "invite_status": invite_status,
+                 "idp_user_id": user, "now": NOW}
+        if member_status == MemberStatus.DELETED:
+            with pytest.raises(InvalidState, match="already removed"):
+                transitions.remove(**given)
+            continue
+        removal = transitions.remove(**given)
+        assert removal.member == {"status": "DELETED", "deleted_at": NOW}
+        revoked = invite_status == InviteStatus.PENDING
+        assert removal.invite == ({"status": "REVOKED", "revoked_at": NOW} if revoked else {})
+        assert removal.deprovision == (revoked and user is not None)
+
+
+def test_reopening_brings_back_only_an_expired_invite_and_its_deleted_member_with_a_seat() -> None:
+    for invite_status, member_status, provisioning, user in itertools.product(
+            InviteStatus, MemberStatus, ProvisioningState, (None, "kc-user-1")):
+        given = {"invite_id": "i1", "invite_status": invite_status, "member_status": member_status,
+                 "provisioning_state": provisioning, "idp_user_id": user}
+        if invite_status != InviteStatus.EXPIRED:
+            with pytest.raises(InvalidState, match="only an expired invite"):
+                transitions.reopen(**given)
+            continue
+        reopening = transitions.reopen(**given)
+        deleted = member_status == MemberStatus.DELETED
+        assert reopening.needs_seat is deleted
+        assert reopening.member == ({"status": "INVITED", "deleted_at": None} if deleted else {})
+        expected_invite: dict[str, str] = {"status": "PENDING"}
+        if provisioning == ProvisioningState.DONE and user is None:
+            expected_invite["provisioning_state"] = "none"
+        assert reopening.invite == expected_invite
