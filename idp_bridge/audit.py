@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -39,6 +40,13 @@ def record(session: Session, actor: Actor, action: str, *, org_id: str | None = 
 
 def entry(actor: Actor, action: str, *, org_id: str | None = None, target_type: str | None = None,
           target_id: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The row of one audit event, for record() or a batched insert."""
-    return {"id": new_id(), "org_id": org_id, "actor": str(actor), "action": action, "target_type": target_type,
-            "target_id": target_id, "ip": actor.ip, "at": utcnow(), "details": details or {}}
+    """The row of one audit event now, with a new id, for record() or a batched insert."""
+    return audit_row(id=new_id(), actor=actor, action=action, org_id=org_id, target_type=target_type,
+                     target_id=target_id, details=details, at=utcnow())
+
+
+def audit_row(*, id: str, actor: Actor, action: str, org_id: str | None, target_type: str | None,
+              target_id: str | None, details: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
+    """The row of one audit event: the one builder for single writes and bulk imports."""
+    return {"id": id, "org_id": org_id, "actor": str(actor), "action": action, "target_type": target_type,
+            "target_id": target_id, "ip": actor.ip, "at": at, "details": details or {}}

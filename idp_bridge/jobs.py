@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from idp_bridge.models import Job, utcnow
+from idp_bridge.store.ids import new_id
 from idp_bridge.store.sql import row_locks, table_of
 
 QUEUED = "queued"
@@ -80,10 +81,19 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any] | None = None, 
             org_id: str | None = None, run_after: datetime | None = None, dedupe_key: str | None = None,
             max_attempts: int = 8) -> Job:
     """Add a job to the current unit of work; it becomes visible when that commits."""
-    job = Job(kind=kind, payload=payload or {}, org_id=org_id, run_after=run_after or utcnow(),
-              dedupe_key=dedupe_key, max_attempts=max_attempts, status=QUEUED)
+    now = utcnow()
+    job = Job(**job_row(id=new_id(), kind=kind, payload=payload or {}, org_id=org_id, dedupe_key=dedupe_key,
+                        max_attempts=max_attempts, run_after=run_after or now, now=now))
     session.add(job)
     return job
+
+
+def job_row(*, id: str, kind: str, payload: dict[str, Any], org_id: str | None, dedupe_key: str | None,
+            max_attempts: int, run_after: datetime, now: datetime) -> dict[str, Any]:
+    """The row of one QUEUED job: the one builder for enqueue() and bulk imports."""
+    return {"id": id, "kind": kind, "payload": payload, "org_id": org_id, "dedupe_key": dedupe_key,
+            "status": QUEUED, "attempts": 0, "max_attempts": max_attempts, "run_after": run_after,
+            "created_at": now}
 
 
 def claim(session: Session, worker_id: str, *, limit: int, lease_seconds: float,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.inputs import PLAIN_EMAIL, _plain_email, normalize_email
-from idp_bridge.models import Event, Invite, InviteLink, Job
+from idp_bridge.models import AuditEvent, Event, Invite, InviteLink, Job
 from idp_bridge.security import token_hash, unseal
 from idp_bridge.services.invites import SEND_EMAIL_JOB
 from idp_bridge.store.db import transaction
@@ -235,10 +235,11 @@ def _columns(row: Any, differing: set[str]) -> dict[str, Any]:
 
 
 PER_INVITE = {"id", "member_id", "invite_id", "identifier", "identifier_key", "email", "created_at", "updated_at",
-              "expires_at", "last_sent_at", "token_hash", "payload", "code_hash"}
+              "expires_at", "last_sent_at", "token_hash", "payload", "code_hash", "target_id", "at", "run_after",
+              "details"}
 
 
-def test_a_bulk_invite_writes_the_same_member_invite_link_and_event_rows_as_a_single_invite(
+def test_a_bulk_invite_writes_the_same_member_invite_link_event_audit_and_job_rows_as_a_single_invite(
         bridge: Bridge, client: FlaskClient) -> None:
     api = setup(bridge, client, require_invite_code=True)
     fields = {"attributes": {"site": "HQ"}, "name": "Someone", "role": "MEMBER", "ttl_hours": 48}
@@ -265,6 +266,17 @@ def test_a_bulk_invite_writes_the_same_member_invite_link_and_event_rows_as_a_si
             assert {k: event.payload["data"][k] for k in person} == {
                 "member_id": invite.member_id, "invite_id": invite.id, "email": invite.member.email,
                 "identifier": invite.identifier}
+        audits = [session.scalar(select(AuditEvent).where(AuditEvent.target_id == i.id)) for i in (one, many)]
+        assert audits[0] is not None and audits[1] is not None
+        assert _columns(audits[0], PER_INVITE) == _columns(audits[1], PER_INVITE)
+        assert audits[0].action == "invite.created"
+        for entry, invite in zip(audits, (one, many), strict=True):
+            assert entry.details == {"identifier": invite.identifier, "role": "MEMBER", "provider": invite.provider}
+        outbox = {job.payload["invite_id"]: job for job in session.scalars(select(Job))}
+        assert _columns(outbox[one.id], PER_INVITE) == _columns(outbox[many.id], PER_INVITE)
+        assert (outbox[one.id].kind, outbox[one.id].status) == (SEND_EMAIL_JOB, "queued")
+        assert set(outbox[one.id].payload) == set(outbox[many.id].payload) == {"invite_id", "link", "code",
+                                                                                "inviter"}
 
 
 def test_an_org_that_requires_codes_gets_a_code_per_bulk_invite(bridge: Bridge, client: FlaskClient) -> None:

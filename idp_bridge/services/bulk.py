@@ -12,13 +12,14 @@ from pydantic import ValidationError
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from idp_bridge import csvio, jobs
+from idp_bridge import csvio
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.domain.events import event_row
 from idp_bridge.domain.invitation import new_invitation
 from idp_bridge.errors import PayloadTooLarge, ValidationFailed
 from idp_bridge.inputs import BulkInviteBody, InviteDefaults, InviteInput, errors_from, looks_like_email
+from idp_bridge.jobs import job_row
 from idp_bridge.models import (
     AuditEvent,
     Event,
@@ -338,11 +339,13 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
             provisioning = no_provisioning
             if provisions.get(data.provider, False):
                 provisioning = provisioning_pending
-                job_rows.append(_job(job_id, invites.PROVISION_JOB, payload, org_id, f"provision:{invite_id}",
-                                     max_attempts, now))
+                job_rows.append(job_row(id=job_id, kind=invites.PROVISION_JOB, payload=payload, org_id=org_id,
+                                        dedupe_key=f"provision:{invite_id}", max_attempts=max_attempts,
+                                        run_after=now, now=now))
             elif data.send_email:
-                job_rows.append(_job(job_id, invites.SEND_EMAIL_JOB, payload, org_id, None, max_attempts, now))
-            # The rows and the event of a single invite (services.invites.insert), from the same builders.
+                job_rows.append(job_row(id=job_id, kind=invites.SEND_EMAIL_JOB, payload=payload, org_id=org_id,
+                                        dedupe_key=None, max_attempts=max_attempts, run_after=now, now=now))
+            # The rows, event, audit and job of a single invite (services.invites.insert), from the same builders.
             member, invite = new_invitation(
                 member_id=member_id, invite_id=invite_id, org_id=org_id, identifier=identifier,
                 key=v.prepared.key, email=email, notification_email=data.notification_email, name=data.name,
@@ -356,10 +359,7 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
             event_rows.append(event_row(event_id=event_id_of(next(ids)), org_id=org_id, org_slug=slug,
                                         type_="invite.created", sequence=member["event_seq"], member=member,
                                         invite=invite, now=now, data={}))
-            audit_rows.append({
-                "id": audit_id, "org_id": org_id, "actor": created_by, "action": "invite.created",
-                "target_type": "invite", "target_id": invite_id, "ip": actor.ip, "at": now,
-                "details": {"identifier": identifier, "role": v.prepared.role, "provider": data.provider}})
+            audit_rows.append(invites.created_audit(actor, invite, id=audit_id, at=now))
             v.result.id = invite_id
         connection = session.connection()
         for table, table_rows in ((MEMBERS, members), (INVITES, invite_rows), (LINKS, links), (JOBS, job_rows),
@@ -367,9 +367,3 @@ def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, va
             insert_rows(connection, table, table_rows)
         if progress is not None:
             progress(len(chunk))
-
-
-def _job(job_id: str, kind: str, payload: dict[str, Any], org_id: str, dedupe_key: str | None,
-         max_attempts: int, now: Any) -> dict[str, Any]:
-    return {"id": job_id, "kind": kind, "payload": payload, "org_id": org_id, "dedupe_key": dedupe_key,
-            "status": jobs.QUEUED, "attempts": 0, "max_attempts": max_attempts, "run_after": now, "created_at": now}

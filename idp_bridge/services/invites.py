@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ from idp_bridge.identifiers import identifier_key
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
 from idp_bridge.models import (
     SEAT_STATUSES,
+    AuditEvent,
     Event,
     Invite,
     InviteLink,
@@ -317,11 +319,18 @@ def insert(session: Session, bridge: Bridge, actor: Actor, org: Organization, pr
     session.flush()
     token = _new_link(session, invite)
     _dispatch(session, bridge, org, invite, token, code, inviter or str(actor))
-    audit.record(session, actor, "invite.created", org_id=org.id, target_type="invite", target_id=invite.id,
-                 details={"identifier": invite.identifier, "role": invite.role, "provider": invite.provider})
+    session.add(AuditEvent(**created_audit(actor, invite_row, id=new_id(), at=now)))
     # The member's first event, numbered by its row (new_invitation): the same row bulk imports write.
     session.add(Event(**events.build(org, "invite.created", member.event_seq, member=member, invite=invite)))
     return IssuedInvite(invite, bridge.link(token), code)
+
+
+def created_audit(actor: Actor, invite: Mapping[str, Any], *, id: str, at: datetime) -> dict[str, Any]:
+    """The audit row of `invite.created` over the invite's row, for one invite and each row of a bulk import."""
+    return audit.audit_row(id=id, actor=actor, action="invite.created", org_id=invite["org_id"],
+                           target_type="invite", target_id=invite["id"],
+                           details={"identifier": invite["identifier"], "role": invite["role"],
+                                    "provider": invite["provider"]}, at=at)
 
 
 def get(session: Session, org: Organization, invite_id: str) -> Invite:
