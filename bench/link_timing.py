@@ -48,7 +48,7 @@ def main() -> None:
             issued = {kind: invites.create(session, bridge, audit.CLI, org,
                                            InviteInput(identifier=f"{kind}@example.com", send_email=False))
                       for kind in ("expired", "revoked", "tampered")}
-            invites.revoke(session, bridge, audit.CLI, org, issued["revoked"].invite.id)
+            invites.revoke(session, audit.CLI, org, issued["revoked"].invite.id)
             expired = session.get(Invite, issued["expired"].invite.id)
             assert expired is not None
             expired.expires_at = utcnow() - timedelta(seconds=1)

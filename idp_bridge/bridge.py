@@ -12,6 +12,7 @@ from idp_bridge.destinations import Destinations
 from idp_bridge.domain.providers import Provider
 from idp_bridge.mail import MailTransport, Renderer
 from idp_bridge.security import unseal
+from idp_bridge.services import ports
 from idp_bridge.settings import Settings
 
 
@@ -50,3 +51,9 @@ class Bridge:
     def close(self) -> None:
         self.engine.dispose()
 
+
+
+def _satisfies_every_port(bridge: Bridge) -> tuple[ports.Inviting, ports.Opening, ports.Redeeming, ports.Mailing,
+                                                   ports.ProvisioningContext]:
+    """Never called: mypy checks here that a Bridge is each port the services and jobs name."""
+    return bridge, bridge, bridge, bridge, bridge

@@ -7,19 +7,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit
-from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import ANY
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import invites, redeem
+from idp_bridge.services.ports import Mailing, WithProviders, WithSessions
 from idp_bridge.store.db import transaction
 from idp_bridge.worker import JobKind, JobView
 
 SEALED_KEYS = ("link", "code")
 
 
-def invite_email_context(bridge: Bridge, org: Organization, invite: Invite, link: str, code: str | None,
+def invite_email_context(bridge: WithProviders, org: Organization, invite: Invite, link: str, code: str | None,
                          inviter: str) -> dict[str, Any]:
     """Everything the invitation templates show."""
     provider = bridge.provider(invite.provider) if invite.provider != ANY else None
@@ -37,7 +37,7 @@ def invite_email_context(bridge: Bridge, org: Organization, invite: Invite, link
     }
 
 
-def send_invite_email(bridge: Bridge, job: JobView) -> Recorder | None:
+def send_invite_email(bridge: Mailing, job: JobView) -> Recorder | None:
     """Mail the invitation with the link sealed into the job; skip invites that are no longer pending."""
     if "link" not in job.payload:
         raise PermanentFailure("job has no link (already sent, or wiped)")
@@ -70,7 +70,7 @@ def send_invite_email(bridge: Bridge, job: JobView) -> Recorder | None:
     return record
 
 
-def sweep_expired(bridge: Bridge) -> int:
+def sweep_expired(bridge: WithSessions) -> int:
     """Mark every invite past its expiry EXPIRED and emit invite.expired, in bounded batches."""
     total = 0
     for _ in range(100):

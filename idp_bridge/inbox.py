@@ -29,6 +29,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.services import members, orgs
 from idp_bridge.services.invites import effective_status
+from idp_bridge.settings import Settings
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.store.inbound import JobSpec, write_events
 from idp_bridge.worker import JobKind, JobView
@@ -122,7 +123,7 @@ def activate(session: Session, actor: Actor, org: Organization, member: Member, 
     return True
 
 
-def apply(session: Session, bridge: Bridge, signal: IdpSignal, *, source: str) -> int:
+def apply(session: Session, settings: Settings, signal: IdpSignal, *, source: str) -> int:
     """Apply one signal to every member bound to its account; returns how many changed."""
     actor = Actor("idp", source)
     changed = 0
@@ -131,7 +132,7 @@ def apply(session: Session, bridge: Bridge, signal: IdpSignal, *, source: str) -
         assert org is not None
         try:
             with session.begin_nested():
-                if _apply_one(session, bridge, actor, org, member, signal, source):
+                if _apply_one(session, settings, actor, org, member, signal, source):
                     changed += 1
         except BridgeError as exc:
             audit.record(session, actor, "idp_event.ignored", org_id=org.id, target_type="member",
@@ -139,7 +140,7 @@ def apply(session: Session, bridge: Bridge, signal: IdpSignal, *, source: str) -
     return changed
 
 
-def _apply_one(session: Session, bridge: Bridge, actor: Actor, org: Organization, member: Member,
+def _apply_one(session: Session, settings: Settings, actor: Actor, org: Organization, member: Member,
                signal: IdpSignal, source: str) -> bool:
     # Decide on the member as it is once the org is locked: a concurrent event may just have changed it.
     orgs.lock(session, org)
@@ -155,18 +156,18 @@ def _apply_one(session: Session, bridge: Bridge, actor: Actor, org: Organization
     if signal.action == "deactivated":
         if not idp_may_deactivate(status):
             return False
-        members.deactivate(session, bridge, actor, org, member.id, source=source)
+        members.deactivate(session, settings, actor, org, member.id, source=source)
         return True
     if signal.action == "reactivated":
         if not idp_may_reactivate(member_status=status, deactivated_by=member.deactivated_by, source=source,
                                   occurred_at=signal.occurred_at, updated_at=member.updated_at):
             return False
-        members.reactivate(session, bridge, actor, org, member.id, source=source)
+        members.reactivate(session, settings, actor, org, member.id, source=source)
         return True
     if signal.action == "deleted":
         if status == MemberStatus.DELETED:
             return False
-        members.remove(session, bridge, actor, org, member.id, source=source)
+        members.remove(session, settings, actor, org, member.id, source=source)
         return True
     audit.record(session, actor, f"idp.{signal.details.get('event', 'event')}", org_id=org.id,
                  target_type="member", target_id=member.id, details=dict(signal.details))
@@ -197,7 +198,7 @@ def process(bridge: Bridge, source: str, event_id: str, interpreters: Mapping[st
         if row is None or row.status != RECEIVED:
             return
         for signal in signals:
-            apply(session, bridge, signal, source=kind)
+            apply(session, bridge.settings, signal, source=kind)
         row.status = PROCESSED
         row.processed_at = utcnow()
 

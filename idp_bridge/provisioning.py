@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.core_jobs import SEALED_KEYS
 from idp_bridge.domain.providers import InviteTarget, Provisioner, ProvisionResult
 from idp_bridge.errors import InvalidState, ProviderError
@@ -33,6 +32,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.services import invites, orgs
 from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
+from idp_bridge.services.ports import Inviting, ProvisioningContext, WithSessions
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.store.group_commit import GroupCommit
 from idp_bridge.store.sql import Flavor, flavor, table_of
@@ -69,7 +69,7 @@ class Pacer:
 class Provisioning:
     """This process's provisioning state: one pacer per provider and the writer of create-attempt stamps."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: ProvisioningContext) -> None:
         self.bridge = bridge
         self._pacers: dict[str, Pacer] = {}
         self._provisioners: dict[str, Provisioner | None] = {}
@@ -97,13 +97,13 @@ class Provisioning:
             self._provisioners[name] = provider.provisioner() if provider is not None else None
         return self._provisioners[name]
 
-    def provision(self, bridge: Bridge, job: JobView) -> jobs.Recorder | None:
+    def provision(self, bridge: object, job: JobView) -> jobs.Recorder | None:
         return provision_invite(self, job)
 
-    def deprovision(self, bridge: Bridge, job: JobView) -> None:
+    def deprovision(self, bridge: object, job: JobView) -> None:
         deprovision_invite(self, job)
 
-    def set_enabled(self, bridge: Bridge, job: JobView) -> None:
+    def set_enabled(self, bridge: object, job: JobView) -> None:
         set_account_enabled(self, job)
 
     def job_kinds(self) -> dict[str, JobKind]:
@@ -266,7 +266,7 @@ def _closed_recorder(invite_id: str) -> jobs.Recorder:
 class Provisioned:
     """Records one provisioning result; the worker hands all of a transaction's results to record_all."""
 
-    bridge: Bridge
+    bridge: ProvisioningContext
     job: JobView
     attempt: Attempt
     result: ProvisionResult
@@ -316,7 +316,7 @@ class Provisioned:
                          max_attempts=self.bridge.settings.job_max_attempts)
 
 
-def provisioning_failed(bridge: Bridge, job: JobView, error: str) -> None:
+def provisioning_failed(bridge: WithSessions, job: JobView, error: str) -> None:
     """After the last attempt: the invite shows `failed` with the error and the host hears of it."""
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, job.payload["invite_id"])
@@ -383,7 +383,7 @@ def set_account_enabled(state: Provisioning, job: JobView) -> None:
                      details={"idp_user_id": user_id, "outcome": outcome})
 
 
-def retry(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite_id: str) -> invites.IssuedInvite:
+def retry(session: Session, bridge: Inviting, actor: Actor, org: Organization, invite_id: str) -> invites.IssuedInvite:
     """Provision a failed invite again; it gets a new link, since links are never stored in the clear."""
     orgs.lock(session, org)
     invite = invites.get_for_update(session, org, invite_id)
@@ -394,7 +394,7 @@ def retry(session: Session, bridge: Bridge, actor: Actor, org: Organization, inv
                            status=status, provisioning=invite.provisioning_state)
     invites.supersede_links(session, invite)
     token = invites._new_link(session, invite)
-    code = invites._new_code(bridge, invite) if org.require_invite_code else None
+    code = invites._new_code(bridge.settings, invite) if org.require_invite_code else None
     invite.provisioning_attempts = 0
     invite.provisioning_error = None
     invites._dispatch(session, bridge, org, invite, token, code, str(actor))

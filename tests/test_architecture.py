@@ -142,3 +142,27 @@ def test_importing_the_core_loads_no_web_framework(package: str) -> None:
             "'webhooks')))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# The services name the narrow ports they use (services/ports.py), never the composition root's Bridge.
+BRIDGE = "idp_bridge.bridge"
+
+
+def test_no_service_or_domain_module_imports_the_bridge() -> None:
+    scanned = sorted((ROOT / "idp_bridge" / "services").glob("*.py")) + sorted(
+        (ROOT / "idp_bridge" / "domain").glob("*.py"))
+    assert len(scanned) > 5, "no service or domain module found"
+    offenders = sorted(module_name(path) for path in scanned
+                       if any(under(imported, BRIDGE) for imported in imports_of(module_name(path))))
+    assert offenders == []
+
+
+def test_no_service_or_domain_module_reaches_the_bridge_through_another_module() -> None:
+    broken = [" -> ".join(chain) for name in core_modules() for reached, chain in reachable(name).items()
+              if under(reached, BRIDGE)]
+    assert broken == []
+
+
+def test_the_bridge_scan_sees_an_import_of_the_bridge() -> None:
+    # The jobs layer still hands the whole Bridge to its handlers: the scan must see that import.
+    assert BRIDGE in imports_of("idp_bridge.worker")

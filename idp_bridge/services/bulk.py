@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import csvio
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.domain.events import event_row
 from idp_bridge.domain.invitation import new_invitation
 from idp_bridge.errors import PayloadTooLarge, ValidationFailed
@@ -35,6 +34,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.security import keyed_hash, new_invite_code, new_token, sealer, token_hash
 from idp_bridge.services import invites, orgs
+from idp_bridge.services.ports import WithProviders
 from idp_bridge.store.compiled import insert_rows
 from idp_bridge.store.ids import event_id_of, id_stream
 from idp_bridge.store.sql import table_of
@@ -183,24 +183,24 @@ def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
         yield chunk
 
 
-def import_invites(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows: Iterable[RawRow],
+def import_invites(session: Session, deps: WithProviders, actor: Actor, org: Organization, rows: Iterable[RawRow],
                    *, defaults: Mapping[str, Any] | None = None, column_of: Callable[[str], str] = field_name,
                    dry_run: bool = False, atomic: bool = False, inviter: str = "",
                    progress: Progress | None = None) -> ImportReport:
     """Check every row, then (unless dry_run) write the new ones; atomic refuses the batch on any invalid row."""
     if not dry_run:
-        return _run(session, bridge, actor, org, rows, defaults=defaults, column_of=column_of, dry_run=False,
+        return _run(session, deps, actor, org, rows, defaults=defaults, column_of=column_of, dry_run=False,
                     atomic=atomic, inviter=inviter, progress=progress)
     # Even the expiry sweep a check starts with is undone: a dry run leaves the database as it found it.
     savepoint = session.begin_nested()
     try:
-        return _run(session, bridge, actor, org, rows, defaults=defaults, column_of=column_of, dry_run=True,
+        return _run(session, deps, actor, org, rows, defaults=defaults, column_of=column_of, dry_run=True,
                     atomic=atomic, inviter=inviter, progress=progress)
     finally:
         savepoint.rollback()
 
 
-def _run(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows: Iterable[RawRow],
+def _run(session: Session, deps: WithProviders, actor: Actor, org: Organization, rows: Iterable[RawRow],
          *, defaults: Mapping[str, Any] | None, column_of: Callable[[str], str], dry_run: bool, atomic: bool,
          inviter: str, progress: Progress | None) -> ImportReport:
     base = check_defaults(defaults or {})
@@ -219,7 +219,7 @@ def _run(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows
             raise PayloadTooLarge(f"more than {MAX_ROWS} rows in one import; split the file", max_rows=MAX_ROWS)
         fresh: list[_Valid] = []
         for raw in chunk:
-            checked = _check(bridge, org, raw, base, column_of)
+            checked = _check(deps, org, raw, base, column_of)
             results.append(checked.result if isinstance(checked, _Valid) else checked)
             if not isinstance(checked, _Valid):
                 continue
@@ -242,14 +242,14 @@ def _run(session: Session, bridge: Bridge, actor: Actor, org: Organization, rows
                             results)
     invites.require_seats(session, org, len(valid), batch=True)
     if not dry_run:
-        _write(session, bridge, actor, org, valid, inviter or str(actor), progress)
+        _write(session, deps, actor, org, valid, inviter or str(actor), progress)
     for result, earlier in repeats:
         result.existing_id = earlier.result.id or earlier.result.existing_id
     results.sort(key=lambda r: r.row)
     return ImportReport(results, dry_run)
 
 
-def _check(bridge: Bridge, org: Organization, raw: RawRow, defaults: dict[str, Any],
+def _check(deps: WithProviders, org: Organization, raw: RawRow, defaults: dict[str, Any],
            column_of: Callable[[str], str]) -> _Valid | RowResult:
     """Validate one row against the input rules, the deployment and the org."""
     if raw.problems:
@@ -258,7 +258,7 @@ def _check(bridge: Bridge, org: Organization, raw: RawRow, defaults: dict[str, A
     if not isinstance(data, dict):
         return RowResult(raw.row, INVALID, errors={"row": ["must be an invite object or an identifier"]})
     try:
-        prepared = invites.prepare(bridge, org, InviteInput.model_validate(data))
+        prepared = invites.prepare(deps, org, InviteInput.model_validate(data))
     except ValidationError as exc:
         return RowResult(raw.row, INVALID, errors=_by_column(errors_from(exc), column_of))
     except ValidationFailed as exc:
@@ -301,14 +301,14 @@ def _drop_existing(session: Session, org: Organization, fresh: list[_Valid],
     return left
 
 
-def _write(session: Session, bridge: Bridge, actor: Actor, org: Organization, valid: list[_Valid], inviter: str,
+def _write(session: Session, deps: WithProviders, actor: Actor, org: Organization, valid: list[_Valid], inviter: str,
            progress: Progress | None) -> None:
     """Insert members, invites, links, outbox jobs, events and audit rows, a chunk at a time."""
-    seal = sealer(bridge.settings.secret_key)
-    secret = bridge.settings.secret_key
-    max_attempts = bridge.settings.job_max_attempts
+    seal = sealer(deps.settings.secret_key)
+    secret = deps.settings.secret_key
+    max_attempts = deps.settings.job_max_attempts
     created_by = str(actor)
-    provisions = {name: p.provisioner() is not None for name, p in bridge.providers.items()}
+    provisions = {name: p.provisioner() is not None for name, p in deps.providers.items()}
     # Plain locals: this loop runs once per row, and ORM attribute and enum lookups add up at 10,000 rows.
     org_id, slug, default_ttl, with_code = org.id, org.slug, org.invite_ttl_hours, org.require_invite_code
     no_provisioning, provisioning_pending = ProvisioningState.NONE.value, ProvisioningState.PENDING.value

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import LoginFailed
 from idp_bridge.services import redeem
+from idp_bridge.services.ports import Redeeming
 from idp_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
@@ -34,30 +34,30 @@ class Callback:
     outcome: redeem.Redemption | None = None
 
 
-def finish(bridge: Bridge, actor: Actor, provider_name: str, *, state: str, browser_secrets: Sequence[str],
+def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, browser_secrets: Sequence[str],
            code: str | None, error: str | None, iss: str | None) -> Callback:
     """Finish the login `state` names, in this browser, at `provider_name`."""
-    provider = bridge.provider(provider_name)
+    provider = deps.provider(provider_name)
     if provider is None:
         return Callback(EXPIRED)
-    pending = redeem.find_login(bridge, state=state, browser_secrets=browser_secrets, provider=provider_name)
+    pending = redeem.find_login(deps, state=state, browser_secrets=browser_secrets, provider=provider_name)
     if pending is None:
         return Callback(EXPIRED)
     retry = f"/invite/{pending.link_token}/login?provider={provider_name}"
     if error or not code:
         # The person cancelled at the IdP or it refused: nothing to audit against the invite.
-        with transaction(bridge.sessions) as session:
+        with transaction(deps.sessions) as session:
             redeem.claim_login(session, pending)
         return Callback(CANCELLED, label=provider.label, retry_url=retry)
     try:
         claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
                                          iss=iss)
         # One transaction uses the state up and redeems, so a login is either finished or still usable.
-        with bridge.engine.begin() as connection:
-            outcome = redeem.complete_login(connection, bridge, actor, pending, provider, claims)
+        with deps.engine.begin() as connection:
+            outcome = redeem.complete_login(connection, deps, actor, pending, provider, claims)
     except LoginFailed as exc:
         log.warning("login for invite %s failed: %s", pending.invite_id, exc)
-        with transaction(bridge.sessions) as session:
+        with transaction(deps.sessions) as session:
             if redeem.claim_login(session, pending):
                 redeem.record_login_failure(session, actor, pending.invite_id, provider_name, exc.reason, exc.detail)
         return Callback(FAILED, exc.reason, label=provider.label, retry_url=retry)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import LoginFailed
 from idp_bridge.models import Invite, Organization
 from idp_bridge.services import invites, redeem
+from idp_bridge.services.ports import Opening, WithProviders
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ def needs_code(invite: Invite, org: Organization) -> bool:
     return bool(org.require_invite_code and invite.code_hash)
 
 
-def start(session: Session, bridge: Bridge, invite: Invite, org: Organization, *, token: str,
+def start(session: Session, deps: WithProviders, invite: Invite, org: Organization, *, token: str,
           provider_name: str | None, browser_secret: str, select_account: bool) -> Start:
     """Record a login in flight for this browser and say where it goes (or why it cannot start)."""
-    choices = redeem.login_providers(bridge, invite, org)
+    choices = redeem.login_providers(deps, invite, org)
     if provider_name:
         if provider_name not in choices:
             return Start(NOT_ALLOWED, choices)
@@ -77,9 +77,9 @@ def start(session: Session, bridge: Bridge, invite: Invite, org: Organization, *
         return Start(NO_PROVIDER)
     else:
         return Start(CHOOSE, choices)
-    provider = bridge.providers[provider_name]
-    state, nonce, verifier = redeem.start_login(session, bridge, invite, link_token=token, provider=provider_name,
-                                                browser_secret=browser_secret)
+    provider = deps.providers[provider_name]
+    state, nonce, verifier = redeem.start_login(session, deps.settings, invite, link_token=token,
+                                                provider=provider_name, browser_secret=browser_secret)
     try:
         url = provider.authorization_url(invites.target_of(invite, org), state=state, nonce=nonce,
                                          code_verifier=verifier, select_account=select_account)
@@ -89,14 +89,14 @@ def start(session: Session, bridge: Bridge, invite: Invite, org: Organization, *
     return Start(REDIRECT, url=url)
 
 
-def start_with_code(session: Session, bridge: Bridge, actor: Actor, invite: Invite, org: Organization, *,
+def start_with_code(session: Session, deps: Opening, actor: Actor, invite: Invite, org: Organization, *,
                     code: str, token: str, provider_name: str | None, browser_secret: str,
                     select_account: bool) -> Start:
     """Check the invite code (when the invite has one; caller holds the invite's lock), then start the login."""
     if needs_code(invite, org):
         if redeem.code_locked(invite):
             return Start(CODE_LOCKED)
-        if not redeem.try_code(session, bridge, actor, invite, code):
+        if not redeem.try_code(session, deps.secret_keys, actor, invite, code):
             return Start(WRONG_CODE, tries_left=redeem.MAX_CODE_FAILURES - invite.code_failures)
-    return start(session, bridge, invite, org, token=token, provider_name=provider_name,
+    return start(session, deps, invite, org, token=token, provider_name=provider_name,
                  browser_secret=browser_secret, select_account=select_account)

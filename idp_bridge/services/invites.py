@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.domain import transitions
 from idp_bridge.domain.invitation import new_invitation, seats_missing
 from idp_bridge.domain.providers import ANY, InviteTarget
@@ -48,7 +47,9 @@ from idp_bridge.security import (
     token_hash,
 )
 from idp_bridge.services import orgs
+from idp_bridge.services.ports import Inviting, WithProviders
 from idp_bridge.services.textsearch import matches
+from idp_bridge.settings import Settings
 from idp_bridge.store.ids import new_id
 from idp_bridge.store.sql import lock_rows, table_of
 
@@ -104,7 +105,7 @@ class Prepared:
     role: str
 
 
-def prepare(bridge: Bridge, org: Organization, data: InviteInput) -> Prepared:
+def prepare(deps: WithProviders, org: Organization, data: InviteInput) -> Prepared:
     """Check an invite against configuration and org settings; raise ValidationFailed with every error."""
     errors: dict[str, list[str]] = {}
     identifier = data.identifier
@@ -114,15 +115,15 @@ def prepare(bridge: Bridge, org: Organization, data: InviteInput) -> Prepared:
         except ValueError as exc:
             hint = "" if looks_like_email(identifier) else " (org match policy 'link' allows non-email identifiers)"
             errors["identifier"] = [f"{exc}{hint}"]
-    role = data.role or bridge.settings.default_role()
-    if role not in bridge.settings.roles:
-        errors["role"] = [f"unknown role {role!r}; one of {', '.join(bridge.settings.role_names())}"]
-    allowed = org.allowed_providers if org.allowed_providers is not None else list(bridge.providers)
+    role = data.role or deps.settings.default_role()
+    if role not in deps.settings.roles:
+        errors["role"] = [f"unknown role {role!r}; one of {', '.join(deps.settings.role_names())}"]
+    allowed = org.allowed_providers if org.allowed_providers is not None else list(deps.providers)
     extra = provider_options(data.keycloak_idp)
     if data.provider != ANY:
-        provider = bridge.provider(data.provider)
+        provider = deps.provider(data.provider)
         if provider is None:
-            configured = ", ".join(["any", *sorted(bridge.providers)])
+            configured = ", ".join(["any", *sorted(deps.providers)])
             errors["provider"] = [f"unknown provider {data.provider!r}; one of {configured}"]
         elif data.provider not in allowed:
             errors["provider"] = [f"provider {data.provider!r} is not allowed in {org.slug}"]
@@ -232,29 +233,29 @@ def _new_link(session: Session, invite: Invite) -> str:
     return token
 
 
-def _new_code(bridge: Bridge, invite: Invite) -> str:
+def _new_code(settings: Settings, invite: Invite) -> str:
     code = new_invite_code()
-    invite.code_hash = keyed_hash(bridge.settings.secret_key, code)
+    invite.code_hash = keyed_hash(settings.secret_key, code)
     invite.code_failures = 0
     return code
 
 
-def check_code(bridge: Bridge, invite: Invite, presented: str) -> bool:
-    """Compare an invite code in constant time; the caller counts failures."""
+def check_code(secret_keys: Sequence[str], invite: Invite, presented: str) -> bool:
+    """Compare an invite code in constant time against the current and older secret keys; the caller counts."""
     if not invite.code_hash:
         return True
     # Codes hashed before a secret-key change still verify through secret_key_fallbacks.
-    return keyed_hash_matches(bridge.secret_keys, normalize_code(presented), invite.code_hash)
+    return keyed_hash_matches(secret_keys, normalize_code(presented), invite.code_hash)
 
 
-def _dispatch(session: Session, bridge: Bridge, org: Organization, invite: Invite, token: str,
+def _dispatch(session: Session, deps: WithProviders, org: Organization, invite: Invite, token: str,
               code: str | None, inviter: str) -> None:
     """Queue what follows an issued link: provisioning at the IdP and/or our email."""
-    secret = bridge.settings.secret_key
+    secret = deps.settings.secret_key
     payload: dict[str, Any] = {"invite_id": invite.id, "link": seal(secret, token), "inviter": inviter}
     if code:
         payload["code"] = seal(secret, code)
-    provider = bridge.provider(invite.provider)
+    provider = deps.provider(invite.provider)
     if provider is not None and provider.provisioner() is not None:
         # The provisioning job decides about our mail, by the provider's mail plan: e.g. a Keycloak user it
         # creates gets Keycloak's own password-setup mail, and ours only when the org asks for it.
@@ -266,27 +267,27 @@ def _dispatch(session: Session, bridge: Bridge, org: Organization, invite: Invit
             live.dedupe_key = None
             session.flush()
         jobs.enqueue(session, PROVISION_JOB, payload, org_id=org.id, dedupe_key=key,
-                     max_attempts=bridge.settings.job_max_attempts)
+                     max_attempts=deps.settings.job_max_attempts)
         if live is not None and live.status == jobs.QUEUED:
             live.status = jobs.DONE
             live.finished_at = utcnow()
             live.payload = {"invite_id": invite.id, "superseded": True}
     elif invite.send_email:
         jobs.enqueue(session, SEND_EMAIL_JOB, payload, org_id=org.id,
-                     max_attempts=bridge.settings.job_max_attempts)
+                     max_attempts=deps.settings.job_max_attempts)
 
 
-def create(session: Session, bridge: Bridge, actor: Actor, org: Organization, data: InviteInput,
+def create(session: Session, deps: Inviting, actor: Actor, org: Organization, data: InviteInput,
            *, inviter: str = "") -> IssuedInvite:
     """Invite one person: a PENDING invite, its INVITED member, a link (and code), and the outbox rows."""
-    prepared = prepare(bridge, org, data)
+    prepared = prepare(deps, org, data)
     orgs.lock(session, org)
     expire_due(session, actor, org_id=org.id)
     existing = existing_for(session, org, prepared.key)
     if existing is not None:
         raise duplicate_error(session, org, existing)
     require_seats(session, org)
-    issued = insert(session, bridge, actor, org, prepared, inviter=inviter)
+    issued = insert(session, deps, actor, org, prepared, inviter=inviter)
     try:
         session.flush()
     except IntegrityError as exc:
@@ -295,14 +296,14 @@ def create(session: Session, bridge: Bridge, actor: Actor, org: Organization, da
     return issued
 
 
-def insert(session: Session, bridge: Bridge, actor: Actor, org: Organization, prepared: Prepared,
+def insert(session: Session, deps: Inviting, actor: Actor, org: Organization, prepared: Prepared,
            *, inviter: str = "") -> IssuedInvite:
     """Write one prepared invite and everything that goes with it; the caller has checked seats."""
     data = prepared.data
     now = utcnow()
     ttl = data.ttl_hours or org.invite_ttl_hours
     code = new_invite_code() if org.require_invite_code else None
-    provider = bridge.provider(data.provider)
+    provider = deps.provider(data.provider)
     provisions = provider is not None and provider.provisioner() is not None
     member_row, invite_row = new_invitation(
         member_id=new_id(), invite_id=new_id(), org_id=org.id, identifier=prepared.identifier, key=prepared.key,
@@ -311,18 +312,18 @@ def insert(session: Session, bridge: Bridge, actor: Actor, org: Organization, pr
         attributes=data.attributes, tenant_id=data.tenant_id, hosted_domain=data.hosted_domain,
         keycloak_idp=data.keycloak_idp, ttl_hours=ttl, expires_at=now + timedelta(hours=ttl),
         created_by=str(actor), send_email=data.send_email,
-        code_hash=keyed_hash(bridge.settings.secret_key, code) if code else None,
+        code_hash=keyed_hash(deps.settings.secret_key, code) if code else None,
         provisioning_state=(ProvisioningState.PENDING if provisions else ProvisioningState.NONE).value, now=now)
     member = Member(**member_row)
     invite = Invite(**invite_row, member=member)
     session.add_all([member, invite])
     session.flush()
     token = _new_link(session, invite)
-    _dispatch(session, bridge, org, invite, token, code, inviter or str(actor))
+    _dispatch(session, deps, org, invite, token, code, inviter or str(actor))
     session.add(AuditEvent(**created_audit(actor, invite_row, id=new_id(), at=now)))
     # The member's first event, numbered by its row (new_invitation): the same row bulk imports write.
     session.add(Event(**events.build(org, "invite.created", member.event_seq, member=member, invite=invite)))
-    return IssuedInvite(invite, bridge.link(token), code)
+    return IssuedInvite(invite, deps.link(token), code)
 
 
 def created_audit(actor: Actor, invite: Mapping[str, Any], *, id: str, at: datetime) -> dict[str, Any]:
@@ -376,7 +377,7 @@ def search(session: Session, org: Organization, *, status: str | None = None, pr
     return paginate(session, stmt, sort=order, id_column=Invite.id, limit=limit, cursor=cursor)
 
 
-def resend(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite_id: str,
+def resend(session: Session, deps: Inviting, actor: Actor, org: Organization, invite_id: str,
            *, inviter: str = "") -> IssuedInvite:
     """Mail the invite again with a new link; an EXPIRED invite becomes PENDING again."""
     orgs.lock(session, org)
@@ -393,17 +394,17 @@ def resend(session: Session, bridge: Bridge, actor: Actor, org: Organization, in
         _reopen(session, org, invite)
     supersede_links(session, invite)
     token = _new_link(session, invite)
-    code = _new_code(bridge, invite) if org.require_invite_code else None
+    code = _new_code(deps.settings, invite) if org.require_invite_code else None
     invite.expires_at = now + timedelta(hours=invite.ttl_hours)
     invite.send_email = True
     invite.send_count += 1
     invite.last_sent_at = now
-    _dispatch(session, bridge, org, invite, token, code, inviter or str(actor))
+    _dispatch(session, deps, org, invite, token, code, inviter or str(actor))
     audit.record(session, actor, "invite.resent", org_id=org.id, target_type="invite", target_id=invite.id,
                  details={"send_count": invite.send_count, "was": status})
     events.emit(session, org, "invite.resent", member=invite.member, invite=invite)
     session.flush()
-    return IssuedInvite(invite, bridge.link(token), code)
+    return IssuedInvite(invite, deps.link(token), code)
 
 
 def _reopen(session: Session, org: Organization, invite: Invite) -> None:
@@ -420,7 +421,7 @@ def _reopen(session: Session, org: Organization, invite: Invite) -> None:
     invite.assign(reopening.invite)
 
 
-def revoke(session: Session, bridge: Bridge, actor: Actor, org: Organization, invite_id: str) -> Invite:
+def revoke(session: Session, actor: Actor, org: Organization, invite_id: str) -> Invite:
     """Withdraw a pending invite; its link stops working and its INVITED member is removed."""
     orgs.lock(session, org)
     invite = get_for_update(session, org, invite_id)

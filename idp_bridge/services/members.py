@@ -13,7 +13,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.csvio import member_rows
 from idp_bridge.domain import transitions
 from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed
@@ -32,6 +31,7 @@ from idp_bridge.models import (
 from idp_bridge.pagination import Page, paginate, parse_sort
 from idp_bridge.services import invites, orgs
 from idp_bridge.services.textsearch import matches
+from idp_bridge.settings import Settings
 from idp_bridge.store.compiled import compiled
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.store.sql import table_of
@@ -121,13 +121,13 @@ def _export_lines(sessions: sessionmaker[Session], org_id: str, sort: str | None
         yield from member_rows(stream(session, current, sort=sort, **filters), sorted(keys))
 
 
-def _owner_roles(bridge: Bridge) -> list[str]:
-    return [name for name, role in bridge.settings.roles.items() if role.owner]
+def _owner_roles(settings: Settings) -> list[str]:
+    return [name for name, role in settings.roles.items() if role.owner]
 
 
-def _guard_last_owner(session: Session, bridge: Bridge, org: Organization, member: Member) -> None:
+def _guard_last_owner(session: Session, settings: Settings, org: Organization, member: Member) -> None:
     """Refuse to take away the org's only ACTIVE owner."""
-    owners = _owner_roles(bridge)
+    owners = _owner_roles(settings)
     if member.role not in owners or member.status != MemberStatus.ACTIVE:
         return
     others = session.scalar(select(func.count(Member.id)).where(
@@ -138,18 +138,18 @@ def _guard_last_owner(session: Session, bridge: Bridge, org: Organization, membe
                         "an owner first")
 
 
-def change_role(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,
+def change_role(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str,
                 role: str) -> Member:
-    if role not in bridge.settings.roles:
-        raise ValidationFailed({"role": [f"unknown role {role!r}; one of {', '.join(bridge.settings.roles)}"]})
+    if role not in settings.roles:
+        raise ValidationFailed({"role": [f"unknown role {role!r}; one of {', '.join(settings.roles)}"]})
     orgs.lock(session, org)
     member = get(session, org, member_id)
     if member.status == MemberStatus.DELETED:
         raise InvalidState(f"member {member.id} was removed", status=member.status)
     if member.role == role:
         return member
-    if role not in _owner_roles(bridge):
-        _guard_last_owner(session, bridge, org, member)
+    if role not in _owner_roles(settings):
+        _guard_last_owner(session, settings, org, member)
     before = member.role
     member.role = role
     invite = session.scalar(select(Invite).where(Invite.member_id == member.id,
@@ -168,17 +168,17 @@ def _account_job(session: Session, org: Organization, member: Member, enabled: b
     jobs.enqueue(session, DISABLE_ACCOUNT_JOB, {"member_id": member.id, "enabled": enabled}, org_id=org.id)
 
 
-def deactivate(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,
+def deactivate(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str,
                *, source: str = "admin") -> Member:
-    return _set_active(session, bridge, actor, org, member_id, active=False, source=source)
+    return _set_active(session, settings, actor, org, member_id, active=False, source=source)
 
 
-def reactivate(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,
+def reactivate(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str,
                *, source: str = "admin") -> Member:
-    return _set_active(session, bridge, actor, org, member_id, active=True, source=source)
+    return _set_active(session, settings, actor, org, member_id, active=True, source=source)
 
 
-def _set_active(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str, *,
+def _set_active(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str, *,
                 active: bool, source: str) -> Member:
     """ACTIVE ↔ DEACTIVATED; an admin's change also reaches the IdP account bound to the member."""
     orgs.lock(session, org)
@@ -186,7 +186,7 @@ def _set_active(session: Session, bridge: Bridge, actor: Actor, org: Organizatio
     change = transitions.set_active(member_id=member.id, member_status=member.status, active=active, source=source)
     action = change.action
     if not active:
-        _guard_last_owner(session, bridge, org, member)
+        _guard_last_owner(session, settings, org, member)
     member.assign(change.member)
     if source == "admin":
         _account_job(session, org, member, enabled=active)
@@ -270,7 +270,7 @@ def _insert(model: type[AuditEvent | Event]) -> Insert:
     return insert(table_of(model))
 
 
-def remove(session: Session, bridge: Bridge, actor: Actor, org: Organization, member_id: str,
+def remove(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str,
            *, source: str = "admin") -> Member:
     """Remove a member: its seat frees, its pending invite is revoked, its identities unbound."""
     orgs.lock(session, org)
@@ -280,7 +280,7 @@ def remove(session: Session, bridge: Bridge, actor: Actor, org: Organization, me
     removal = transitions.remove(member_id=member.id, member_status=member.status,
                                  invite_status=invite.status if invite is not None else None,
                                  idp_user_id=invite.idp_user_id if invite is not None else None, now=utcnow())
-    _guard_last_owner(session, bridge, org, member)
+    _guard_last_owner(session, settings, org, member)
     member.assign(removal.member)
     if invite is not None:
         invite.assign(removal.invite)
@@ -303,7 +303,7 @@ class BulkResult:
     error: BridgeError | None = None
 
 
-def bulk(session: Session, bridge: Bridge, actor: Actor, org: Organization, data: MemberBulk) -> list[BulkResult]:
+def bulk(session: Session, settings: Settings, actor: Actor, org: Organization, data: MemberBulk) -> list[BulkResult]:
     """Apply one action to many members; each id succeeds or fails on its own (savepoint per id)."""
     if data.action == "change_role" and not data.role:
         raise ValidationFailed({"role": ["is required for change_role"]})
@@ -313,13 +313,13 @@ def bulk(session: Session, bridge: Bridge, actor: Actor, org: Organization, data
             with session.begin_nested():
                 if data.action == "change_role":
                     assert data.role is not None
-                    member = change_role(session, bridge, actor, org, member_id, data.role)
+                    member = change_role(session, settings, actor, org, member_id, data.role)
                 elif data.action == "remove":
-                    member = remove(session, bridge, actor, org, member_id)
+                    member = remove(session, settings, actor, org, member_id)
                 elif data.action == "deactivate":
-                    member = deactivate(session, bridge, actor, org, member_id)
+                    member = deactivate(session, settings, actor, org, member_id)
                 else:
-                    member = reactivate(session, bridge, actor, org, member_id)
+                    member = reactivate(session, settings, actor, org, member_id)
             results.append(BulkResult(member_id, "ok", member))
         except BridgeError as exc:
             results.append(BulkResult(member_id, "error", error=exc))

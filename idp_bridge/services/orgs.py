@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
 from idp_bridge.inputs import OrgCreate, OrgUpdate
 from idp_bridge.models import Organization
+from idp_bridge.services.ports import WithProviders
+from idp_bridge.settings import Settings
 from idp_bridge.store.sql import lock_rows
 
 
@@ -36,12 +37,12 @@ def lock(session: Session, org: Organization) -> Organization:
     return org
 
 
-def redirect_allowed(bridge: Bridge, url: str) -> bool:
+def redirect_allowed(settings: Settings, url: str) -> bool:
     """Whether url is an absolute http(s) URL under one of the configured allowlist prefixes."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
         return False
-    for allowed in bridge.settings.redirect_allowlist:
+    for allowed in settings.redirect_allowlist:
         allowed_parts = urlsplit(allowed)
         same_origin = (parts.scheme, parts.netloc.lower()) == (allowed_parts.scheme, allowed_parts.netloc.lower())
         if same_origin and parts.path.startswith(allowed_parts.path or "/"):
@@ -49,25 +50,25 @@ def redirect_allowed(bridge: Bridge, url: str) -> bool:
     return False
 
 
-def _check_settings(bridge: Bridge, values: dict[str, Any]) -> None:
+def _check_settings(deps: WithProviders, values: dict[str, Any]) -> None:
     errors: dict[str, list[str]] = {}
     providers = values.get("allowed_providers")
     if providers is not None:
-        unknown = [p for p in providers if p not in bridge.providers]
+        unknown = [p for p in providers if p not in deps.providers]
         if unknown:
-            configured = ", ".join(sorted(bridge.providers)) or "none"
+            configured = ", ".join(sorted(deps.providers)) or "none"
             errors["allowed_providers"] = [f"unknown provider {', '.join(unknown)} (configured: {configured})"]
     url = values.get("redirect_url")
-    if url and not redirect_allowed(bridge, url):
+    if url and not redirect_allowed(deps.settings, url):
         errors["redirect_url"] = ["is not on the configured redirect allowlist (redirect_allowlist)"]
     if errors:
         raise ValidationFailed(errors)
 
 
-def create(session: Session, bridge: Bridge, actor: Actor, data: OrgCreate) -> Organization:
+def create(session: Session, deps: WithProviders, actor: Actor, data: OrgCreate) -> Organization:
     """Create an organization; the slug must be new."""
     values = data.model_dump()
-    _check_settings(bridge, values)
+    _check_settings(deps, values)
     if session.scalar(select(Organization.id).where(Organization.slug == data.slug)):
         raise AlreadyExists(f"organization {data.slug!r} already exists")
     org = Organization(**values)
@@ -81,12 +82,12 @@ def create(session: Session, bridge: Bridge, actor: Actor, data: OrgCreate) -> O
     return org
 
 
-def update(session: Session, bridge: Bridge, actor: Actor, org: Organization, data: OrgUpdate) -> Organization:
+def update(session: Session, deps: WithProviders, actor: Actor, org: Organization, data: OrgUpdate) -> Organization:
     """Change settings; only the fields given change."""
     changes = data.model_dump(exclude_unset=True)
     nullable = {"allowed_providers", "redirect_url"}
     changes = {k: v for k, v in changes.items() if v is not None or k in nullable}
-    _check_settings(bridge, changes)
+    _check_settings(deps, changes)
     lock(session, org)
     before = {k: getattr(org, k) for k in changes}
     for key, value in changes.items():

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, joinedload
 
 from idp_bridge import audit, events
 from idp_bridge.audit import Actor
-from idp_bridge.bridge import Bridge
 from idp_bridge.domain import redemption
 from idp_bridge.domain.providers import IdentityCheck, LoginIdentity, Provider
 from idp_bridge.domain.redemption import Binding, Decision, Facts, LinkState, Verdict
@@ -31,6 +30,8 @@ from idp_bridge.models import (
 )
 from idp_bridge.security import same, seal, token_hash
 from idp_bridge.services import invites, members, orgs
+from idp_bridge.services.ports import Redeeming, WithProviders
+from idp_bridge.settings import Settings
 from idp_bridge.store.compiled import compiled, pipelined, read_first
 from idp_bridge.store.ids import new_id
 from idp_bridge.store.sql import Flavor, flavor, pipelines, table_of
@@ -70,28 +71,28 @@ class PendingLogin:
     code_verifier: str
 
 
-def provider_allowed(bridge: Bridge, invite: Invite, org: Organization, provider: str) -> bool:
+def provider_allowed(deps: WithProviders, invite: Invite, org: Organization, provider: str) -> bool:
     """Rule 2: the invite's provider, or for `any` a configured provider the org allows."""
-    return redemption.provider_allowed(provider, invite.provider, bridge.providers, org.allowed_providers)
+    return redemption.provider_allowed(provider, invite.provider, deps.providers, org.allowed_providers)
 
 
-def login_providers(bridge: Bridge, invite: Invite, org: Organization) -> list[str]:
+def login_providers(deps: WithProviders, invite: Invite, org: Organization) -> list[str]:
     """The providers the invitee may sign in with, in configuration order."""
-    return [name for name in bridge.providers if provider_allowed(bridge, invite, org, name)]
+    return [name for name in deps.providers if provider_allowed(deps, invite, org, name)]
 
 
-def start_login(session: Session, bridge: Bridge, invite: Invite, *, link_token: str, provider: str,
+def start_login(session: Session, settings: Settings, invite: Invite, *, link_token: str, provider: str,
                 browser_secret: str) -> tuple[str, str, str]:
     """Record a login in flight; returns (state, nonce, code_verifier) for the authorization URL."""
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(24), secrets.token_urlsafe(64)
     session.add(LoginState(state_hash=token_hash(state), browser_hash=token_hash(browser_secret),
-                           invite_id=invite.id, link_sealed=seal(bridge.settings.secret_key, link_token),
+                           invite_id=invite.id, link_sealed=seal(settings.secret_key, link_token),
                            provider=provider,
                            nonce=nonce, code_verifier=verifier, created_at=utcnow()))
     return state, nonce, verifier
 
 
-def find_login(bridge: Bridge, *, state: str, browser_secrets: Sequence[str], provider: str) -> PendingLogin | None:
+def find_login(deps: Redeeming, *, state: str, browser_secrets: Sequence[str], provider: str) -> PendingLogin | None:
     """The login a callback finishes: it must exist, be unused and fresh, and belong to this browser and provider.
 
     browser_secrets are the values this browser holds, one per login it has in flight; the login must be bound
@@ -100,7 +101,7 @@ def find_login(bridge: Bridge, *, state: str, browser_secrets: Sequence[str], pr
     """
     if not state or len(state) > 200 or not browser_secrets:
         return None
-    row = read_first(bridge.engine, "find_login", _find_login_statement, {"state_hash": token_hash(state)})
+    row = read_first(deps.engine, "find_login", _find_login_statement, {"state_hash": token_hash(state)})
     if row is None:
         return None
     state_hash, browser_hash, invite_id, link_sealed, row_provider, nonce, code_verifier, created_at, used_at = row
@@ -111,7 +112,7 @@ def find_login(bridge: Bridge, *, state: str, browser_secrets: Sequence[str], pr
     if created_at + LOGIN_STATE_TTL < utcnow():
         return None
     return PendingLogin(state_hash=state_hash, invite_id=invite_id,
-                        link_token=bridge.unseal(link_sealed), provider=row_provider,
+                        link_token=deps.unseal(link_sealed), provider=row_provider,
                         nonce=nonce, code_verifier=code_verifier)
 
 
@@ -125,7 +126,7 @@ def _claim(connection: Connection, pending: PendingLogin) -> bool:
     return claim.run(connection, {"hash": pending.state_hash, "now": utcnow()}) == 1
 
 
-def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
+def complete_login(connection: Connection, deps: Redeeming, actor: Actor, pending: PendingLogin, provider: Provider,
                    claims: Mapping[str, Any]) -> Redemption | None:
     """Use the login state up and redeem, within the caller's transaction on `connection`.
 
@@ -139,13 +140,13 @@ def complete_login(connection: Connection, bridge: Bridge, actor: Actor, pending
         return None
     check = None
     if row is not None:
-        outcome, check = _accept_directly(connection, bridge, actor, pending, provider, claims, row)
+        outcome, check = _accept_directly(connection, deps, actor, pending, provider, claims, row)
         if outcome is not None:
             return outcome
     # The session joins the connection's transaction: the caller commits or rolls back.
-    session = bridge.sessions(bind=connection)
+    session = deps.sessions(bind=connection)
     try:
-        outcome = finish_login(session, bridge, actor, pending, provider, claims, check=check)
+        outcome = finish_login(session, deps, actor, pending, provider, claims, check=check)
         session.flush()
     finally:
         session.close()
@@ -173,7 +174,7 @@ def _claim_and_lock(connection: Connection, pending: PendingLogin) -> tuple[Any,
     return lock.first(connection, values)
 
 
-def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pending: PendingLogin,
+def _accept_directly(connection: Connection, deps: WithProviders, actor: Actor, pending: PendingLogin,
                      provider: Provider, claims: Mapping[str, Any],
                      row: tuple[Any, ...]) -> tuple[Redemption | None, IdentityCheck]:
     """Redeem when redemption.decide() accepts at the first look; otherwise no outcome, having written nothing.
@@ -193,7 +194,7 @@ def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pendi
     # Decided as if the identity were bound to nobody: the bind below inserts only a free identity, and a
     # taken one sends the callback to finish_login(), which looks the binding up and decides again.
     link_state = _link_state(link.token_hash is not None, link.superseded_at)
-    decision = redemption.decide(_facts(bridge, as_invite, as_org, member.status, link_state, pending.provider,
+    decision = redemption.decide(_facts(deps, as_invite, as_org, member.status, link_state, pending.provider,
                                         check, Binding.NONE))
     if decision.verdict != Verdict.ACCEPT:
         return None, check
@@ -201,7 +202,7 @@ def _accept_directly(connection: Connection, bridge: Bridge, actor: Actor, pendi
     if not _write_acceptance(connection, actor, as_org, cast(Member, member), as_invite, identity):
         return None, check
     return Redemption(ACCEPTED, org=as_org, invite=as_invite, identity=identity,
-                   redirect_url=redirect_for(bridge, as_org)), check
+                   redirect_url=redirect_for(deps.settings, as_org)), check
 
 
 def _link_state(found: bool, superseded_at: datetime | None) -> LinkState:
@@ -210,10 +211,10 @@ def _link_state(found: bool, superseded_at: datetime | None) -> LinkState:
     return LinkState.CURRENT if superseded_at is None else LinkState.SUPERSEDED
 
 
-def _facts(bridge: Bridge, invite: Invite, org: Organization, member_status: str, link: LinkState, provider: str,
+def _facts(deps: WithProviders, invite: Invite, org: Organization, member_status: str, link: LinkState, provider: str,
            check: IdentityCheck, binding: Binding) -> Facts:
     return Facts(invite_status=invites.effective_status(invite), member_status=member_status, link=link,
-                 provider=provider, invite_provider=invite.provider, configured=bridge.providers,
+                 provider=provider, invite_provider=invite.provider, configured=deps.providers,
                  org_providers=org.allowed_providers, identity_problem=check.problem, binding=binding)
 
 
@@ -249,9 +250,9 @@ def purge_login_states(session: Session, *, older_than: timedelta = timedelta(da
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def redirect_for(bridge: Bridge, org: Organization) -> str | None:
+def redirect_for(settings: Settings, org: Organization) -> str | None:
     """The org's redirect, only if it is on the allowlist (re-checked: the allowlist may have shrunk)."""
-    if org.redirect_url and orgs.redirect_allowed(bridge, org.redirect_url):
+    if org.redirect_url and orgs.redirect_allowed(settings, org.redirect_url):
         return org.redirect_url
     return None
 
@@ -393,7 +394,7 @@ def reject(session: Session, actor: Actor, org: Organization, invite: Invite, re
     return Redemption(REJECTED, org=org, invite=invite, reason=reason, identity=identity)
 
 
-def finish_login(session: Session, bridge: Bridge, actor: Actor, pending: PendingLogin, provider: Provider,
+def finish_login(session: Session, deps: WithProviders, actor: Actor, pending: PendingLogin, provider: Provider,
                  claims: Mapping[str, Any], *, check: IdentityCheck | None = None) -> Redemption:
     """Redeem under the invite's lock as redemption.decide() says; `check` is the identity check, when made."""
     locked = _lock_for_redemption(session, pending.invite_id, pending.link_token)
@@ -406,7 +407,7 @@ def finish_login(session: Session, bridge: Bridge, actor: Actor, pending: Pendin
     member = invite.member
     link_state = _link_state(link is not None, link.superseded_at if link is not None else None)
     bound = _bound_identity(session, org, identity)
-    decision = redemption.decide(_facts(bridge, invite, org, member.status, link_state, pending.provider, check,
+    decision = redemption.decide(_facts(deps, invite, org, member.status, link_state, pending.provider, check,
                                         _binding(session, bound, member)))
     if decision.verdict == Verdict.ACCEPT and bound is None and not _bind(session.connection(), org, member,
                                                                            identity):
@@ -414,9 +415,9 @@ def finish_login(session: Session, bridge: Bridge, actor: Actor, pending: Pendin
         bound = _bound_identity(session, org, identity)
         # A row gone between the insert and this read was bound by someone else too (rule 6).
         binding = Binding.OTHER_MEMBER if bound is None else _binding(session, bound, member)
-        decision = redemption.decide(_facts(bridge, invite, org, member.status, link_state, pending.provider,
+        decision = redemption.decide(_facts(deps, invite, org, member.status, link_state, pending.provider,
                                             check, binding))
-    return _carry_out(session, bridge, actor, decision, invite, org, bound, identity, provider=pending.provider)
+    return _carry_out(session, deps, actor, decision, invite, org, bound, identity, provider=pending.provider)
 
 
 def _binding(session: Session, bound: Identity | None, member: Member) -> Binding:
@@ -427,7 +428,7 @@ def _binding(session: Session, bound: Identity | None, member: Member) -> Bindin
     return Binding.OTHER_MEMBER if _is_live(session, bound.member_id) else Binding.GONE_MEMBER
 
 
-def _carry_out(session: Session, bridge: Bridge, actor: Actor, decision: Decision, invite: Invite,
+def _carry_out(session: Session, deps: WithProviders, actor: Actor, decision: Decision, invite: Invite,
                org: Organization, bound: Identity | None, identity: LoginIdentity, *, provider: str) -> Redemption:
     """Write what the decision says: the acceptance, the continued login, or the audited rejection."""
     verdict = decision.verdict
@@ -445,7 +446,8 @@ def _carry_out(session: Session, bridge: Bridge, actor: Actor, decision: Decisio
         bound.last_login_at = utcnow()
     if verdict == Verdict.ACCEPT:
         members.activate(session, actor, org, invite.member, invite, **_activation_data(identity))
-    return Redemption(verdict.value, org=org, invite=invite, identity=identity, redirect_url=redirect_for(bridge, org))
+    return Redemption(verdict.value, org=org, invite=invite, identity=identity,
+                      redirect_url=redirect_for(deps.settings, org))
 
 
 def _activation_data(identity: LoginIdentity) -> dict[str, Any]:
@@ -473,11 +475,11 @@ def code_locked(invite: Invite) -> bool:
     return invite.code_failures >= MAX_CODE_FAILURES
 
 
-def try_code(session: Session, bridge: Bridge, actor: Actor, invite: Invite, presented: str) -> bool:
+def try_code(session: Session, secret_keys: Sequence[str], actor: Actor, invite: Invite, presented: str) -> bool:
     """Check an invite code; wrong tries are counted and lock the code after five (caller holds the lock)."""
     if code_locked(invite):
         return False
-    if invites.check_code(bridge, invite, presented):
+    if invites.check_code(secret_keys, invite, presented):
         return True
     invite.code_failures += 1
     audit.record(session, actor, "invite.code_failed", org_id=invite.org_id, target_type="invite",

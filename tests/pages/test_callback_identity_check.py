@@ -41,8 +41,8 @@ def _callback(bridge: Bridge, invite_id: str, token: str, code: str) -> callback
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, invite_id)
         assert invite is not None
-        state, _nonce, _verifier = redeem.start_login(session, bridge, invite, link_token=token, provider="oidc",
-                                                      browser_secret="b" * 32)
+        state, _nonce, _verifier = redeem.start_login(session, bridge.settings, invite, link_token=token,
+                                                      provider="oidc", browser_secret="b" * 32)
     return callback.finish(bridge, Actor("invitee"), "oidc", state=state, browser_secrets=["b" * 32], code=code,
                            error=None, iss="https://idp.test")
 

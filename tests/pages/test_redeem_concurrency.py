@@ -66,8 +66,8 @@ def _start(bridge: Bridge, invite_id: str, token: str, browser_secret: str) -> s
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, invite_id)
         assert invite is not None
-        state, _nonce, _verifier = redeem.start_login(session, bridge, invite, link_token=token, provider="oidc",
-                                                      browser_secret=browser_secret)
+        state, _nonce, _verifier = redeem.start_login(session, bridge.settings, invite, link_token=token,
+                                                      provider="oidc", browser_secret=browser_secret)
     return state
 
 
@@ -85,7 +85,7 @@ def _pending(bridge: Bridge, invite_id: str, token: str) -> redeem.PendingLogin:
     with transaction(bridge.sessions) as session:
         invite = session.get(Invite, invite_id)
         assert invite is not None
-        state, nonce, verifier = redeem.start_login(session, bridge, invite, link_token=token, provider="oidc",
+        state, nonce, verifier = redeem.start_login(session, bridge.settings, invite, link_token=token, provider="oidc",
                                                     browser_secret="b" * 32)
     return redeem.PendingLogin(state_hash=token_hash(state), invite_id=invite_id, link_token=token,
                                provider="oidc", nonce=nonce, code_verifier=verifier)

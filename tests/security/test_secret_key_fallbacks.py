@@ -66,9 +66,9 @@ def test_an_invite_code_hashed_with_the_old_key_still_verifies(
     with transaction(after.sessions) as session:
         row = session.get(Invite, invite["id"])
         assert row is not None
-        assert invites.check_code(after, row, invite["code"])
-        assert not invites.check_code(after, row, "WRONG234")
-        assert not invites.check_code(rekeyed(NEW_KEY, []), row, invite["code"])
+        assert invites.check_code(after.secret_keys, row, invite["code"])
+        assert not invites.check_code(after.secret_keys, row, "WRONG234")
+        assert not invites.check_code(rekeyed(NEW_KEY, []).secret_keys, row, invite["code"])
 
 
 def test_a_webhook_secret_sealed_with_the_old_key_still_signs(

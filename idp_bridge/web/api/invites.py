@@ -56,4 +56,4 @@ def resend_invite(call: Call, invite_id: str) -> IssuedInviteOut:
            permission=USERS_INVITE, response=InviteOut, errors=(409,))
 def revoke_invite(call: Call, invite_id: str) -> InviteOut:
     org = call.must_org()
-    return invite_out(invites.revoke(call.session, call.bridge, call.actor, org, invite_id), org.slug)
+    return invite_out(invites.revoke(call.session, call.actor, org, invite_id), org.slug)

@@ -65,26 +65,26 @@ def get_member(call: Call, member_id: str) -> MemberOut:
            permission=USERS_EDIT, body=MemberUpdate, response=MemberOut, errors=(409, 422))
 def update_member(call: Call, member_id: str) -> MemberOut:
     data = parse(MemberUpdate, call.body)
-    return _out(call, members.change_role(call.session, call.bridge, call.actor, call.must_org(), member_id,
+    return _out(call, members.change_role(call.session, call.bridge.settings, call.actor, call.must_org(), member_id,
                                           data.role))
 
 
 @operation("POST", "/orgs/{org}/members/{member_id}/deactivate", summary="Deactivate an active member",
            tag="members", permission=USERS_EDIT, response=MemberOut, errors=(409,))
 def deactivate_member(call: Call, member_id: str) -> MemberOut:
-    return _out(call, members.deactivate(call.session, call.bridge, call.actor, call.must_org(), member_id))
+    return _out(call, members.deactivate(call.session, call.bridge.settings, call.actor, call.must_org(), member_id))
 
 
 @operation("POST", "/orgs/{org}/members/{member_id}/reactivate", summary="Reactivate a deactivated member",
            tag="members", permission=USERS_EDIT, response=MemberOut, errors=(409,))
 def reactivate_member(call: Call, member_id: str) -> MemberOut:
-    return _out(call, members.reactivate(call.session, call.bridge, call.actor, call.must_org(), member_id))
+    return _out(call, members.reactivate(call.session, call.bridge.settings, call.actor, call.must_org(), member_id))
 
 
 @operation("DELETE", "/orgs/{org}/members/{member_id}", summary="Remove a member", tag="members",
            permission=USERS_DELETE, response=MemberOut, errors=(409,))
 def delete_member(call: Call, member_id: str) -> MemberOut:
-    return _out(call, members.remove(call.session, call.bridge, call.actor, call.must_org(), member_id))
+    return _out(call, members.remove(call.session, call.bridge.settings, call.actor, call.must_org(), member_id))
 
 
 @operation("POST", "/orgs/{org}/members/bulk", summary="Change role, remove, deactivate or reactivate many",
@@ -93,7 +93,7 @@ def bulk_members(call: Call) -> BulkMemberResult:
     data = parse(MemberBulk, call.body)
     if data.action == "remove" and not call.principal.may(USERS_DELETE):
         raise Forbidden("this API key lacks the permission users:delete", missing_permission=USERS_DELETE)
-    results = members.bulk(call.session, call.bridge, call.actor, call.must_org(), data)
+    results = members.bulk(call.session, call.bridge.settings, call.actor, call.must_org(), data)
     rows = []
     for r in results:
         error = None
