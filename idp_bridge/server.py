@@ -54,7 +54,7 @@ def check_schema(engine: Engine) -> None:
     if current != expected:
         found = ", ".join(sorted(current)) or "no revision (an empty database)"
         raise SchemaNotCurrent(f"the database schema is at {found}, this version needs "
-                               f"{', '.join(sorted(expected))}: run `idp-bridge db upgrade` first")
+                               f"{', '.join(sorted(expected))}: run 'idp-bridge db upgrade' first")
 
 
 def _child_exit(_arbiter: Any, child: Any) -> None:
