@@ -342,6 +342,15 @@ def test_compose_migrates_then_serves_and_works_with_the_commands_and_environmen
     container.until_healthy(worker["healthcheck"]["test"][1:], image, compose_env(worker), jobs)
     assert container.get("/readyz") == 200
 
+    # gunicorn.conf.py logs requests as serve does: invite tokens and undocumented query values redacted.
+    assert container.get("/invite/tok-4f9a2c7e?code=c0de-77b1") == 404
+    for _ in range(50):
+        if "/invite/[redacted]" in container.output():
+            break
+        time.sleep(0.1)
+    assert "/invite/[redacted]?code=[redacted]" in container.output()
+    assert "tok-4f9a2c7e" not in container.output() and "c0de-77b1" not in container.output()
+
 
 def test_the_compose_configuration_points_at_the_keycloak_realm_it_imports(tmp_path: Path) -> None:
     services = compose()["services"]
@@ -478,3 +487,28 @@ def test_the_configmap_configuration_loads(tmp_path: Path) -> None:
     assert settings.mail_transport == "smtp" and settings.public_url.startswith("https://")
     assert settings.trust_proxy_headers == 1, "behind the Ingress"
     assert settings.providers["keycloak"]["client_id"] == "idp-bridge"
+
+
+@pytest.mark.parametrize(("name", "value"), [("WEB_CONCURRENCY", "many"), ("GUNICORN_THREADS", "0")])
+def test_gunicorn_conf_refuses_a_count_that_is_not_a_whole_number(
+        name: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from idp_bridge.server import gunicorn_config
+
+    monkeypatch.setenv("IDP_BRIDGE_INSTANCE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        gunicorn_config({name: value})
+    assert exit_.value.code == 2
+    assert f"{name} must be a whole number" in capsys.readouterr().err
+
+
+def test_gunicorn_conf_runs_gunicorn_with_the_options_of_serve(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from idp_bridge.server import gunicorn_config, gunicorn_options
+
+    monkeypatch.setenv("IDP_BRIDGE_INSTANCE_DIR", str(tmp_path))
+    config = gunicorn_config({"GUNICORN_BIND": "127.0.0.1:9", "WEB_CONCURRENCY": "3"})
+    assert (config["bind"], config["workers"], config["threads"]) == ("127.0.0.1:9", 3, 8)
+    shared = gunicorn_options(access_log=True)
+    assert {k: config[k] for k in shared} == shared
+    assert config["logger_class"] == "idp_bridge.web.redact.RedactingLogger"
