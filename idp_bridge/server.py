@@ -136,7 +136,7 @@ def _count(environ: Mapping[str, str], name: str, default: int) -> int:
 def gunicorn_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """Everything gunicorn.conf.py sets: bind, workers and threads from the environment, the options `serve`
     uses, and a start hook that checks the deployment in the master."""
-    settings: Settings = _or_exit(load_settings)
+    settings: Settings = _or_exit(lambda: load_settings(environ=environ))
 
     def on_starting(_arbiter: Any) -> None:
         _or_exit(lambda: prepare(settings))

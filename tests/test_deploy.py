@@ -491,23 +491,20 @@ def test_the_configmap_configuration_loads(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "value"), [("WEB_CONCURRENCY", "many"), ("GUNICORN_THREADS", "0")])
 def test_gunicorn_conf_refuses_a_count_that_is_not_a_whole_number(
-        name: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        name: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from idp_bridge.server import gunicorn_config
 
-    monkeypatch.setenv("IDP_BRIDGE_INSTANCE_DIR", str(tmp_path))
     with pytest.raises(SystemExit) as exit_:
-        gunicorn_config({name: value})
+        gunicorn_config({"IDP_BRIDGE_INSTANCE_DIR": str(tmp_path), name: value})
     assert exit_.value.code == 2
     assert f"{name} must be a whole number" in capsys.readouterr().err
 
 
-def test_gunicorn_conf_runs_gunicorn_with_the_options_of_serve(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gunicorn_conf_runs_gunicorn_with_the_options_of_serve(tmp_path: Path) -> None:
     from idp_bridge.server import gunicorn_config, gunicorn_options
 
-    monkeypatch.setenv("IDP_BRIDGE_INSTANCE_DIR", str(tmp_path))
-    config = gunicorn_config({"GUNICORN_BIND": "127.0.0.1:9", "WEB_CONCURRENCY": "3"})
+    config = gunicorn_config({"IDP_BRIDGE_INSTANCE_DIR": str(tmp_path), "GUNICORN_BIND": "127.0.0.1:9",
+                              "WEB_CONCURRENCY": "3"})
     assert (config["bind"], config["workers"], config["threads"]) == ("127.0.0.1:9", 3, 8)
     shared = gunicorn_options(access_log=True)
     assert {k: config[k] for k in shared} == shared
