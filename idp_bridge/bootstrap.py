@@ -44,18 +44,18 @@ def build(settings: Settings, *, mail: MailTransport | None = None,
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge | None = None,
-               jwks: JWKSCache | None = None) -> Flask:
+               jwks: JWKSCache | None = None, settings: Settings | None = None) -> Flask:
     """Build the Flask app; test_config overrides settings like environment variables do.
 
     `bridge` and `jwks`: what `build` made, when the caller built it (tests); the inbound webhooks verify
-    signatures through `jwks`, the cache the bridge's providers were handed.
+    signatures through `jwks`, the cache the bridge's providers were handed. `settings`: already loaded ones.
     """
     from idp_bridge.web.app import assemble
     from webhooks.inbound.routes import Receiver, mount
 
     jwks = jwks or JWKSCache()
     if bridge is None:
-        bridge = build(load_settings(overrides=test_config), jwks=jwks)
+        bridge = build(settings or load_settings(overrides=test_config), jwks=jwks)
     app = assemble(bridge, job_kinds=sorted(job_kinds(bridge)))
     mount(app, Receiver(bridge, jwks))
     # Outermost, so it also counts the inbound webhooks mounted in front of the Flask app.

@@ -19,8 +19,9 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
 from idp_bridge.permissions import ALL_PERMISSIONS
+from idp_bridge.server import gunicorn_options, require_secret_key
 from idp_bridge.settings import Settings, load_settings
-from idp_bridge.store.db import embedded, transaction
+from idp_bridge.store.db import transaction
 from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 
 
@@ -44,16 +45,8 @@ class State:
         return self._bridge
 
     def require_secret_key(self) -> None:
-        """Outside embedded SQLite, refuse to run on a key this process would generate for itself.
-
-        Each host or container would generate its own, and then cannot open the mail links, codes and webhook
-        secrets another one sealed: queued invitations are lost.
-        """
-        settings = self.settings
-        if not settings.secret_key and not embedded(settings.database_url):
-            raise ConfigError("secret_key", "a shared database needs an explicit secret key: set "
-                              "IDP_BRIDGE_SECRET_KEY (or secret_key / secret_key_file in the configuration) "
-                              "to the same value on every instance")
+        """Outside embedded SQLite, refuse to run on a key this process would generate for itself."""
+        require_secret_key(self.settings)
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
@@ -207,17 +200,13 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
             self.cfg.set("bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             self.cfg.set("workers", web_workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            # The same as gunicorn.conf.py's: gthread, the redacting access log, timeouts, shared metrics.
+            for name, value in gunicorn_options(access_log=access_log).items():
+                self.cfg.set(name, value)
             # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over them;
             # on one shared socket a single worker can win every accept and carry all keep-alive clients alone.
             # claim_address keeps every other server off the port.
             self.cfg.set("reuse_port", True)
-            self.cfg.set("accesslog", "-" if access_log else None)
-            # Invite tokens in paths and the login callback's code and state never reach the log.
-            self.cfg.set("logger_class", "idp_bridge.web.redact.RedactingLogger")
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("timeout", 60)
-            self.cfg.set("child_exit", lambda _arbiter, child: metrics.process_exited(child.pid))
 
         def load(self) -> Any:
             from idp_bridge.bootstrap import create_app

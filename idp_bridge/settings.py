@@ -7,6 +7,7 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from idp_bridge.errors import ConfigError
 from idp_bridge.jsontext import control_character
+from idp_bridge.presets import DEFAULT_CONFIG_NAME, packaged, roles_presets
 
 ENV_PREFIX = "IDP_BRIDGE_"
-DEFAULT_CONFIG = Path("config/idp-bridge.toml")
+DEFAULT_CONFIG = Path("config") / DEFAULT_CONFIG_NAME
 # Keys whose values may be given as KEY_file = "/path" so the secret itself stays out of the TOML.
 SECRET_SUFFIX = "_file"
 
@@ -239,11 +241,25 @@ def _resolve_secret_files(tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _load_roles(path: Path) -> dict[str, Any]:
+def _roles_source(name: str, config_dir: Path | None) -> Path | Traversable:
+    """Where a roles_file lives: an absolute path, else next to the config file (or in the working directory
+    without one), else the preset of that name shipped in the package."""
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    local = config_dir / path if config_dir is not None else path
+    if local.is_file():
+        return local
+    return packaged(name) or local
+
+
+def _load_roles(path: Path | Traversable) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
-        raise ConfigError("roles_file", f"cannot read {path}: {exc.strerror}") from exc
+        shipped = ", ".join(roles_presets())
+        raise ConfigError("roles_file", f"cannot read {path}: {exc.strerror} (presets shipped with idp-bridge: "
+                                        f"{shipped})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("roles_file", f"{path} is not valid TOML: {exc}") from exc
     roles = data.get("roles", data)
@@ -261,23 +277,25 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     """Read the TOML file, apply environment overrides and explicit overrides, validate."""
     env = os.environ if environ is None else environ
     config_path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG)))
-    tree: dict[str, Any] = {}
-    if config_path.is_file():
-        try:
-            tree = tomllib.loads(config_path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("IDP_BRIDGE_CONFIG", f"{config_path} is not valid TOML: {exc}") from exc
-    elif ENV_PREFIX + "CONFIG" in env:
+    source: Path | Traversable | None = config_path if config_path.is_file() else None
+    if source is None and ENV_PREFIX + "CONFIG" in env:
         raise ConfigError("IDP_BRIDGE_CONFIG", f"{config_path} does not exist")
+    if source is None:
+        # Outside a checkout (an installed wheel, a container): the default configuration shipped in the package.
+        source = packaged(DEFAULT_CONFIG_NAME)
+    tree: dict[str, Any] = {}
+    if source is not None:
+        try:
+            tree = tomllib.loads(source.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("IDP_BRIDGE_CONFIG", f"{source} is not valid TOML: {exc}") from exc
     tree = _merge(tree, _env_overrides(env))
     tree = _merge(tree, dict(overrides or {}))
     tree = _resolve_secret_files(tree)
 
     if tree.get("roles_file") and not tree.get("roles"):
-        roles_path = Path(str(tree["roles_file"]))
-        if not roles_path.is_absolute():
-            roles_path = config_path.parent / roles_path if config_path.is_file() else roles_path
-        tree["roles"] = _load_roles(roles_path)
+        config_dir = config_path.parent if config_path.is_file() else None
+        tree["roles"] = _load_roles(_roles_source(str(tree["roles_file"]), config_dir))
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as exc:
