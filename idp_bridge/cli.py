@@ -292,6 +292,58 @@ def db_upgrade(state: State) -> None:
     click.echo("database is up to date")
 
 
+@db.command("downgrade", context_settings={"ignore_unknown_options": True})
+@click.argument("revision")
+@pass_state
+def db_downgrade(state: State, revision: str) -> None:
+    """Take the schema back to REVISION (an id, `-1` for one step, `base` for none); data in what is undone goes."""
+    from alembic.util import CommandError
+
+    from idp_bridge.migrate import current, downgrade
+
+    engine = state.bridge.engine
+    try:
+        downgrade(engine, revision)
+    except CommandError as exc:
+        fail(f"cannot downgrade to {revision!r}: {exc}")
+    at = current(engine)
+    click.echo(f"database is at {', '.join(r.revision for r in at) or 'base (no revision applied)'}")
+
+
+@db.command("current")
+@pass_state
+def db_current(state: State) -> None:
+    """Show the revision the database is at; `(head)` marks the newest."""
+    from idp_bridge.migrate import current
+
+    at = current(state.bridge.engine)
+    if not at:
+        click.echo("base (no revision applied): run `idp-bridge db upgrade`")
+    for rev in at:
+        click.echo(f"{rev.revision}{' (head)' if rev.head else ''}  {rev.description}")
+
+
+@db.command("check")
+@pass_state
+def db_check(state: State) -> None:
+    """Compare the models with the schema the migrations built; exit 1 listing any difference."""
+    from idp_bridge.migrate import current, drift, scripts
+
+    engine = state.bridge.engine
+    at = {rev.revision for rev in current(engine)}
+    heads = set(scripts().get_heads())
+    if at != heads:
+        fail(f"the database is at {', '.join(sorted(at)) or 'base'}, not at the newest revision "
+             f"{', '.join(sorted(heads))}: run `idp-bridge db upgrade` first")
+    found = drift(engine)
+    if found:
+        click.echo("The models and the migrations differ (write a migration for them):", err=True)
+        for line in found:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    click.echo("models and migrations agree")
+
+
 @cli.group()
 def org() -> None:
     """Organizations."""
