@@ -7,9 +7,9 @@ from flask import Response, request
 from idp_bridge.errors import ValidationFailed
 from idp_bridge.inputs import BulkInviteBody
 from idp_bridge.permissions import USERS_INVITE
+from idp_bridge.schemas import BulkInviteResult, BulkInviteRow, BulkInviteSummary
 from idp_bridge.services import bulk
 from idp_bridge.web.api import Call, Query, operation
-from idp_bridge.web.api.schemas import BulkInviteResult, BulkInviteRow, BulkInviteSummary
 
 DRY_RUN = Query("dry_run", {"type": "boolean", "default": False},
                 "Check every row and answer the preview; nothing is written.")

@@ -1,4 +1,4 @@
-"""Response shapes; every body the API returns is built through one of these models."""
+"""The API's representations: every body it returns is built through one of these models, and the CLI's --json too."""
 
 from __future__ import annotations
 
