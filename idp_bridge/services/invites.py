@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -53,6 +55,7 @@ from idp_bridge.store.sql import lock_rows, table_of
 SEND_EMAIL_JOB = "send_invite_email"
 PROVISION_JOB = "provision_invite"
 DEPROVISION_JOB = "deprovision_invite"
+log = logging.getLogger(__name__)
 
 INVITE_SORTS = {
     "created_at": Invite.created_at,
@@ -70,6 +73,7 @@ class IssuedInvite:
     invite: Invite
     link: str
     code: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def effective_status(invite: Invite, now: datetime | None = None) -> str:
@@ -138,6 +142,25 @@ def prepare(bridge: Bridge, org: Organization, data: InviteInput) -> Prepared:
     if errors:
         raise ValidationFailed(errors)
     return Prepared(data=data, identifier=identifier, key=identifier_key(identifier), role=role)
+
+
+def redeem_warnings(bridge: Bridge, org: Organization, providers: Iterable[str]) -> list[str]:
+    """Why invites naming these providers cannot be redeemed yet: no provider they could sign in with is configured.
+
+    The invites are still created (a provider may be configured later); the caller passes the warnings on.
+    """
+    allowed = org.allowed_providers if org.allowed_providers is not None else list(bridge.providers)
+    usable = [name for name in allowed if name in bridge.providers]
+    warnings = []
+    for name in sorted(set(providers)):
+        if name == ANY and not usable:
+            why = ("no identity provider is configured (add one under [providers.NAME])" if not bridge.providers
+                   else f"none of the providers {org.slug} allows ({', '.join(allowed) or 'none'}) is configured")
+            warnings.append(f"{why}: nobody can sign in to redeem the invite until one is")
+        elif name != ANY and name not in usable:
+            warnings.append(f"provider {name!r} is not configured or not allowed in {org.slug}: nobody can sign in "
+                            "to redeem the invite until it is")
+    return warnings
 
 
 def expire_due(session: Session, actor: Actor, *, org_id: str | None = None, limit: int = 500) -> int:
@@ -295,6 +318,9 @@ def create(session: Session, bridge: Bridge, actor: Actor, org: Organization, da
     except IntegrityError as exc:
         # Another transaction took this identifier between our check and insert.
         raise AlreadyExists(f"{prepared.identifier} already has a pending invitation or membership") from exc
+    issued.warnings = redeem_warnings(bridge, org, [data.provider])
+    if issued.warnings:
+        log.warning("invite %s in %s: %s", issued.invite.id, org.slug, "; ".join(issued.warnings))
     return issued
 
 

@@ -34,7 +34,8 @@ def result_of(outcome: bulk.ImportReport) -> BulkInviteResult:
     return BulkInviteResult(
         summary=BulkInviteSummary(**outcome.summary()),
         rows=[BulkInviteRow(row=r.row, status=r.status, id=r.id, existing_id=r.existing_id,  # type: ignore[arg-type]
-                            errors=r.errors) for r in outcome.rows])
+                            errors=r.errors) for r in outcome.rows],
+        warnings=outcome.warnings)
 
 
 @operation("POST", "/orgs/{org}/invites/bulk", summary="Invite many people from a JSON list or a CSV file",

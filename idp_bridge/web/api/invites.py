@@ -15,7 +15,8 @@ from idp_bridge.web.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sor
 
 
 def issued_out(issued: IssuedInvite, org_slug: str) -> IssuedInviteOut:
-    return IssuedInviteOut(**invite_out(issued.invite, org_slug).model_dump(), link=issued.link, code=issued.code)
+    return IssuedInviteOut(**invite_out(issued.invite, org_slug).model_dump(), link=issued.link, code=issued.code,
+                           warnings=issued.warnings)
 
 
 @operation("POST", "/orgs/{org}/invites", summary="Invite one person", tag="invites", permission=USERS_INVITE,
