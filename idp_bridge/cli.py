@@ -612,6 +612,8 @@ def invite_resend(state: State, invite_id: str, org_slug: str) -> None:
             click.echo(f"code {issued.code}")
         click.echo(f"invite {invite_id} to {issued.invite.identifier} sent again "
                    f"(expires {when(issued.invite.expires_at)})", err=True)
+        for warning in issued.warnings:
+            click.echo(f"Warning: {warning}", err=True)
 
 
 @invite.command("revoke")

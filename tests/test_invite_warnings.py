@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ def test_an_invite_with_no_provider_configured_is_created_with_a_warning_and_one
     lines = warning_lines(caplog)
     assert len(lines) == 1 and body["id"] in lines[0] and NO_PROVIDER in lines[0]
     assert api.get(f"/invites/{body['id']}").get_json()["status"] == "PENDING"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        resent = api.post(f"/invites/{body['id']}/resend").get_json()
+    assert resent["warnings"] == body["warnings"] and len(warning_lines(caplog)) == 1
 
 
 def test_a_bulk_invite_with_no_provider_configured_warns_once_for_the_batch(
@@ -63,6 +68,9 @@ def test_the_cli_import_prints_the_warning(api: Api, tmp_path: Path, database_ur
     code, out, err = invoke(env, "invite", "import", str(team), "--org", "acme")
     assert code == 0 and "created" in out
     assert f"Warning: {NO_PROVIDER}" in err
+    invite_id = json.loads(invoke(env, "invite", "list", "--org", "acme", "--json")[1])[0]["id"]
+    code, _, err = invoke(env, "invite", "resend", invite_id, "--org", "acme")
+    assert code == 0 and f"Warning: {NO_PROVIDER}" in err
 
 
 class TestWithAProviderConfigured:
@@ -75,7 +83,9 @@ class TestWithAProviderConfigured:
                                                              caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.WARNING):
             assert api.invite("ada@example.com")["warnings"] == []
-            assert api.invite("bob@example.com", provider="google")["warnings"] == []
+            bob = api.invite("bob@example.com", provider="google")
+            assert bob["warnings"] == []
+            assert api.post(f"/invites/{bob['id']}/resend").get_json()["warnings"] == []
             bulk = api.post("/invites/bulk", {"invites": ["c@example.com"]}).get_json()
         assert bulk["warnings"] == [] and bulk["summary"]["created"] == 1
         assert warning_lines(caplog) == []

@@ -318,7 +318,12 @@ def create(session: Session, bridge: Bridge, actor: Actor, org: Organization, da
     except IntegrityError as exc:
         # Another transaction took this identifier between our check and insert.
         raise AlreadyExists(f"{prepared.identifier} already has a pending invitation or membership") from exc
-    issued.warnings = redeem_warnings(bridge, org, [data.provider])
+    return _warned(bridge, org, issued)
+
+
+def _warned(bridge: Bridge, org: Organization, issued: IssuedInvite) -> IssuedInvite:
+    """The issued invite with the reasons nobody can redeem it yet, each logged."""
+    issued.warnings = redeem_warnings(bridge, org, [issued.invite.provider])
     if issued.warnings:
         log.warning("invite %s in %s: %s", issued.invite.id, org.slug, "; ".join(issued.warnings))
     return issued
@@ -425,7 +430,7 @@ def resend(session: Session, bridge: Bridge, actor: Actor, org: Organization, in
                  details={"send_count": invite.send_count, "was": status})
     events.emit(session, org, "invite.resent", member=invite.member, invite=invite)
     session.flush()
-    return IssuedInvite(invite, bridge.link(token), code)
+    return _warned(bridge, org, IssuedInvite(invite, bridge.link(token), code))
 
 
 def _reopen(session: Session, org: Organization, invite: Invite) -> None:
