@@ -76,9 +76,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 LIST_LIMIT = 10_000
 
 
-def limit_option(default: int = 50) -> Callable[[F], F]:
-    return click.option("--limit", default=default, show_default=True, type=click.IntRange(1, LIST_LIMIT),
-                        help="Show at most this many.")
+limit_option = click.option("--limit", default=50, show_default=True, type=click.IntRange(1, LIST_LIMIT),
+                            help="Show at most this many.")
 
 
 json_option = click.option("--json", "as_json", is_flag=True,
@@ -424,7 +423,7 @@ def org_create(state: State, slug: str, name: str, member_limit: int, invite_ttl
 
 
 @org.command("list")
-@limit_option()
+@limit_option
 @json_option
 @pass_state
 def org_list(state: State, limit: int, as_json: bool) -> None:
@@ -492,7 +491,7 @@ def with_scope(command: F) -> F:
 
 @api_key.command("list")
 @with_scope
-@limit_option()
+@limit_option
 @json_option
 @pass_state
 def api_key_list(state: State, org_slug: str | None, platform: bool, limit: int, as_json: bool) -> None:
@@ -573,7 +572,7 @@ def invite_import(state: State, file: Path, org_slug: str, dry_run: bool, atomic
 @click.option("--org", "org_slug", required=True, help="The organization.")
 @click.option("--status", default=None, help="PENDING, ACCEPTED, EXPIRED or REVOKED (comma-separated for several).")
 @click.option("--provider", default=None, help="Only invites naming this provider (or `any`).")
-@limit_option()
+@limit_option
 @json_option
 @pass_state
 def invite_list(state: State, org_slug: str, status: str | None, provider: str | None, limit: int,
@@ -642,7 +641,7 @@ def member() -> None:
               help="INVITED, ACTIVE, DEACTIVATED or DELETED (comma-separated; default: all but DELETED).")
 @click.option("--role", default=None, help="Role name(s), comma-separated.")
 @click.option("--provider", default=None, help="Only members of this provider.")
-@limit_option()
+@limit_option
 @json_option
 @pass_state
 def member_list(state: State, org_slug: str, status: str | None, role: str | None, provider: str | None,
