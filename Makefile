@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres install system-deps lint bench
+.PHONY: run test test-sqlite test-postgres install system-deps lint db-check bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,7 +23,7 @@ run: install
 system-deps:
 	bash scripts/test-deps.sh
 
-test: install system-deps lint test-sqlite test-postgres
+test: install system-deps lint db-check test-sqlite test-postgres
 
 test-sqlite: install
 	IDP_BRIDGE_TEST_DB=sqlite $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
@@ -35,6 +35,11 @@ lint: install
 	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench
 	$(PY) -m mypy idp_bridge providers webhooks
 	$(PY) -m mypy --explicit-package-bases bench
+
+# The models and the migrations agree: a fresh SQLite database migrated to the newest revision has no drift.
+db-check: install
+	@tmp=$$(mktemp -d) && export IDP_BRIDGE_INSTANCE_DIR=$$tmp IDP_BRIDGE_DATABASE_URL=sqlite:///$$tmp/check.sqlite3 && \
+	$(VENV)/bin/idp-bridge db upgrade && $(VENV)/bin/idp-bridge db check; status=$$?; rm -rf $$tmp; exit $$status
 
 bench: install
 	$(PY) bench/bulk_invite.py

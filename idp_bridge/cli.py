@@ -1,23 +1,30 @@
-"""The `idp-bridge` command: serve, worker, db, org, api-key, invite."""
+"""The `idp-bridge` command: serve, worker, db, org, api-key, invite, member, graph."""
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from idp_bridge import audit, metrics
 from idp_bridge.bootstrap import build
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
 from idp_bridge.inputs import OrgCreate, parse
+from idp_bridge.models import Organization
+from idp_bridge.pagination import MAX_LIMIT, Page
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.server import gunicorn_options, require_secret_key
 from idp_bridge.settings import Settings, load_settings
@@ -50,11 +57,53 @@ class State:
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+LIST_LIMIT = 10_000
+
+
+limit_option = click.option("--limit", default=50, show_default=True, type=click.IntRange(1, LIST_LIMIT),
+                            help="Show at most this many.")
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="One JSON array of objects with the API's field names.")
+
+
+def show(items: Sequence[BaseModel], columns: dict[str, Callable[[Any], object]], as_json: bool) -> None:
+    """A listing: the API's representations as one JSON array, or an aligned table (`-` for nothing)."""
+    if as_json:
+        click.echo(json.dumps([item.model_dump(mode="json") for item in items], indent=2, ensure_ascii=False))
+        return
+    rows = [list(columns)] + [["-" if (value := get(item)) is None or value == "" else str(value)
+                               for get in columns.values()] for item in items]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def pages(search: Callable[[int, str | None], Page[T]], limit: int) -> list[T]:
+    """Up to `limit` items of a paginated search, a page of at most MAX_LIMIT at a time."""
+    found: list[T] = []
+    cursor: str | None = None
+    while len(found) < limit:
+        page = search(min(MAX_LIMIT, limit - len(found)), cursor)
+        found.extend(page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return found
+
+
+def when(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else None
 
 
 def _upgrade(bridge: Bridge) -> None:
@@ -83,6 +132,7 @@ class BridgeGroup(click.Group):
 
 
 @click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="idp-bridge", prog_name="idp-bridge", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def cli(verbose: bool) -> None:
     """idp-bridge: organization invitations on real identity providers."""
@@ -281,6 +331,58 @@ def db_upgrade(state: State) -> None:
     click.echo("database is up to date")
 
 
+@db.command("downgrade", context_settings={"ignore_unknown_options": True})
+@click.argument("revision")
+@pass_state
+def db_downgrade(state: State, revision: str) -> None:
+    """Take the schema back to REVISION (an id, `-1` for one step, `base` for none); data in what is undone goes."""
+    from alembic.util import CommandError
+
+    from idp_bridge.migrate import current, downgrade
+
+    engine = state.bridge.engine
+    try:
+        downgrade(engine, revision)
+    except CommandError as exc:
+        fail(f"cannot downgrade to {revision!r}: {exc}")
+    at = current(engine)
+    click.echo(f"database is at {', '.join(r.revision for r in at) or 'base (no revision applied)'}")
+
+
+@db.command("current")
+@pass_state
+def db_current(state: State) -> None:
+    """Show the revision the database is at; `(head)` marks the newest."""
+    from idp_bridge.migrate import current
+
+    at = current(state.bridge.engine)
+    if not at:
+        click.echo("base (no revision applied): run `idp-bridge db upgrade`")
+    for rev in at:
+        click.echo(f"{rev.revision}{' (head)' if rev.head else ''}  {rev.description}")
+
+
+@db.command("check")
+@pass_state
+def db_check(state: State) -> None:
+    """Compare the models with the schema the migrations built; exit 1 listing any difference."""
+    from idp_bridge.migrate import current, drift, scripts
+
+    engine = state.bridge.engine
+    at = {rev.revision for rev in current(engine)}
+    heads = set(scripts().get_heads())
+    if at != heads:
+        fail(f"the database is at {', '.join(sorted(at)) or 'base'}, not at the newest revision "
+             f"{', '.join(sorted(heads))}: run `idp-bridge db upgrade` first")
+    found = drift(engine)
+    if found:
+        click.echo("The models and the migrations differ (write a migration for them):", err=True)
+        for line in found:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    click.echo("models and migrations agree")
+
+
 @cli.group()
 def org() -> None:
     """Organizations."""
@@ -307,6 +409,24 @@ def org_create(state: State, slug: str, name: str, member_limit: int, invite_ttl
     with transaction(bridge.sessions) as session:
         created = orgs.create(session, bridge, audit.CLI, data)
         click.echo(f"created organization {created.slug} ({created.id})")
+
+
+@org.command("list")
+@limit_option
+@json_option
+@pass_state
+def org_list(state: State, limit: int, as_json: bool) -> None:
+    """List organizations by slug, with the seats in use."""
+    from idp_bridge.schemas import org_out
+    from idp_bridge.services import invites, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        items = [org_out(o, invites.seats_used(session, o)) for o in orgs.list_all(session, limit=limit)]
+    show(items, {"SLUG": lambda o: o.slug, "NAME": lambda o: o.name,
+                 "SEATS": lambda o: f"{o.seats_used}/{o.member_limit}", "CREATED": lambda o: when(o.created_at),
+                 "ID": lambda o: o.id}, as_json)
 
 
 @cli.group("api-key")
@@ -339,6 +459,79 @@ def api_key_create(state: State, org_slug: str | None, platform: bool, permissio
         click.echo("Store it now: it is not shown again.", err=True)
 
 
+def key_scope(session: Session, org_slug: str | None, platform: bool) -> Organization | None:
+    """The org of --org SLUG, or None for --platform; exactly one must be given."""
+    from idp_bridge.services import orgs
+
+    if bool(org_slug) == platform:
+        fail("give exactly one of --org SLUG or --platform", 2)
+    return orgs.get(session, org_slug) if org_slug else None
+
+
+scope_options = [click.option("--org", "org_slug", help="Keys of this organization."),
+                 click.option("--platform", is_flag=True, help="Platform-wide keys.")]
+
+
+def with_scope(command: F) -> F:
+    for option in reversed(scope_options):
+        command = option(command)
+    return command
+
+
+@api_key.command("list")
+@with_scope
+@limit_option
+@json_option
+@pass_state
+def api_key_list(state: State, org_slug: str | None, platform: bool, limit: int, as_json: bool) -> None:
+    """List the live API keys of an organization or the platform (never the keys themselves)."""
+    from idp_bridge.schemas import api_key_out
+    from idp_bridge.services import api_keys
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        scope = key_scope(session, org_slug, platform)
+        items = [api_key_out(k, org_slug) for k in api_keys.list_for(session, scope, limit=limit)]
+    show(items, {"ID": lambda k: k.id, "NAME": lambda k: k.name, "PREFIX": lambda k: k.prefix,
+                 "PERMISSIONS": lambda k: ",".join(k.permissions), "CREATED": lambda k: when(k.created_at),
+                 "LAST USED": lambda k: when(k.last_used_at)}, as_json)
+
+
+@api_key.command("rotate")
+@click.argument("key_id")
+@with_scope
+@pass_state
+def api_key_rotate(state: State, key_id: str, org_slug: str | None, platform: bool) -> None:
+    """Replace a key with a new one of the same permissions; the old one stops working. Prints the new key once."""
+    from idp_bridge.services import api_keys
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        scope = key_scope(session, org_slug, platform)
+        key, secret = api_keys.rotate(session, audit.CLI, scope, key_id, caller=None)
+        click.echo(secret)
+        click.echo(f"key {key_id} revoked; new key id {key.id}; permissions {', '.join(key.permissions)}",
+                   err=True)
+        click.echo("Store it now: it is not shown again.", err=True)
+
+
+@api_key.command("revoke")
+@click.argument("key_id")
+@with_scope
+@pass_state
+def api_key_revoke(state: State, key_id: str, org_slug: str | None, platform: bool) -> None:
+    """Revoke a key at once."""
+    from idp_bridge.services import api_keys
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        api_keys.delete(session, audit.CLI, key_scope(session, org_slug, platform), key_id, caller=None)
+    click.echo(f"revoked API key {key_id}")
+
+
 @cli.group()
 def invite() -> None:
     """Invitations."""
@@ -362,6 +555,100 @@ def invite_import(state: State, file: Path, org_slug: str, dry_run: bool, atomic
     bridge = state.bridge
     _upgrade(bridge)
     sys.exit(run(bridge, file, org_slug, dry_run=dry_run, atomic=atomic, role=role, errors_out=errors_out))
+
+
+@invite.command("list")
+@click.option("--org", "org_slug", required=True, help="The organization.")
+@click.option("--status", default=None, help="PENDING, ACCEPTED, EXPIRED or REVOKED (comma-separated for several).")
+@click.option("--provider", default=None, help="Only invites naming this provider (or `any`).")
+@limit_option
+@json_option
+@pass_state
+def invite_list(state: State, org_slug: str, status: str | None, provider: str | None, limit: int,
+                as_json: bool) -> None:
+    """List an organization's invites, newest first."""
+    from idp_bridge.schemas import invite_out
+    from idp_bridge.services import invites, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        found = orgs.get(session, org_slug)
+        items = [invite_out(i, found.slug) for i in pages(
+            lambda n, cursor: invites.search(session, found, status=status, provider=provider, limit=n,
+                                             cursor=cursor), limit)]
+    show(items, {"ID": lambda i: i.id, "IDENTIFIER": lambda i: i.identifier, "STATUS": lambda i: i.status,
+                 "ROLE": lambda i: i.role, "PROVIDER": lambda i: i.provider,
+                 "EXPIRES": lambda i: when(i.expires_at)}, as_json)
+
+
+@invite.command("resend")
+@click.argument("invite_id")
+@click.option("--org", "org_slug", required=True, help="The invite's organization.")
+@pass_state
+def invite_resend(state: State, invite_id: str, org_slug: str) -> None:
+    """Mail a pending or expired invite again with a new link (the old link stops working); prints the link."""
+    from idp_bridge.services import invites, orgs
+
+    state.require_secret_key()  # the link it seals must open in the worker
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        issued = invites.resend(session, bridge, audit.CLI, orgs.get(session, org_slug), invite_id)
+        click.echo(issued.link)
+        if issued.code:
+            click.echo(f"code {issued.code}")
+        click.echo(f"invite {invite_id} to {issued.invite.identifier} sent again "
+                   f"(expires {when(issued.invite.expires_at)})", err=True)
+        for warning in issued.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+
+
+@invite.command("revoke")
+@click.argument("invite_id")
+@click.option("--org", "org_slug", required=True, help="The invite's organization.")
+@pass_state
+def invite_revoke(state: State, invite_id: str, org_slug: str) -> None:
+    """Revoke a pending invite: its link stops working and its invited member is removed."""
+    from idp_bridge.services import invites, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        revoked = invites.revoke(session, audit.CLI, orgs.get(session, org_slug), invite_id)
+        click.echo(f"revoked invite {revoked.id} to {revoked.identifier}")
+
+
+@cli.group()
+def member() -> None:
+    """Members."""
+
+
+@member.command("list")
+@click.option("--org", "org_slug", required=True, help="The organization.")
+@click.option("--status", default=None,
+              help="INVITED, ACTIVE, DEACTIVATED or DELETED (comma-separated; default: all but DELETED).")
+@click.option("--role", default=None, help="Role name(s), comma-separated.")
+@click.option("--provider", default=None, help="Only members of this provider.")
+@limit_option
+@json_option
+@pass_state
+def member_list(state: State, org_slug: str, status: str | None, role: str | None, provider: str | None,
+                limit: int, as_json: bool) -> None:
+    """List an organization's members, newest first."""
+    from idp_bridge.schemas import member_out
+    from idp_bridge.services import members, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    permissions = {name: role.permissions for name, role in bridge.settings.roles.items()}
+    with transaction(bridge.sessions) as session:
+        found = orgs.get(session, org_slug)
+        items = [member_out(m, found.slug, permissions) for m in pages(
+            lambda n, cursor: members.search(session, found, status=status, role=role, provider=provider,
+                                             limit=n, cursor=cursor), limit)]
+    show(items, {"ID": lambda m: m.id, "IDENTIFIER": lambda m: m.identifier, "STATUS": lambda m: m.status,
+                 "ROLE": lambda m: m.role, "PROVIDER": lambda m: m.provider, "NAME": lambda m: m.name}, as_json)
 
 
 @cli.group()

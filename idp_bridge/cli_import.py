@@ -45,6 +45,8 @@ def run(bridge: Bridge, path: Path, org_slug: str, *, dry_run: bool, atomic: boo
         with errors_out.open("w", encoding="utf-8-sig", newline="") as out:
             out.writelines(csvio.error_rows(header, ((by_number[r.row], reason(r)) for r in failed)))
     _summary(outcome, errors_out)
+    for warning in outcome.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     return 1 if failed else 0
 
 

@@ -1,27 +1,43 @@
-"""Alembic environment: uses the engine idp-bridge hands it, or the URL in the config."""
+"""Alembic environment: the engine idp-bridge hands it, the URL in the Alembic config, or the configured database.
+
+The last one is for plain `alembic upgrade head` beside alembic.ini: it migrates the database idp-bridge itself
+would use (IDP_BRIDGE_DATABASE_URL, or the configuration file).
+"""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
 
 # Adapters own some tables (graph_subscriptions); importing them puts those on Base.metadata for autogenerate.
 import webhooks.inbound.microsoft_graph  # noqa: F401
 from idp_bridge.models import Base
+from idp_bridge.store.db import make_engine
 
 config = context.config
 target_metadata = Base.metadata
 
 
+def database_url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    from idp_bridge.settings import load_settings
+
+    settings = load_settings()
+    # The default SQLite file lives in the instance dir, which idp-bridge would have created first.
+    settings.instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return settings.database_url
+
+
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+    context.configure(url=database_url(), target_metadata=target_metadata,
                       literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine") or create_engine(str(config.get_main_option("sqlalchemy.url")))
+    engine = config.attributes.get("engine") or make_engine(database_url())
     with engine.connect() as connection:
         # Batch mode lets later migrations alter SQLite tables (copy-and-move).
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,

@@ -86,16 +86,19 @@ def touch(session: Session, key_id: str) -> None:
         key.last_used_at = now
 
 
-def get(session: Session, org: Organization, key_id: str) -> ApiKey:
+def get(session: Session, org: Organization | None, key_id: str) -> ApiKey:
+    """A live key of the org, or of the platform when org is None; NotFound otherwise."""
     key = session.get(ApiKey, key_id)
-    if key is None or key.org_id != org.id or key.revoked_at is not None:
-        raise NotFound(f"API key {key_id} does not exist in {org.slug}")
+    if key is None or key.org_id != (org.id if org else None) or key.revoked_at is not None:
+        raise NotFound(f"API key {key_id} does not exist in {org.slug if org else 'the platform scope'}")
     return key
 
 
-def list_for(session: Session, org: Organization) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).where(ApiKey.org_id == org.id, ApiKey.revoked_at.is_(None))
-                                .order_by(ApiKey.created_at)))
+def list_for(session: Session, org: Organization | None, *, limit: int | None = None) -> list[ApiKey]:
+    """The live keys of the org, or the platform-wide keys when org is None, oldest first."""
+    scope = ApiKey.org_id == org.id if org else ApiKey.org_id.is_(None)
+    return list(session.scalars(select(ApiKey).where(scope, ApiKey.revoked_at.is_(None))
+                                .order_by(ApiKey.created_at, ApiKey.id).limit(limit)))
 
 
 def _may_manage(caller: Principal | None, key: ApiKey, verb: str) -> None:
@@ -110,21 +113,22 @@ def _may_manage(caller: Principal | None, key: ApiKey, verb: str) -> None:
                         missing_permissions=lacking)
 
 
-def rotate(session: Session, actor: Actor, org: Organization, key_id: str, *,
+def rotate(session: Session, actor: Actor, org: Organization | None, key_id: str, *,
            caller: Principal | None) -> tuple[ApiKey, str]:
-    """A new key with the same scope and permissions; the old one stops working at once."""
+    """A new key with the same scope and permissions; the old one stops working at once (org None: platform)."""
     old = get(session, org, key_id)
     _may_manage(caller, old, "rotate")
     old.revoked_at = utcnow()
     new, secret = create(session, actor, org=org, permissions=list(old.permissions), name=old.name)
-    audit.record(session, actor, "api_key.rotated", org_id=org.id, target_type="api_key", target_id=old.id,
+    audit.record(session, actor, "api_key.rotated", org_id=old.org_id, target_type="api_key", target_id=old.id,
                  details={"new_key_id": new.id})
     return new, secret
 
 
-def delete(session: Session, actor: Actor, org: Organization, key_id: str, *, caller: Principal | None) -> None:
-    """Revoke a key at once."""
+def delete(session: Session, actor: Actor, org: Organization | None, key_id: str, *,
+           caller: Principal | None) -> None:
+    """Revoke a key at once (org None: a platform-wide key)."""
     key = get(session, org, key_id)
     _may_manage(caller, key, "delete")
     key.revoked_at = utcnow()
-    audit.record(session, actor, "api_key.deleted", org_id=org.id, target_type="api_key", target_id=key.id)
+    audit.record(session, actor, "api_key.deleted", org_id=key.org_id, target_type="api_key", target_id=key.id)

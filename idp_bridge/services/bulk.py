@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,6 +55,7 @@ EVENTS: Table = table_of(Event)
 AUDIT: Table = table_of(AuditEvent)
 
 Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class ImportReport:
 
     rows: list[RowResult]
     dry_run: bool
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         counts = {CREATED: 0, DUPLICATE: 0, INVALID: 0}
@@ -246,7 +249,10 @@ def _run(session: Session, deps: WithProviders, actor: Actor, org: Organization,
     for result, earlier in repeats:
         result.existing_id = earlier.result.id or earlier.result.existing_id
     results.sort(key=lambda r: r.row)
-    return ImportReport(results, dry_run)
+    warnings = invites.redeem_warnings(deps, org, {v.prepared.data.provider for v in valid})
+    if warnings and not dry_run:
+        log.warning("%d invites in %s: %s", len(valid), org.slug, "; ".join(warnings))
+    return ImportReport(results, dry_run, warnings)
 
 
 def _check(deps: WithProviders, org: Organization, raw: RawRow, defaults: dict[str, Any],

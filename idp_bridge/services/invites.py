@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -56,6 +57,7 @@ from idp_bridge.store.sql import lock_rows, table_of
 SEND_EMAIL_JOB = "send_invite_email"
 PROVISION_JOB = "provision_invite"
 DEPROVISION_JOB = "deprovision_invite"
+log = logging.getLogger(__name__)
 
 INVITE_SORTS = {
     "created_at": Invite.created_at,
@@ -73,6 +75,7 @@ class IssuedInvite:
     invite: Invite
     link: str
     code: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def effective_status(invite: Invite, now: datetime | None = None) -> str:
@@ -141,6 +144,25 @@ def prepare(deps: WithProviders, org: Organization, data: InviteInput) -> Prepar
     if errors:
         raise ValidationFailed(errors)
     return Prepared(data=data, identifier=identifier, key=identifier_key(identifier), role=role)
+
+
+def redeem_warnings(deps: WithProviders, org: Organization, providers: Iterable[str]) -> list[str]:
+    """Why invites naming these providers cannot be redeemed yet: no provider they could sign in with is configured.
+
+    The invites are still created (a provider may be configured later); the caller passes the warnings on.
+    """
+    allowed = org.allowed_providers if org.allowed_providers is not None else list(deps.providers)
+    usable = [name for name in allowed if name in deps.providers]
+    warnings = []
+    for name in sorted(set(providers)):
+        if name == ANY and not usable:
+            why = ("no identity provider is configured (add one under [providers.NAME])" if not deps.providers
+                   else f"none of the providers {org.slug} allows ({', '.join(allowed) or 'none'}) is configured")
+            warnings.append(f"{why}: nobody can sign in to redeem the invite until one is")
+        elif name != ANY and name not in usable:
+            warnings.append(f"provider {name!r} is not configured or not allowed in {org.slug}: nobody can sign in "
+                            "to redeem the invite until it is")
+    return warnings
 
 
 def expire_due(session: Session, actor: Actor, *, org_id: str | None = None, limit: int = 500) -> int:
@@ -293,6 +315,14 @@ def create(session: Session, deps: Inviting, actor: Actor, org: Organization, da
     except IntegrityError as exc:
         # Another transaction took this identifier between our check and insert.
         raise AlreadyExists(f"{prepared.identifier} already has a pending invitation or membership") from exc
+    return _warned(deps, org, issued)
+
+
+def _warned(deps: WithProviders, org: Organization, issued: IssuedInvite) -> IssuedInvite:
+    """The issued invite with the reasons nobody can redeem it yet, each logged."""
+    issued.warnings = redeem_warnings(deps, org, [issued.invite.provider])
+    if issued.warnings:
+        log.warning("invite %s in %s: %s", issued.invite.id, org.slug, "; ".join(issued.warnings))
     return issued
 
 
@@ -404,7 +434,7 @@ def resend(session: Session, deps: Inviting, actor: Actor, org: Organization, in
                  details={"send_count": invite.send_count, "was": status})
     events.emit(session, org, "invite.resent", member=invite.member, invite=invite)
     session.flush()
-    return IssuedInvite(invite, deps.link(token), code)
+    return _warned(deps, org, IssuedInvite(invite, deps.link(token), code))
 
 
 def _reopen(session: Session, org: Organization, invite: Invite) -> None:

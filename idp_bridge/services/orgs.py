@@ -27,6 +27,11 @@ def get(session: Session, slug: str) -> Organization:
     return org
 
 
+def list_all(session: Session, *, limit: int) -> list[Organization]:
+    """Organizations by slug, at most `limit` of them."""
+    return list(session.scalars(select(Organization).order_by(Organization.slug).limit(limit)))
+
+
 def lock(session: Session, org: Organization) -> Organization:
     """Hold the org row until commit, so seat counts and invite checks cannot interleave.
 

@@ -7,9 +7,9 @@ from flask import Response, request
 from idp_bridge.errors import ValidationFailed
 from idp_bridge.inputs import BulkInviteBody
 from idp_bridge.permissions import USERS_INVITE
+from idp_bridge.schemas import BulkInviteResult, BulkInviteRow, BulkInviteSummary
 from idp_bridge.services import bulk
 from idp_bridge.web.api import Call, Query, operation
-from idp_bridge.web.api.schemas import BulkInviteResult, BulkInviteRow, BulkInviteSummary
 
 DRY_RUN = Query("dry_run", {"type": "boolean", "default": False},
                 "Check every row and answer the preview; nothing is written.")
@@ -34,7 +34,8 @@ def result_of(outcome: bulk.ImportReport) -> BulkInviteResult:
     return BulkInviteResult(
         summary=BulkInviteSummary(**outcome.summary()),
         rows=[BulkInviteRow(row=r.row, status=r.status, id=r.id, existing_id=r.existing_id,  # type: ignore[arg-type]
-                            errors=r.errors) for r in outcome.rows])
+                            errors=r.errors) for r in outcome.rows],
+        warnings=outcome.warnings)
 
 
 @operation("POST", "/orgs/{org}/invites/bulk", summary="Invite many people from a JSON list or a CSV file",

@@ -7,15 +7,16 @@ from flask import request
 from idp_bridge.inputs import InviteInput, parse
 from idp_bridge.models import InviteStatus
 from idp_bridge.permissions import USERS_INVITE, USERS_READ
+from idp_bridge.schemas import InviteList, InviteOut, IssuedInviteOut, invite_out
 from idp_bridge.services import invites
 from idp_bridge.services.invites import INVITE_SORTS, IssuedInvite
 from idp_bridge.web.api import Call, operation
 from idp_bridge.web.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sort_param, status_param
-from idp_bridge.web.api.schemas import InviteList, InviteOut, IssuedInviteOut, invite_out
 
 
 def issued_out(issued: IssuedInvite, org_slug: str) -> IssuedInviteOut:
-    return IssuedInviteOut(**invite_out(issued.invite, org_slug).model_dump(), link=issued.link, code=issued.code)
+    return IssuedInviteOut(**invite_out(issued.invite, org_slug).model_dump(), link=issued.link, code=issued.code,
+                           warnings=issued.warnings)
 
 
 @operation("POST", "/orgs/{org}/invites", summary="Invite one person", tag="invites", permission=USERS_INVITE,

@@ -11,11 +11,11 @@ from idp_bridge.errors import BridgeError, Forbidden
 from idp_bridge.inputs import MemberBulk, MemberUpdate, parse
 from idp_bridge.models import Member, MemberStatus, Organization
 from idp_bridge.permissions import USERS_DELETE, USERS_EDIT, USERS_READ
+from idp_bridge.schemas import BulkMemberResult, BulkMemberRow, MemberList, MemberOut, member_out
 from idp_bridge.services import members
 from idp_bridge.services.members import MEMBER_SORTS
 from idp_bridge.web.api import Call, Query, operation, problem_from
 from idp_bridge.web.api.params import CURSOR, LIMIT, PROVIDER, Q, page_args, sort_param, status_param
-from idp_bridge.web.api.schemas import BulkMemberResult, BulkMemberRow, MemberList, MemberOut, member_out
 
 
 def _perms(call: Call) -> dict[str, list[str]]:

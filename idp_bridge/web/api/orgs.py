@@ -7,10 +7,7 @@ from flask import request
 from idp_bridge.errors import Forbidden
 from idp_bridge.inputs import ApiKeyCreate, OrgCreate, OrgUpdate, parse
 from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE
-from idp_bridge.services import api_keys, audit_trail, invites, orgs
-from idp_bridge.web.api import Call, Query, operation
-from idp_bridge.web.api.params import CURSOR, LIMIT, page_args
-from idp_bridge.web.api.schemas import (
+from idp_bridge.schemas import (
     ApiKeyList,
     AuditEventList,
     IssuedApiKeyOut,
@@ -19,6 +16,9 @@ from idp_bridge.web.api.schemas import (
     audit_out,
     org_out,
 )
+from idp_bridge.services import api_keys, audit_trail, invites, orgs
+from idp_bridge.web.api import Call, Query, operation
+from idp_bridge.web.api.params import CURSOR, LIMIT, page_args
 
 
 @operation("POST", "/orgs", summary="Create an organization", tag="orgs", permission=ORGS_MANAGE,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from idp_bridge import provisioning
 from idp_bridge.permissions import USERS_INVITE
+from idp_bridge.schemas import IssuedInviteOut
 from idp_bridge.web.api import Call, operation
 from idp_bridge.web.api.invites import issued_out
-from idp_bridge.web.api.schemas import IssuedInviteOut
 
 
 @operation("POST", "/orgs/{org}/invites/{invite_id}/retry-provisioning",

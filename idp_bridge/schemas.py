@@ -1,4 +1,4 @@
-"""Response shapes; every body the API returns is built through one of these models."""
+"""The API's representations: every body it returns is built through one of these models, and the CLI's --json too."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ class InviteOut(BaseModel):
 class IssuedInviteOut(InviteOut):
     link: str = Field(description="The invite link; shown only in this response.")
     code: str | None = Field(default=None, description="The invite code when the org requires one; shown once.")
+    warnings: list[str] = Field(default_factory=list,
+                                description="Why nobody can redeem the invite yet (e.g. no provider is configured); "
+                                            "it is created all the same.")
 
 
 class IdentityOut(BaseModel):
@@ -167,6 +170,9 @@ class BulkInviteRow(BaseModel):
 class BulkInviteResult(BaseModel):
     summary: BulkInviteSummary
     rows: list[BulkInviteRow]
+    warnings: list[str] = Field(default_factory=list,
+                                description="Why nobody can redeem the new invites yet (e.g. no provider is "
+                                            "configured); they are created all the same.")
 
 
 def invite_out(invite: Invite, org_slug: str) -> InviteOut:

@@ -1,0 +1,116 @@
+"""Migrations: one head, down to base and up again, and `db check` finding models and migrations apart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import NullPool
+
+from idp_bridge.migrate import current_heads, scripts
+from idp_bridge.models import Base
+from tests.clirun import cli_env, invoke
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> dict[str, str | None]:
+    return cli_env(tmp_path, database_url)
+
+
+def tables(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def heads_of(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return current_heads(engine)
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_have_exactly_one_head() -> None:
+    assert len(scripts().get_heads()) == 1
+
+
+def test_downgrade_to_base_and_upgrade_again_rebuild_every_table(env: dict[str, str | None],
+                                                                  database_url: str) -> None:
+    head = scripts().get_current_head()
+    assert heads_of(database_url) == {head}
+    assert tables(database_url) >= {"organizations", "members", "invites", "jobs"}
+
+    code, out, err = invoke(env, "db", "downgrade", "base")
+    assert code == 0, err
+    assert "base" in out
+    assert tables(database_url) == set()
+    code, out, _ = invoke(env, "db", "current")
+    assert code == 0 and "base" in out and head not in out
+
+    code, _, err = invoke(env, "db", "upgrade")
+    assert code == 0, err
+    assert tables(database_url) == set(Base.metadata.tables) | {"graph_subscriptions"}
+    code, out, _ = invoke(env, "db", "current")
+    assert code == 0 and f"{head} (head)" in out
+    code, out, err = invoke(env, "db", "check")
+    assert code == 0, err
+    assert "agree" in out
+
+
+def test_downgrade_by_one_step_and_check_asks_for_an_upgrade(env: dict[str, str | None], database_url: str) -> None:
+    head = scripts().get_revision(scripts().get_current_head())
+    code, out, err = invoke(env, "db", "downgrade", "-1")
+    assert code == 0, err
+    assert heads_of(database_url) == {head.down_revision}
+    assert str(head.down_revision) in out
+    code, _, err = invoke(env, "db", "check")
+    assert code == 1
+    assert "db upgrade" in err and "Traceback" not in err
+
+
+def test_check_exits_1_listing_each_difference_between_the_models_and_the_schema(env: dict[str, str | None],
+                                                                                  database_url: str) -> None:
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE organizations ADD COLUMN nickname VARCHAR(20)"))
+        conn.execute(text("CREATE TABLE stray_things (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    code, out, err = invoke(env, "db", "check")
+    assert code == 1
+    assert "remove_column organizations.nickname" in err
+    assert "remove_table stray_things" in err
+    assert "agree" not in out
+
+
+def test_downgrade_to_an_unknown_revision_is_a_clear_error(env: dict[str, str | None], database_url: str) -> None:
+    code, _, err = invoke(env, "db", "downgrade", "0099_nothing")
+    assert code == 1
+    assert err.startswith("Error: cannot downgrade to '0099_nothing'") and "Traceback" not in err
+    assert heads_of(database_url) == {scripts().get_current_head()}
+
+
+def test_plain_alembic_migrates_the_configured_database(env: dict[str, str | None], database_url: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IDP_BRIDGE_")}
+    environ.update({k: v for k, v in env.items() if v is not None})
+    environ["PYTHONPATH"] = str(ROOT)
+
+    def alembic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "alembic", *args], cwd=ROOT, env=environ,
+                              capture_output=True, text=True, timeout=120)
+
+    assert alembic("downgrade", "base").returncode == 0
+    assert tables(database_url) == set()
+    done = alembic("upgrade", "head")
+    assert done.returncode == 0, done.stderr
+    assert heads_of(database_url) == {scripts().get_current_head()}
+    checked = alembic("check")
+    assert checked.returncode == 0, checked.stderr
