@@ -85,12 +85,13 @@ def job_kinds(bridge: Bridge) -> dict[str, JobKind]:
 def make_worker(bridge: Bridge, *, concurrency: int = 4) -> Worker:
     """A worker with every job kind and periodic task wired."""
     from idp_bridge.core_jobs import sweep_expired
+    from idp_bridge.retention import Retention
     from webhooks.inbound.microsoft_graph import renew_due
     from webhooks.outbound.delivery import fan_out
 
     return Worker(bridge, job_kinds(bridge), concurrency=concurrency, periodic_every=PERIODIC_EVERY_SECONDS,
                   lease_seconds=bridge.settings.job_lease_seconds,
-                  periodic=[sweep_expired, fan_out, renew_due])
+                  periodic=[sweep_expired, fan_out, renew_due, Retention()])
 
 
 def graph_subscribe(bridge: Bridge, names: list[str]) -> list[tuple[str, Any]]:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp_bridge.destinations import Destinations
 from idp_bridge.domain.providers import Provider
 from idp_bridge.mail import MailTransport, Renderer
+from idp_bridge.pacing import PaceStore
 from idp_bridge.security import unseal
 from idp_bridge.services import ports
 from idp_bridge.settings import Settings
@@ -31,6 +32,13 @@ class Bridge:
     def destinations(self) -> Destinations:
         """Where outbound webhooks may connect (webhook_allow_networks, dns_nameservers), built once."""
         return Destinations.from_settings(self.settings)
+
+    @cached_property
+    def paces(self) -> PaceStore:
+        """Where the deployment's shared paces live (the store rate_limit_storage_url names), opened once."""
+        from idp_bridge.pacing import open_paces
+
+        return open_paces(self.settings.rate_limit_storage_url, self.engine)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)

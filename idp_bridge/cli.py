@@ -286,9 +286,12 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256))
 # Passed by serve's supervisor only: the pid of a worker on this host that it saw die.
 @click.option("--release-leases-of", "dead_pids", multiple=True, type=click.IntRange(1), hidden=True)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve this worker's Prometheus metrics on this port (worker_metrics_host, default 127.0.0.1); "
+                   "default: the worker_metrics_port setting, unset: none.")
 @pass_state
-def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...]) -> None:
-    """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps."""
+def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...], metrics_port: int | None) -> None:
+    """Run outbox jobs: invitation mail, provisioning, webhook delivery, expiry sweeps, retention."""
     from idp_bridge.bootstrap import make_worker
     from idp_bridge.jobs import release_leases_of
     from idp_bridge.worker import worker_id_prefix
@@ -296,7 +299,6 @@ def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...
     state.require_secret_key()
     bridge = state.bridge
     _upgrade(bridge)
-    metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
     if dead_pids:
         with transaction(bridge.sessions) as session:
             released = release_leases_of(session, [worker_id_prefix(pid) for pid in dead_pids])
@@ -304,6 +306,18 @@ def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...
             logging.getLogger(__name__).warning("requeued %d jobs the worker that died (pid %s) was running",
                                                 released, ", ".join(map(str, dead_pids)))
     runner = make_worker(bridge, concurrency=concurrency)
+    port = metrics_port or bridge.settings.worker_metrics_port
+    if port is None:
+        # Added up with serve's processes and answered on serve's /metrics.
+        metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)
+    else:
+        # Scraped on its own: it reports only its own counts, so nothing is counted twice.
+        host = bridge.settings.worker_metrics_host
+        try:
+            metrics.serve_this_process(bridge, runner.kinds, host, port)
+        except OSError as exc:
+            fail(f"worker metrics cannot listen on {host}:{port}: {exc.strerror or exc}", 2)
+        click.echo(f"worker metrics on http://{host}:{port}/metrics")
     if not once:
         runner.heartbeat = Heartbeat(heartbeat_path(bridge.settings.instance_dir))
         runner.heartbeat()

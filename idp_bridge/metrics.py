@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -164,6 +173,16 @@ def exposition(bridge: Any, kinds: Iterable[str] = ()) -> bytes:
         registry.register(_ThisProcess())
     registry.register(QueueCollector(bridge, kinds))
     return generate_latest(registry)
+
+
+def serve_this_process(bridge: Any, kinds: Iterable[str], host: str, port: int) -> Any:
+    """Serve this process's metrics and the queue figures on host:port from a daemon thread (a standalone
+    worker's `--metrics-port`); returns the server. OSError when the port cannot be bound."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ThisProcess())
+    registry.register(QueueCollector(bridge, kinds))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
 
 
 StartResponse = Callable[..., Any]

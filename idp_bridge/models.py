@@ -201,7 +201,7 @@ class Identity(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_org_at", "org_id", "at", "id"),)
+    __table_args__ = (Index("ix_audit_events_org_at", "org_id", "at", "id"), Index("ix_audit_events_at", "at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     org_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
@@ -218,7 +218,8 @@ class Job(Base):
     """A unit of background work in the outbox, written in the transaction that caused it."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_due", "status", "run_after"),)
+    __table_args__ = (Index("ix_jobs_due", "status", "run_after"),
+                      Index("ix_jobs_finished", "status", "finished_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(64))
@@ -277,7 +278,8 @@ class WebhookEndpoint(Base):
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),
-                      Index("ix_webhook_deliveries_due", "status", "next_attempt_at"))
+                      Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+                      Index("ix_webhook_deliveries_finished", "status", "last_attempt_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
@@ -296,7 +298,8 @@ class InboundEvent(Base):
     """A verified IdP event, stored raw before it is processed."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("source", "event_id"), Index("ix_inbound_events_status", "status"))
+    __table_args__ = (UniqueConstraint("source", "event_id"), Index("ix_inbound_events_status", "status"),
+                      Index("ix_inbound_events_status_received", "status", "received_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     source: Mapped[str] = mapped_column(String(50))
@@ -313,7 +316,8 @@ class WebhookAttempt(Base):
     """One HTTP attempt of a webhook delivery: the per-endpoint delivery log."""
 
     __tablename__ = "webhook_attempts"
-    __table_args__ = (Index("ix_webhook_attempts_endpoint_at", "endpoint_id", "at", "id"),)
+    __table_args__ = (Index("ix_webhook_attempts_endpoint_at", "endpoint_id", "at", "id"),
+                      Index("ix_webhook_attempts_at", "at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
@@ -355,3 +359,13 @@ class RateLimitCounter(Base):
     count: Mapped[int] = mapped_column(Integer)
     # Seconds since the epoch: compared with each process's wall clock, written in one statement with the count.
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class PaceState(Base):
+    """Where one shared pace stands (`database://` paces, see idp_bridge.pacing): the next free slot's start."""
+
+    __tablename__ = "paces"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Seconds since the epoch, compared with each worker's wall clock like the rate-limit counters' expiries.
+    next_at: Mapped[float] = mapped_column(Float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,39 +31,51 @@ from idp_bridge.models import (
     ProvisioningState,
     utcnow,
 )
+from idp_bridge.pacing import Pace
 from idp_bridge.services import invites, orgs
 from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
 from idp_bridge.services.ports import Inviting, ProvisioningContext, WithSessions
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.store.group_commit import GroupCommit
 from idp_bridge.store.sql import Flavor, flavor, table_of
-from idp_bridge.worker import JobKind, JobView, TokenBucket
+from idp_bridge.worker import JobKind, JobView
+
+log = logging.getLogger(__name__)
 
 # idp_data keys: when an attempt first went to create the account, and which job recorded it.
 CREATE_ATTEMPTED = "create_attempted_at"
 PROVISIONED_BY = "provisioned_by_job"
+# The longest a worker thread waits out a provider's Retry-After before calling it (the job itself is retried
+# after the full Retry-After).
+MAX_PAUSE_SECONDS = 60.0
 
 
 class Pacer:
-    """Per-provider limits shared by every worker thread: a token bucket, a semaphore, Retry-After pauses."""
+    """Per-provider limits: a pace shared by every worker of the deployment, this process's concurrency cap, and
+    Retry-After pauses (shared through the pace when the provider has a rate)."""
 
-    def __init__(self, rate: float, concurrency: int) -> None:
-        self.bucket = TokenBucket(rate) if rate > 0 else None
+    def __init__(self, pace: Pace | None, concurrency: int) -> None:
+        self.pace = pace
         self.slots = threading.BoundedSemaphore(concurrency)
         self.paused_until = 0.0
 
     def pause(self, seconds: float) -> None:
         """Hold every call to this provider back, as its Retry-After asks."""
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+        if self.pace is not None:
+            try:
+                self.pace.hold(min(seconds, MAX_PAUSE_SECONDS))
+            except Exception:
+                log.exception("the pause of %s could not be shared with the other workers", self.pace.key)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         with self.slots:
             wait = self.paused_until - time.monotonic()
             if wait > 0:
-                time.sleep(min(wait, 60.0))
-            if self.bucket is not None:
-                self.bucket.take()
+                time.sleep(min(wait, MAX_PAUSE_SECONDS))
+            if self.pace is not None:
+                self.pace.take()
             yield
 
 
@@ -79,14 +92,16 @@ class Provisioning:
                                                    name="provisioning-stamper")
 
     def pacer(self, provider: Provisioner) -> Pacer:
-        """The pacer of this provider (one per provider per process)."""
+        """The pacer of this provider (one per provider per process; its pace is the deployment's)."""
         found = self._pacers.get(provider.name)
         if found is not None:
             return found
         with self._lock:
             if provider.name not in self._pacers:
                 pacing = provider.pacing()
-                self._pacers[provider.name] = Pacer(pacing.rate_per_second, pacing.concurrency)
+                pace = (Pace(self.bridge.paces, f"provider:{provider.name}", pacing.rate_per_second)
+                        if pacing.rate_per_second > 0 else None)
+                self._pacers[provider.name] = Pacer(pace, pacing.concurrency)
             return self._pacers[provider.name]
 
     def provisioner(self, name: str) -> Provisioner | None:

@@ -80,7 +80,38 @@ class Settings(BaseModel):
     job_backoff_max_seconds: float = Field(default=3600.0, gt=0)
     # A job a worker claimed but never finished (the worker died) runs again once this has passed.
     job_lease_seconds: float = Field(default=300.0, ge=1)
-    email_rate_per_second: float = Field(default=10.0, gt=0)
+    email_rate_per_second: float = Field(
+        default=10.0, gt=0,
+        description="Invitation mails per second for the whole deployment: every worker process takes its turn "
+                    "from one pace kept where rate_limit_storage_url says (the database by default).")
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port on which a standalone `idp-bridge worker` serves its Prometheus metrics "
+                    "(`worker --metrics-port` overrides it); unset: no metrics endpoint.")
+    worker_metrics_host: str = Field(default="127.0.0.1",
+                                     description="Address the worker's metrics endpoint listens on.")
+
+    # Retention: the worker deletes rows older than these windows, in batches; 0 keeps them forever.
+    audit_retention_days: int = Field(default=365, ge=0,
+                                      description="Days audit events are kept (0: forever).")
+    job_retention_days: int = Field(default=14, ge=0,
+                                    description="Days finished (done or failed) outbox jobs are kept after they "
+                                                "finished (0: forever). Queued and running jobs are never deleted.")
+    delivery_log_retention_days: int = Field(
+        default=30, ge=0,
+        description="Days outbound webhook delivery logs are kept: finished deliveries after their last attempt, "
+                    "and every attempt (0: forever). Pending deliveries are never deleted.")
+    inbox_event_retention_days: int = Field(
+        default=30, ge=0,
+        description="Days processed or failed inbound IdP events are kept after they were received (0: forever). "
+                    "Events still waiting to be processed are never deleted.")
+    expired_link_retention_days: int = Field(
+        default=90, ge=0,
+        description="Days the link records of expired or revoked invites are kept after the invite closed "
+                    "(0: forever). Until then their link shows that the invitation expired or was revoked; "
+                    "after, that the link is not valid.")
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000,
+                                      description="Rows deleted per transaction by the retention task.")
 
     # Where the invitee pages' rate-limit counters live: database:// (the deployment's database, shared by every
     # process and instance), redis://… (pip install 'idp-bridge[redis]'), or memory:// (one process only).

@@ -20,6 +20,7 @@ from idp_bridge.bridge import Bridge
 from idp_bridge.jobs import JobView as JobView  # re-exported: job handlers import it from here
 from idp_bridge.jobs import Recorder
 from idp_bridge.metrics import JOBS_RUN
+from idp_bridge.pacing import Pace
 from idp_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
@@ -44,37 +45,13 @@ class JobKind:
     on_give_up: GiveUp | None = None
     # Payload keys that hold secrets (sealed links, codes) and are wiped once the job is done.
     wipe: tuple[str, ...] = ()
-    # Token-bucket pacing for this kind (jobs per second), e.g. to respect an SMTP relay or IdP limits.
+    # Pacing for this kind (jobs per second), e.g. to respect an SMTP relay or IdP limits: the deployment's rate,
+    # shared by every worker process (idp_bridge.pacing).
     rate: Callable[[Bridge], float] | None = None
     concurrency: int | None = None
     # Reads what a batch of claimed jobs needs, in the claiming transaction (one query for the batch
     # instead of one per job); a job's entry reaches its handler as `job.context`.
     prefetch: Prefetch | None = None
-
-
-class TokenBucket:
-    """Thread-safe token bucket: `take()` waits until a token is free."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self.lock = threading.Lock()
-
-    def delay(self) -> float:
-        """Reserve a token; returns how long to wait before using it."""
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            self.tokens -= 1
-            return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-    def take(self) -> None:
-        wait = self.delay()
-        if wait > 0:
-            time.sleep(wait)
 
 
 @dataclass
@@ -110,21 +87,21 @@ class Worker:
     reclaim_every: float = 0.25
     # Called on every turn of the loop while running forever (see supervisor.Heartbeat): proof of progress.
     heartbeat: Callable[[], None] | None = None
-    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _paces: dict[str, Pace] = field(default_factory=dict)
     _last_periodic: float = 0.0
 
     def backoff(self) -> jobs.Backoff:
         s = self.bridge.settings
         return jobs.Backoff(base=s.job_backoff_base_seconds, cap=s.job_backoff_max_seconds)
 
-    def _bucket(self, kind: str) -> TokenBucket | None:
+    def _pace(self, kind: str) -> Pace | None:
         spec = self.kinds.get(kind)
         if spec is None or spec.rate is None:
             return None
-        bucket = self._buckets.get(kind)
-        if bucket is None:
-            bucket = self._buckets.setdefault(kind, TokenBucket(spec.rate(self.bridge)))
-        return bucket
+        pace = self._paces.get(kind)
+        if pace is None:
+            pace = self._paces.setdefault(kind, Pace(self.bridge.paces, f"job:{kind}", spec.rate(self.bridge)))
+        return pace
 
     def run_periodic(self, force: bool = False) -> None:
         """Housekeeping that is not tied to a job (expiry sweep, renewals)."""
@@ -166,10 +143,10 @@ class Worker:
     def execute(self, job: JobView) -> RunOutcome:
         """Run one claimed job's handler (pacing included); nothing is recorded yet."""
         spec = self.kinds[job.kind]
-        bucket = self._bucket(job.kind)
-        if bucket is not None:
-            bucket.take()
         try:
+            pace = self._pace(job.kind)
+            if pace is not None:
+                pace.take()
             record = spec.run(self.bridge, job)
         except jobs.RetryLater as exc:
             return RunOutcome(job, str(exc), delay=exc.delay, record=exc.record)

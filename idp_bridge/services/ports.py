@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.domain.providers import Provider
 from idp_bridge.mail import MailTransport, Renderer
+from idp_bridge.pacing import PaceStore
 from idp_bridge.settings import Settings
 
 
@@ -80,5 +81,8 @@ class Mailing(Inviting, WithSessions, Protocol):
 
 class ProvisioningContext(Inviting, WithDatabase, Protocol):
     """provisioning.py: create, bind and undo IdP accounts for invites."""
+
+    @property
+    def paces(self) -> PaceStore: ...
 
     def unseal(self, sealed: str) -> str: ...
