@@ -326,7 +326,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         if not principal.can_reach(org):
                             denied = ("key of another organization", principal)
                             raise Forbidden("this API key belongs to another organization")
-                        # Reset with the request's other context by the RequestId middleware.
+                        # For the rest of this request's log lines (its context is the request's own).
                         logs.bind(org=org.slug)
                     call = Call(session, b, principal, org, _read_body(op))
                     result = fn(call, **{k: v for k, v in path.items() if k != "org"})
