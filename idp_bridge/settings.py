@@ -128,8 +128,9 @@ class Settings(BaseSettings):
         "`serve` logs one line per request to stdout; off where a reverse proxy already logs requests. Invite "
         "tokens and undocumented query values are written as `[redacted]`."))
     log_format: Literal["text", "json"] = Field("text", description=(
-        "`text`: one readable line per event; `json`: one JSON object per line with `time`, `level`, "
-        "`logger`, `message` and, when known, `request_id`, `org` and `job`."))
+        "How log lines (on stderr; `serve`'s access log on stdout) are written: `text`, one readable line per "
+        "event; `json`, one JSON object per line with `time`, `level`, `logger`, `message` and, when known, "
+        "`request_id`, `org` and `job`."))
 
     webhook_allow_networks: list[str] = Field(default_factory=list, description=(
         "CIDR networks outbound webhooks may reach besides public addresses, e.g. `[\"127.0.0.0/8\"]` for a "
