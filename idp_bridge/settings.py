@@ -293,19 +293,19 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
-def _resolve_secret_files(tree: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve_secret_files(tree: Mapping[str, Any], where: str = "") -> dict[str, Any]:
     """Replace `x_file = "/path"` by `x = <file contents>` wherever x is not set beside it."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            out[key] = _resolve_secret_files(value)
+            out[key] = _resolve_secret_files(value, f"{where}{key}.")
         elif key.endswith(SECRET_SUFFIX) and key != "roles_file" and isinstance(value, str):
             target = key[: -len(SECRET_SUFFIX)]
             if not tree.get(target):
                 try:
                     out[target] = Path(value).read_text().strip()
                 except OSError as exc:
-                    raise ConfigError(key, f"cannot read {value}: {exc.strerror}") from exc
+                    raise ConfigError(where + key, f"cannot read {value}: {exc.strerror}") from exc
         else:
             out.setdefault(key, value)
     return out
