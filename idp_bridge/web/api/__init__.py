@@ -327,7 +327,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                             denied = ("key of another organization", principal)
                             raise Forbidden("this API key belongs to another organization")
                         # For the rest of this request's log lines (its context is the request's own).
-                        logs.bind(org=org.slug)
+                        logs.bind(org=org.id)
                     call = Call(session, b, principal, org, _read_body(op))
                     result = fn(call, **{k: v for k, v in path.items() if k != "org"})
                     if write:
