@@ -104,7 +104,8 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
                              check=True, capture_output=True, text=True).stdout.strip()
     Path(purelib, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-index", str(wheel)], check=True, capture_output=True, timeout=300)
+                    # The dependencies' directory may hold an editable install of this checkout: not this wheel.
+                    "--ignore-installed", "--no-index", str(wheel)], check=True, capture_output=True, timeout=300)
     yield home
 
 
