@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.destinations import Destinations
+from idp_bridge.dnstxt import TXTResolver
 from idp_bridge.domain.providers import Provider
 from idp_bridge.mail import MailTransport, Renderer
 from idp_bridge.security import unseal
@@ -31,6 +32,11 @@ class Bridge:
     def destinations(self) -> Destinations:
         """Where outbound webhooks may connect (webhook_allow_networks, dns_nameservers), built once."""
         return Destinations.from_settings(self.settings)
+
+    @cached_property
+    def txt_lookup(self) -> TXTResolver:
+        """TXT records for domain verification, through dns_nameservers; built once."""
+        return TXTResolver(self.settings.dns_nameservers)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)
