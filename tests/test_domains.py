@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.models import AuditEvent, OrgDomain
 from idp_bridge.store.db import transaction
+from tests.clirun import cli_env, invoke
 from tests.dnsserver import LoopbackDNS
 from tests.helpers import Api, make_key, make_org
 
@@ -154,3 +158,38 @@ def test_domain_join_is_read_and_patched_with_the_org(bridge: Bridge, client: Fl
     resp = api.patch("", {"domain_join": "sometimes"})
     assert resp.status_code == 422
     assert api.get("").get_json()["domain_join"] == "request"
+
+
+def test_the_cli_adds_verifies_and_lists_domains_as_the_api_does(
+        bridge: Bridge, client: FlaskClient, dns_server: LoopbackDNS, tmp_path: Path, database_url: str) -> None:
+    api = org_api(bridge, client, "acme")
+    env = {**cli_env(tmp_path, database_url), "IDP_BRIDGE_DNS_NAMESERVERS": f'["{dns_server.address}"]'}
+
+    code, out, err = invoke(env, "domain", "add", "Acme.Example", "--org", "acme")
+    assert code == 0, err
+    name, kind, value = out.split()
+    assert (name, kind) == ("_idp-bridge-challenge.acme.example", "TXT")
+
+    code, _, err = invoke(env, "domain", "verify", "acme.example", "--org", "acme")
+    assert code == 1
+    assert err.startswith("Error: ") and "values found: none" in err
+
+    dns_server.txt[name] = [value]
+    code, out, err = invoke(env, "domain", "verify", "acme.example", "--org", "acme")
+    assert code == 0, err
+    assert out.strip() == "domain acme.example verified"
+
+    code, out, err = invoke(env, "domain", "list", "--org", "acme", "--json")
+    assert code == 0, err
+    assert json.loads(out) == api.get("/domains").get_json()["items"]
+    with transaction(bridge.sessions) as session:
+        actors = set(session.scalars(select(AuditEvent.actor).where(AuditEvent.action.like("domain.%"))))
+    assert actors == {"cli"}
+
+
+def test_the_cli_refuses_what_is_not_a_domain_with_exit_2(bridge: Bridge, client: FlaskClient, tmp_path: Path,
+                                                          database_url: str) -> None:
+    org_api(bridge, client, "acme")
+    code, out, err = invoke(cli_env(tmp_path, database_url), "domain", "add", "10.0.0.1", "--org", "acme")
+    assert (code, out) == (2, "")
+    assert "domain: must be a domain name, not an IP address" in err
