@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from idp_bridge.bootstrap import build, create_app
 from idp_bridge.bridge import Bridge
 from idp_bridge.models import AuditEvent, OrgDomain
+from idp_bridge.settings import load_settings
 from idp_bridge.store.db import transaction
 from tests.clirun import cli_env, invoke
 from tests.dnsserver import LoopbackDNS
@@ -193,3 +196,26 @@ def test_the_cli_refuses_what_is_not_a_domain_with_exit_2(bridge: Bridge, client
     code, out, err = invoke(cli_env(tmp_path, database_url), "domain", "add", "10.0.0.1", "--org", "acme")
     assert (code, out) == (2, "")
     assert "domain: must be a domain name, not an IP address" in err
+
+
+def test_a_dns_server_that_does_not_answer_leaves_the_domain_pending_with_a_clear_409(
+        settings_overrides: dict[str, object]) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        host, port = silent.getsockname()
+        settings_overrides["dns_nameservers"] = [f"{host}:{port}"]
+        bridge = build(load_settings(overrides=settings_overrides, environ={}))
+        try:
+            client = create_app(bridge=bridge).test_client()
+            api = org_api(bridge, client, "acme")
+            body = add(api, "acme.example")
+            resp = api.post(f"/domains/{body['id']}/verify")
+        finally:
+            bridge.close()
+    finally:
+        silent.close()
+    assert resp.status_code == 409
+    problem = resp.get_json()
+    assert "DNS lookup of _idp-bridge-challenge.acme.example failed" in problem["detail"]
+    assert problem["detail"].endswith("values found: none")

@@ -10,7 +10,7 @@ from idp_bridge.audit import Actor
 from idp_bridge.domain.providers import LoginFailed, Provider
 from idp_bridge.services import joining, redeem
 from idp_bridge.services.ports import Redeeming
-from idp_bridge.store.db import transaction
+from idp_bridge.store.db import read_only, transaction
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, bro
 def _finish_join(deps: Redeeming, actor: Actor, provider: Provider, *, state: str, browser_secrets: Sequence[str],
                  code: str | None, error: str | None, iss: str | None) -> Callback:
     """The same callback for a login started on an org's join page: validate, then join or say why not."""
-    with transaction(deps.sessions) as session:
+    with read_only(), transaction(deps.sessions) as session:
         pending = joining.find_login(session, state=state, browser_secrets=browser_secrets, provider=provider.name)
     if pending is None:
         return Callback(EXPIRED)
