@@ -381,7 +381,7 @@ JOIN_REASONS = {
 }
 
 
-def _join_page(b: Bridge, session: Session, slug: str) -> tuple[Organization | None, Response | None]:
+def _join_page(session: Session, slug: str) -> tuple[Organization | None, Response | None]:
     """The org behind a join URL, or the page saying it cannot be joined (unknown orgs look the same)."""
     try:
         org = orgs.get(session, slug)
@@ -392,7 +392,7 @@ def _join_page(b: Bridge, session: Session, slug: str) -> tuple[Organization | N
     return org, None
 
 
-def _join_choices(b: Bridge, org: Organization, choices: list[str]) -> list[tuple[str, str]]:
+def _join_choices(b: Bridge, choices: list[str]) -> list[tuple[str, str]]:
     return [(name, b.providers[name].label) for name in choices]
 
 
@@ -401,11 +401,11 @@ def join_landing(slug: str) -> Response:
     """An org's join page: the same sign-in choice as an invite page."""
     b = bridge()
     with read_only(), transaction(b.sessions) as session:
-        org, closed = _join_page(b, session, slug)
+        org, closed = _join_page(session, slug)
         if org is None:
             assert closed is not None
             return closed
-        return page("join.html", org=org, providers=_join_choices(b, org, joining.login_providers(b, org)),
+        return page("join.html", org=org, providers=_join_choices(b, joining.login_providers(b, org)),
                     request_mode=org.domain_join == "request", again=request.args.get("again") == "1")
 
 
@@ -415,7 +415,7 @@ def join_login(slug: str) -> Response:
     b = bridge()
     again = request.args.get("again") == "1"
     with transaction(b.sessions) as session:
-        org, closed = _join_page(b, session, slug)
+        org, closed = _join_page(session, slug)
         if org is None:
             assert closed is not None
             return closed
@@ -424,7 +424,7 @@ def join_login(slug: str) -> Response:
                                 select_account=again)
         if started.kind == invitee.REDIRECT:
             return _to_provider(started.url, browser)
-        choices = _join_choices(b, org, started.choices or joining.login_providers(b, org))
+        choices = _join_choices(b, started.choices or joining.login_providers(b, org))
         common: dict[str, Any] = {"org": org, "providers": choices, "request_mode": org.domain_join == "request",
                                   "again": again}
         if started.kind == invitee.CHOOSE:
