@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_bridge.destinations import Destinations
+from idp_bridge.dnstxt import TXTResolver
 from idp_bridge.domain.providers import Provider
 from idp_bridge.mail import MailTransport, Renderer
 from idp_bridge.pacing import PaceStore
@@ -39,6 +40,11 @@ class Bridge:
         from idp_bridge.pacing import open_paces
 
         return open_paces(self.settings.rate_limit_storage_url, self.engine)
+
+    @cached_property
+    def txt_lookup(self) -> TXTResolver:
+        """TXT records for domain verification, through dns_nameservers; built once."""
+        return TXTResolver(self.settings.dns_nameservers)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)

@@ -1,4 +1,4 @@
-"""The `idp-bridge` command: serve, worker, db, org, api-key, invite, member, graph."""
+"""The `idp-bridge` command: serve, worker, db, org, api-key, invite, member, domain, graph."""
 
 from __future__ import annotations
 
@@ -711,6 +711,64 @@ def member_list(state: State, org_slug: str, status: str | None, role: str | Non
                                              limit=n, cursor=cursor), limit)]
     show(items, {"ID": lambda m: m.id, "IDENTIFIER": lambda m: m.identifier, "STATUS": lambda m: m.status,
                  "ROLE": lambda m: m.role, "PROVIDER": lambda m: m.provider, "NAME": lambda m: m.name}, as_json)
+
+
+@cli.group()
+def domain() -> None:
+    """Verified domains (join by domain)."""
+
+
+@domain.command("add")
+@click.argument("name")
+@click.option("--org", "org_slug", required=True, help="The organization claiming the domain.")
+@pass_state
+def domain_add(state: State, name: str, org_slug: str) -> None:
+    """Claim a domain; prints the TXT record to publish before `domain verify`."""
+    from idp_bridge.domain.joining import challenge_name
+    from idp_bridge.services import domains, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        row = domains.add(session, audit.CLI, orgs.get(session, org_slug), name)
+        click.echo(f"{challenge_name(row.domain)} TXT {domains.challenge_value(row)}")
+        click.echo(f"domain {row.domain} added ({row.id}); publish the TXT record above, then run "
+                   f"'idp-bridge domain verify {row.domain} --org {org_slug}'", err=True)
+
+
+@domain.command("verify")
+@click.argument("name_or_id")
+@click.option("--org", "org_slug", required=True, help="The domain's organization.")
+@pass_state
+def domain_verify(state: State, name_or_id: str, org_slug: str) -> None:
+    """Look the domain's TXT challenge up; exit 1 naming the values found when it does not match."""
+    from idp_bridge.services import domains, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        row = domains.verify(session, bridge.txt_lookup, audit.CLI, orgs.get(session, org_slug), name_or_id)
+        click.echo(f"domain {row.domain} verified")
+
+
+@domain.command("list")
+@click.option("--org", "org_slug", required=True, help="The organization.")
+@json_option
+@pass_state
+def domain_list(state: State, org_slug: str, as_json: bool) -> None:
+    """List an organization's domains with their status and TXT challenge."""
+    from idp_bridge.schemas import domain_out
+    from idp_bridge.services import domains, orgs
+
+    bridge = state.bridge
+    _upgrade(bridge)
+    with transaction(bridge.sessions) as session:
+        found = orgs.get(session, org_slug)
+        items = [domain_out(row, found.slug, domains.challenge_value(row))
+                 for row in domains.list_for(session, found)]
+    show(items, {"DOMAIN": lambda d: d.domain, "STATUS": lambda d: d.status,
+                 "TXT NAME": lambda d: d.challenge.name, "TXT VALUE": lambda d: d.challenge.value,
+                 "VERIFIED": lambda d: when(d.verified_at), "ID": lambda d: d.id}, as_json)
 
 
 @cli.group()

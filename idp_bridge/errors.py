@@ -107,3 +107,10 @@ class ProviderError(BridgeError):
         self.retryable = retryable
         self.retry_after = retry_after
         self.provider_code = provider_code
+
+
+class DNSLookupFailed(BridgeError):
+    """A DNS query got no answer (timeout, server failure); not the same as a name without records."""
+
+    code = "dns_lookup_failed"
+    title = "DNS lookup failed"

@@ -163,6 +163,7 @@ class OrgCreate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] = "email"
     keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
+    domain_join: Literal["off", "auto", "request"] = "off"
 
 
 class OrgUpdate(Strict):
@@ -174,6 +175,11 @@ class OrgUpdate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] | None = None
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
+    domain_join: Literal["off", "auto", "request"] | None = None
+
+
+class DomainCreate(Strict):
+    domain: str = Field(min_length=1, max_length=1024, description="A domain name; stored as its IDNA A-label.")
 
 
 class MemberUpdate(Strict):

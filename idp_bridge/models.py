@@ -68,8 +68,72 @@ class Organization(Base):
     match: Mapped[str] = mapped_column(String(10), default=MatchPolicy.EMAIL.value)
     # Who emails a new Keycloak user: Keycloak's execute-actions mail, ours, or both.
     keycloak_email: Mapped[str] = mapped_column(String(10), default="keycloak")
+    # Whether people with a verified address on a verified domain may join: off, auto, request.
+    domain_join: Mapped[str] = mapped_column(String(10), default="off", server_default="off")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OrgDomain(Base):
+    """A domain an org claims, verified by a DNS TXT record; one org at most holds it verified."""
+
+    __tablename__ = "org_domains"
+    __table_args__ = (
+        UniqueConstraint("org_id", "domain"),
+        Index("uq_org_domains_verified_domain", "domain", unique=True,
+              sqlite_where=text("status = 'verified'"), postgresql_where=text("status = 'verified'")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    # The IDNA A-label in lower-case ASCII (identifiers.canonical_domain).
+    domain: Mapped[str] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    challenge: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class JoinRequest(Base):
+    """Someone on a verified domain asking to join an org whose domain_join is `request`."""
+
+    __tablename__ = "join_requests"
+    __table_args__ = (
+        Index("uq_join_requests_pending_identity", "org_id", "provider", "issuer", "subject", unique=True,
+              sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
+        Index("ix_join_requests_org_created", "org_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    provider: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    tenant_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    member_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JoinLogin(Base):
+    """An OIDC login in flight from an org's join page: state, nonce and PKCE verifier bound to one browser."""
+
+    __tablename__ = "join_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(100))
+    code_verifier: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ApiKey(Base):

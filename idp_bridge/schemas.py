@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from idp_bridge.models import ApiKey, AuditEvent, Identity, Invite, Member, Organization
+from idp_bridge.domain.joining import CHALLENGE_TYPE, challenge_name
+from idp_bridge.models import ApiKey, AuditEvent, Identity, Invite, JoinRequest, Member, Organization, OrgDomain
 from idp_bridge.services.invites import effective_status
 
 
@@ -91,8 +92,49 @@ class OrgOut(BaseModel):
     redirect_url: str | None
     match: Literal["email", "link"]
     keycloak_email: Literal["keycloak", "ours", "both"]
+    domain_join: Literal["off", "auto", "request"]
     created_at: datetime
     updated_at: datetime
+
+
+class Challenge(BaseModel):
+    type: Literal["dns-txt"]
+    name: str = Field(description="The DNS name of the TXT record: _idp-bridge-challenge.{domain}.")
+    value: str = Field(description="The TXT record's value.")
+
+
+class DomainOut(BaseModel):
+    id: str
+    org: str
+    domain: str
+    status: Literal["pending", "verified"]
+    challenge: Challenge
+    created_at: datetime
+    verified_at: datetime | None
+
+
+class DomainList(BaseModel):
+    items: list[DomainOut]
+    next_cursor: str | None
+
+
+class JoinRequestOut(BaseModel):
+    id: str
+    org: str
+    status: Literal["PENDING", "APPROVED", "DECLINED"]
+    email: str
+    name: str
+    provider: str
+    tenant_id: str | None
+    member_id: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+
+class JoinRequestList(BaseModel):
+    items: list[JoinRequestOut]
+    next_cursor: str | None
 
 
 class ApiKeyOut(BaseModel):
@@ -211,6 +253,7 @@ def org_out(org: Organization, seats_used: int) -> OrgOut:
                   invite_ttl_hours=org.invite_ttl_hours, require_invite_code=org.require_invite_code,
                   allowed_providers=org.allowed_providers, redirect_url=org.redirect_url,
                   match=org.match, keycloak_email=org.keycloak_email,  # type: ignore[arg-type]
+                  domain_join=org.domain_join,  # type: ignore[arg-type]
                   created_at=org.created_at, updated_at=org.updated_at)
 
 
@@ -222,3 +265,15 @@ def api_key_out(key: ApiKey, org_slug: str | None) -> ApiKeyOut:
 def audit_out(event: AuditEvent) -> AuditEventOut:
     return AuditEventOut(id=event.id, actor=event.actor, action=event.action, target_type=event.target_type,
                          target_id=event.target_id, ip=event.ip, at=event.at, details=event.details or {})
+
+
+def domain_out(row: OrgDomain, org_slug: str, value: str) -> DomainOut:
+    return DomainOut(id=row.id, org=org_slug, domain=row.domain, status=row.status,  # type: ignore[arg-type]
+                     challenge=Challenge(type=CHALLENGE_TYPE, name=challenge_name(row.domain), value=value),
+                     created_at=row.created_at, verified_at=row.verified_at)
+
+
+def join_request_out(row: JoinRequest, org_slug: str) -> JoinRequestOut:
+    return JoinRequestOut(id=row.id, org=org_slug, status=row.status, email=row.email,  # type: ignore[arg-type]
+                          name=row.name, provider=row.provider, tenant_id=row.tenant_id, member_id=row.member_id,
+                          created_at=row.created_at, decided_at=row.decided_at, decided_by=row.decided_by)

@@ -168,7 +168,8 @@ class Settings(BaseSettings):
         "CIDR networks outbound webhooks may reach besides public addresses, e.g. `[\"127.0.0.0/8\"]` for a "
         "receiver on this machine."))
     dns_nameservers: list[str] = Field(default_factory=list, description=(
-        "DNS resolvers (`\"ip\"` or `\"ip:port\"`) for webhook hosts; empty: the system's."))
+        "DNS resolvers (`\"ip\"` or `\"ip:port\"`) for webhook hosts and domain verification TXT records; "
+        "empty: the system's."))
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "`[providers.NAME]` tables with `type = \"keycloak\" | \"google\" | \"entra\" | \"oidc\"`; see the "

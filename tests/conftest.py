@@ -117,6 +117,7 @@ def dns_server(_loopback_dns: LoopbackDNS) -> LoopbackDNS:
     """The DNS server tests resolve through (never the system's): names a test does not list do not exist."""
     with _loopback_dns.lock:
         _loopback_dns.answers.clear()
+        _loopback_dns.txt.clear()
         _loopback_dns.queries.clear()
         _loopback_dns.default = None
     return _loopback_dns

@@ -1,7 +1,8 @@
 """A DNS server on a loopback UDP port that answers from a table (dnspython's message API), for tests.
 
 Names in `answers` get those addresses (A and AAAA picked by version, TTL 0 so nothing is cached); any other
-name gets `default`, or NXDOMAIN when default is None. Tests change the table while it runs.
+name gets `default`, or NXDOMAIN when default is None. TXT queries are answered from `txt` (NXDOMAIN for a name
+not in it). Tests change the tables while it runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class LoopbackDNS:
     def __init__(self) -> None:
         self.answers: dict[str, list[str]] = {}
         self.default: list[str] | None = ["127.0.0.1"]
+        self.txt: dict[str, list[str]] = {}
         self.queries: dict[str, int] = {}
         self.lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -69,6 +71,18 @@ class LoopbackDNS:
             response.flags |= dns.flags.AA
             question = query.question[0]
             name = question.name.to_text(omit_final_dot=True).lower()
+            if question.rdtype == dns.rdatatype.TXT:
+                with self.lock:
+                    self.queries[name] = self.queries.get(name, 0) + 1
+                    records = self.txt.get(name)
+                if records is None:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                elif records:
+                    quoted = ['"' + r.replace("\\", "\\\\").replace('"', '\\"') + '"' for r in records]
+                    response.answer.append(dns.rrset.from_text_list(question.name, 0, dns.rdataclass.IN,
+                                                                    dns.rdatatype.TXT, quoted))
+                self._sock.sendto(response.to_wire(), peer)
+                continue
             found = self._addresses(name)
             if found is None:
                 response.set_rcode(dns.rcode.NXDOMAIN)

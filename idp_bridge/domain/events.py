@@ -20,6 +20,8 @@ EVENT_TYPES = (
     "member.deactivated",
     "member.reactivated",
     "member.removed",
+    "member.joined",
+    "join_request.created",
 )
 
 

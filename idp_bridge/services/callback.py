@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from idp_bridge.audit import Actor
-from idp_bridge.domain.providers import LoginFailed
-from idp_bridge.services import redeem
+from idp_bridge.domain.providers import LoginFailed, Provider
+from idp_bridge.services import joining, redeem
 from idp_bridge.services.ports import Redeeming
-from idp_bridge.store.db import transaction
+from idp_bridge.store.db import read_only, transaction
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class Callback:
     retry_url: str = ""
     link_token: str = ""
     outcome: redeem.Redemption | None = None
+    # Set when the login started on an org's join page rather than from an invite.
+    joined: joining.JoinOutcome | None = None
 
 
 def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, browser_secrets: Sequence[str],
@@ -42,7 +44,8 @@ def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, bro
         return Callback(EXPIRED)
     pending = redeem.find_login(deps, state=state, browser_secrets=browser_secrets, provider=provider_name)
     if pending is None:
-        return Callback(EXPIRED)
+        return _finish_join(deps, actor, provider, state=state, browser_secrets=browser_secrets, code=code,
+                            error=error, iss=iss)
     retry = f"/invite/{pending.link_token}/login?provider={provider_name}"
     if error or not code:
         # The person cancelled at the IdP or it refused: nothing to audit against the invite.
@@ -66,3 +69,31 @@ def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, bro
         return Callback(EXPIRED)
     return Callback(outcome.kind, outcome.reason, label=provider.label, retry_url=retry,
                     link_token=pending.link_token, outcome=outcome)
+
+
+def _finish_join(deps: Redeeming, actor: Actor, provider: Provider, *, state: str, browser_secrets: Sequence[str],
+                 code: str | None, error: str | None, iss: str | None) -> Callback:
+    """The same callback for a login started on an org's join page: validate, then join or say why not."""
+    with read_only(), transaction(deps.sessions) as session:
+        pending = joining.find_login(session, state=state, browser_secrets=browser_secrets, provider=provider.name)
+    if pending is None:
+        return Callback(EXPIRED)
+    retry = f"/join/{pending.org_slug}/login?provider={provider.name}"
+    if error or not code:
+        with transaction(deps.sessions) as session:
+            joining.claim_login(session, pending)
+        return Callback(CANCELLED, label=provider.label, retry_url=retry)
+    try:
+        claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
+                                         iss=iss)
+        with transaction(deps.sessions) as session:
+            outcome = joining.complete(session, deps, actor, pending, provider, claims)
+    except LoginFailed as exc:
+        log.warning("join login for org %s failed: %s", pending.org_slug, exc)
+        with transaction(deps.sessions) as session:
+            if joining.claim_login(session, pending):
+                joining.record_login_failure(session, actor, pending, exc.reason, exc.detail)
+        return Callback(FAILED, exc.reason, label=provider.label, retry_url=retry)
+    if outcome is None:
+        return Callback(EXPIRED)
+    return Callback(outcome.kind, outcome.reason, label=provider.label, retry_url=retry, joined=outcome)

@@ -48,6 +48,12 @@ class WithDatabase(WithSessions, Protocol):
     def engine(self) -> Engine: ...
 
 
+class TXTLookup(Protocol):
+    """DNS TXT records (idp_bridge/dnstxt.py); raises errors.DNSLookupFailed when no server answers."""
+
+    def txt_records(self, name: str) -> list[str]: ...
+
+
 class Inviting(WithProviders, Protocol):
     """services/invites.py and bulk.py: check and issue invites, build their links."""
 

@@ -272,13 +272,15 @@ def _lock_for_redemption(session: Session, invite_id: str,
     return row[0], row[1], row[2]
 
 
-def _bound_identity(session: Session, org: Organization, identity: LoginIdentity) -> Identity | None:
+def bound_identity(session: Session, org: Organization, identity: LoginIdentity) -> Identity | None:
+    """The binding of this account (provider, issuer, subject) in the org, if any."""
     return session.scalar(select(Identity).where(Identity.org_id == org.id, Identity.provider == identity.provider,
                                                  Identity.issuer == identity.issuer,
                                                  Identity.subject == identity.subject))
 
 
-def _is_live(session: Session, member_id: str) -> bool:
+def is_live(session: Session, member_id: str) -> bool:
+    """Whether the member exists and is not DELETED."""
     member = session.get(Member, member_id)
     return member is not None and member.status != MemberStatus.DELETED
 
@@ -406,13 +408,13 @@ def finish_login(session: Session, deps: WithProviders, actor: Actor, pending: P
     identity = check.identity
     member = invite.member
     link_state = _link_state(link is not None, link.superseded_at if link is not None else None)
-    bound = _bound_identity(session, org, identity)
+    bound = bound_identity(session, org, identity)
     decision = redemption.decide(_facts(deps, invite, org, member.status, link_state, pending.provider, check,
                                         _binding(session, bound, member)))
     if decision.verdict == Verdict.ACCEPT and bound is None and not _bind(session.connection(), org, member,
                                                                            identity):
         # Bound by a concurrent redemption since the look above: decide again on what it bound.
-        bound = _bound_identity(session, org, identity)
+        bound = bound_identity(session, org, identity)
         # A row gone between the insert and this read was bound by someone else too (rule 6).
         binding = Binding.OTHER_MEMBER if bound is None else _binding(session, bound, member)
         decision = redemption.decide(_facts(deps, invite, org, member.status, link_state, pending.provider,
@@ -425,7 +427,7 @@ def _binding(session: Session, bound: Identity | None, member: Member) -> Bindin
         return Binding.NONE
     if bound.member_id == member.id:
         return Binding.THIS_MEMBER
-    return Binding.OTHER_MEMBER if _is_live(session, bound.member_id) else Binding.GONE_MEMBER
+    return Binding.OTHER_MEMBER if is_live(session, bound.member_id) else Binding.GONE_MEMBER
 
 
 def _carry_out(session: Session, deps: WithProviders, actor: Actor, decision: Decision, invite: Invite,

@@ -360,7 +360,7 @@ def _respond(op: Operation, result: Any) -> Any:
 
 
 # Route modules under idp_bridge/web/api/; add a feature's module here to publish its operations.
-ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints", "bulk", "provisioning"]
+ROUTE_MODULES = ["orgs", "invites", "members", "webhook_endpoints", "bulk", "provisioning", "domains"]
 
 
 def install(app: Flask) -> None:

@@ -22,10 +22,11 @@ from werkzeug.wrappers import Response as BaseResponse
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import ANY
+from idp_bridge.errors import NotFound
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
-from idp_bridge.services import invitee, invites, redeem
+from idp_bridge.services import invitee, invites, joining, orgs, redeem
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.web.pages import ratelimit
 
@@ -259,7 +260,12 @@ def _started(b: Bridge, invite: Invite, org: Organization, token: str, again: bo
         left = started.tries_left
         message = f"That code is not right. {left} {'try' if left == 1 else 'tries'} left." if left > 0 else ""
         return _landing_page(b, invite, org, token, again=again, error=message, status=400)
-    resp = redirect(started.url, 303)
+    return _to_provider(started.url, browser)
+
+
+def _to_provider(url: str, browser: str) -> Response:
+    """Send the browser to the IdP, holding the login-browser value the callback checks."""
+    resp = redirect(url, 303)
     resp.headers.update(SECURITY_HEADERS)
     # Logins started earlier in this browser (other tabs) stay finishable; only values we made are kept.
     kept = [value for value in _browser_values() if _we_made(value)][:LOGINS_PER_BROWSER - 1]
@@ -322,6 +328,8 @@ def callback(provider_name: str) -> Response:
     count_login(provider_name if bridge().provider(provider_name) else "unknown", done.kind, done.reason)
     if done.outcome is not None:
         return _outcome_page(bridge(), done.outcome, done.link_token, provider_name)
+    if done.joined is not None:
+        return _join_outcome_page(done.joined)
     if done.kind == login_callback.EXPIRED:
         return page("login_expired.html", 400)
     return page("signin_failed.html", 400, retry=done.retry_url, label=done.label,
@@ -356,3 +364,89 @@ def _inviter(created_by: str, org: Organization) -> str:
     if created_by.startswith(("api_key:", "cli", "worker")) or not created_by:
         return f"An admin of {org.name}"
     return created_by
+
+
+JOIN_REASONS = {
+    **REASONS,
+    "no_email": "That account did not share an email address, so we cannot tell which domain it belongs to.",
+    "email_not_verified": "That account's email address is not verified by its provider (for a Microsoft work "
+                          "account: its organization has not verified the address's domain).",
+    "personal_account": "That is a personal Microsoft account; this organization needs a work or school account.",
+    "wrong_provider": "That sign-in provider is not one this organization accepts.",
+    "domain_not_verified": "That account's email address is not on a domain this organization has verified.",
+    "already_member": "That account or its email address already has a membership or an invitation here; "
+                      "use your invitation, or ask an admin.",
+    "seat_limit": "This organization has no free seats right now.",
+    "join_off": "This organization does not let people join by their email domain.",
+}
+
+
+def _join_page(session: Session, slug: str) -> tuple[Organization | None, Response | None]:
+    """The org behind a join URL, or the page saying it cannot be joined (unknown orgs look the same)."""
+    try:
+        org = orgs.get(session, slug)
+    except NotFound:
+        return None, page("join_closed.html", INVALID_STATUS)
+    if not joining.accepting(org):
+        return None, page("join_closed.html", INVALID_STATUS)
+    return org, None
+
+
+def _join_choices(b: Bridge, choices: list[str]) -> list[tuple[str, str]]:
+    return [(name, b.providers[name].label) for name in choices]
+
+
+@bp.get("/join/<slug>")
+def join_landing(slug: str) -> Response:
+    """An org's join page: the same sign-in choice as an invite page."""
+    b = bridge()
+    with read_only(), transaction(b.sessions) as session:
+        org, closed = _join_page(session, slug)
+        if org is None:
+            assert closed is not None
+            return closed
+        return page("join.html", org=org, providers=_join_choices(b, joining.login_providers(b, org)),
+                    request_mode=org.domain_join == "request", again=request.args.get("again") == "1")
+
+
+@bp.get("/join/<slug>/login")
+def join_login(slug: str) -> Response:
+    """Start the OIDC login from a join page (straight to the provider when only one)."""
+    b = bridge()
+    again = request.args.get("again") == "1"
+    with transaction(b.sessions) as session:
+        org, closed = _join_page(session, slug)
+        if org is None:
+            assert closed is not None
+            return closed
+        browser = _new_browser_value()
+        started = joining.start(session, b, org, provider_name=request.args.get("provider"), browser_secret=browser,
+                                select_account=again)
+        if started.kind == invitee.REDIRECT:
+            return _to_provider(started.url, browser)
+        choices = _join_choices(b, started.choices or joining.login_providers(b, org))
+        common: dict[str, Any] = {"org": org, "providers": choices, "request_mode": org.domain_join == "request",
+                                  "again": again}
+        if started.kind == invitee.CHOOSE:
+            return page("join.html", **common)
+        if started.kind == invitee.NOT_ALLOWED:
+            return page("join.html", 400, error="That sign-in provider is not available here; pick one below.",
+                        **common)
+        label = started.label or "The sign-in provider"
+        return page("join.html", 503, error=f"{label} can't be reached right now; try again in a few minutes.",
+                    **common)
+
+
+def _join_outcome_page(outcome: joining.JoinOutcome) -> Response:
+    used = mask(outcome.identity.account) if outcome.identity and outcome.identity.account else "an account"
+    if outcome.kind in (joining.JOINED, joining.CONTINUE):
+        if outcome.redirect_url:
+            resp = redirect(outcome.redirect_url, 303)
+            resp.headers.update(SECURITY_HEADERS)
+            return resp  # type: ignore[return-value]
+        return page("join_result.html", org=outcome.org, used=used, requested=False)
+    if outcome.kind == joining.REQUESTED:
+        return page("join_result.html", 202, org=outcome.org, used=used, requested=True)
+    return page("join_refused.html", 403, org=outcome.org, used=used,
+                reason=JOIN_REASONS.get(outcome.reason or "", "That account cannot join this organization."),
+                again_url=f"/join/{outcome.org.slug}/login?again=1")
