@@ -138,3 +138,19 @@ def test_make_demo_on_a_port_in_use_stops_at_once_naming_it(tmp_path: Path) -> N
     assert f"demo: error: 127.0.0.1:{port} is already in use; choose another port (make demo PORT=...)" in done.stderr
     assert not (work / "demo-instance").exists()
     assert not port_open(op_port)
+
+
+def test_make_demo_leaves_a_directory_it_did_not_make_alone(tmp_path: Path) -> None:
+    work = checkout_dir(tmp_path)
+    port, op_port = free_ports(2)
+    mine = work / "demo-instance" / "notes.txt"
+    mine.parent.mkdir()
+    mine.write_text("keep me")
+
+    done = subprocess.run(["make", "demo", f"PORT={port}", f"OP_PORT={op_port}"], cwd=work, env=child_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode != 0
+    assert f"demo: error: {work / 'demo-instance'} exists and was not made by the demo" in done.stderr
+    assert mine.read_text() == "keep me"
+    assert not port_open(port) and not port_open(op_port)
