@@ -101,7 +101,8 @@ def serving(args: argparse.Namespace, env: dict[str, str], work: Path) -> Iterat
 def run_service(args: argparse.Namespace, work: Path, url: str, body: bytes) -> dict[str, Any]:
     """Import over HTTP into a fresh service; return timings, counts and peak RSS."""
     env = {**os.environ, "IDP_BRIDGE_INSTANCE_DIR": str(work / "instance"), "IDP_BRIDGE_DATABASE_URL": url,
-           "IDP_BRIDGE_SECRET_KEY": SECRET, "IDP_BRIDGE_PUBLIC_URL": "https://join.bench"}
+           "IDP_BRIDGE_SECRET_KEY": SECRET, "IDP_BRIDGE_PUBLIC_URL": "https://join.bench",
+           "IDP_BRIDGE_MAIL_TRANSPORT": "file"}
     cli(env, work, "org", "create", "bench", "--name", "Bench", "--member-limit", str(args.rows * 2))
     key = cli(env, work, "api-key", "create", "--org", "bench", "--permission", "users:invite",
               "--permission", "users:read").splitlines()[-1]

@@ -154,6 +154,7 @@ instance_dir = "{directory / 'instance'}"
 public_url = "https://join.bench"
 secret_key = "bench-secret-key-{uuid.uuid4().hex}"
 access_log = {str(access_log).lower()}
+mail_transport = "file"
 
 [providers.keycloak]
 type = "keycloak"

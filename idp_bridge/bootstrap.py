@@ -8,14 +8,16 @@ from typing import Any
 
 from flask import Flask
 
+from idp_bridge import logs
 from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import Provider
 from idp_bridge.errors import ConfigError
 from idp_bridge.mail import MailTransport, make_transport
 from idp_bridge.metrics import RequestMetrics
 from idp_bridge.plugins import build_providers
-from idp_bridge.settings import Settings, ensure_instance, load_settings
+from idp_bridge.settings import Settings, ensure_instance, load_settings, warn_unknown_environment
 from idp_bridge.store.db import make_engine, make_session_factory
+from idp_bridge.web.requestid import RequestId
 from idp_bridge.worker import JobKind, Worker
 from providers.http import ProviderHTTP
 from providers.jwks import JWKSCache
@@ -55,11 +57,16 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, bridge: Bridge |
 
     jwks = jwks or JWKSCache()
     if bridge is None:
-        bridge = build(settings or load_settings(overrides=test_config), jwks=jwks)
+        settings = settings or load_settings(overrides=test_config)
+        # Under a WSGI server that configured no logging; `idp-bridge serve` did this already.
+        logs.configure(settings.log_format)
+        warn_unknown_environment()
+        bridge = build(settings, jwks=jwks)
     app = assemble(bridge, job_kinds=sorted(job_kinds(bridge)))
     mount(app, Receiver(bridge, jwks))
-    # Outermost, so it also counts the inbound webhooks mounted in front of the Flask app.
+    # Outermost, so they also count and label the inbound webhooks mounted in front of the Flask app.
     app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = RequestId(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

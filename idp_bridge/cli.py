@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -18,7 +19,7 @@ import click
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from idp_bridge import audit, metrics
+from idp_bridge import audit, logs, metrics
 from idp_bridge.bootstrap import build
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import BridgeError, ConfigError, ValidationFailed
@@ -27,8 +28,8 @@ from idp_bridge.models import Organization
 from idp_bridge.pagination import MAX_LIMIT, Page
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.server import gunicorn_options, require_secret_key
-from idp_bridge.settings import Settings, load_settings
-from idp_bridge.store.db import transaction
+from idp_bridge.settings import ENV_PREFIX, Settings, load_settings, warn_unknown_environment
+from idp_bridge.store.db import embedded, transaction
 from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 
 
@@ -43,7 +44,46 @@ class State:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
+            logs.configure(self._settings.log_format)
+            warn_unknown_environment()
         return self._settings
+
+    def follow_listen_address(self, host: str, port: int) -> Callable[[], None]:
+        """Unless public_url is configured, build links from the address `serve` listens on; returns what undoes it.
+
+        Set in the environment, so the web workers and the job worker this process starts build the same links.
+        """
+        key = ENV_PREFIX + "PUBLIC_URL"
+        previous = os.environ.get(key)
+
+        def restore() -> None:
+            if previous is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = previous
+            self._settings = None
+
+        if "public_url" in self.settings.model_fields_set:
+            return lambda: None
+        if host in WILDCARD_HOSTS:
+            log.warning("public_url is not set and serve listens on every address (%s): links point at this "
+                        "machine's loopback; set public_url to the address invitees reach", host)
+        where = LOOPBACK.get(host, f"[{host}]" if ":" in host else host)
+        os.environ[key] = f"http://{where}:{port}"
+        self._settings = None
+        return restore
+
+    def require_mail_transport(self) -> None:
+        """Outside embedded SQLite, refuse to write mail as files unless that was asked for.
+
+        A production deployment left on the default would queue every invitation as an .eml file nobody reads.
+        """
+        settings = self.settings
+        if "mail_transport" not in settings.model_fields_set and not embedded(settings.database_url):
+            raise ConfigError("mail_transport", "no mail transport is configured for a shared database: set "
+                              'mail_transport = "smtp" and smtp_host (IDP_BRIDGE_MAIL_TRANSPORT=smtp, '
+                              'IDP_BRIDGE_SMTP_HOST=...), or mail_transport = "file" to write each mail as an '
+                              f".eml file in {settings.mail_dir} on purpose")
 
     @property
     def bridge(self) -> Bridge:
@@ -59,6 +99,10 @@ class State:
 pass_state = click.make_pass_decorator(State, ensure=True)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+# Addresses that mean "every interface": no link can point there, so links use the loopback address instead.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -136,8 +180,8 @@ class BridgeGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def cli(verbose: bool) -> None:
     """idp-bridge: organization invitations on real identity providers."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Text until the settings are read: they may ask for JSON.
+    logs.configure("text", level=logging.DEBUG if verbose else logging.INFO)
     # Migrations are routine at every start; their step-by-step log is noise.
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -203,7 +247,10 @@ def serve(state: State, host: str, port: int, web_workers: int, threads: int, wi
 
     from idp_bridge.web.pages.ratelimit import open_storage
 
+    # Undone when the command ends (in-process callers such as tests share this environment).
+    click.get_current_context().call_on_close(state.follow_listen_address(host, port))
     state.require_secret_key()
+    state.require_mail_transport()
     bridge = state.bridge  # configuration errors first: they are the more useful message
     _upgrade(bridge)
     # Before any worker forks: a rate-limit storage that cannot work stops start-up with the setting's name,
@@ -294,6 +341,7 @@ def worker(state: State, once: bool, concurrency: int, dead_pids: tuple[int, ...
     from idp_bridge.worker import worker_id_prefix
 
     state.require_secret_key()
+    state.require_mail_transport()
     bridge = state.bridge
     _upgrade(bridge)
     metrics.share_between_processes(bridge.settings.instance_dir, sweep=False)

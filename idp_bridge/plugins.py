@@ -3,6 +3,7 @@ the composition root: it hands each provider the shared HTTP helper)."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -31,6 +32,19 @@ def provider_classes() -> dict[str, ProviderType]:
     return found
 
 
+def _check_keys(name: str, kind: str, options: Mapping[str, Any], known: frozenset[str] | None) -> None:
+    """A key the provider type does not take is a mistake, named with the key it most resembles.
+
+    Only for types that list their keys (`OPTIONS`); third-party types may read what they like.
+    """
+    if known is None:
+        return
+    for key in sorted(set(options) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean providers.{name}.{close[0]}?" if close else ""
+        raise ConfigError(f"providers.{name}.{key}", f"not a setting of a {kind} provider{hint}")
+
+
 def build_providers(config: Mapping[str, Mapping[str, Any]], *, public_url: str,
                     classes: Mapping[str, ProviderType] | None = None,
                     http: ProviderHTTP | None = None) -> dict[str, Provider]:
@@ -50,5 +64,6 @@ def build_providers(config: Mapping[str, Mapping[str, Any]], *, public_url: str,
         if cls is None:
             raise ConfigError(f"providers.{name}.type",
                               f"unknown provider type {kind!r}; one of {', '.join(sorted(registry))}")
+        _check_keys(name, str(kind), options, getattr(cls, "OPTIONS", None))
         providers[name] = cls.from_config(name, options, public_url=public_url, http=shared)
     return providers

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 import secrets
 import tomllib
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from idp_bridge.errors import ConfigError
 from idp_bridge.jsontext import control_character
@@ -21,6 +33,8 @@ ENV_PREFIX = "IDP_BRIDGE_"
 DEFAULT_CONFIG = Path("config") / DEFAULT_CONFIG_NAME
 # Keys whose values may be given as KEY_file = "/path" so the secret itself stays out of the TOML.
 SECRET_SUFFIX = "_file"
+
+log = logging.getLogger(__name__)
 
 
 class RoleSettings(BaseModel):
@@ -47,60 +61,97 @@ DEFAULT_ROLES: dict[str, RoleSettings] = {
 }
 
 
-class Settings(BaseModel):
-    """Everything the service reads from configuration."""
+class Settings(BaseSettings):
+    """Everything the service reads from configuration: a TOML file overridden by IDP_BRIDGE_* variables."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False,
+                                      extra="forbid")
 
-    instance_dir: Path = Path("instance")
-    database_url: str = ""
-    public_url: str = "http://127.0.0.1:8080"
-    secret_key: str = ""
-    # Older secret keys that still unseal queued links and secrets and check invite codes after a key change.
-    secret_key_fallbacks: list[str] = Field(default_factory=list)
-    redirect_allowlist: list[str] = Field(default_factory=list)
-    support_contact: str = ""
-    product_name: str = "idp-bridge"
+    instance_dir: Path = Field(Path("instance"), description=(
+        "Where the SQLite database, the generated secret key and the file mail outbox live."))
+    database_url: str = Field("", description=(
+        "SQLAlchemy URL of the database; empty: a SQLite file in the instance dir. PostgreSQL: "
+        "`postgresql+psycopg://user:pass@host:5432/db`."))
+    public_url: str = Field("http://127.0.0.1:8080", description=(
+        "The address invitees and IdPs reach this service at; every link is built from it, never from the Host "
+        "header. Unset, `serve` uses the address it listens on (`--host`, `--port`)."))
+    secret_key: str = Field("", description=(
+        "Seals outbox links, login states and webhook signing secrets; keys invite-code hashes and CSRF tokens. "
+        "Empty: generated into the instance dir (SQLite only). Required with any other database: `serve`, "
+        "`worker` and `invite import` refuse to start without it; give every instance the same value."))
+    secret_key_fallbacks: list[str] = Field(default_factory=list, description=(
+        "Older keys, newest first: what they sealed or keyed keeps working (queued mail, invite codes, logins "
+        "in progress, webhook secrets, cookies); new values use the current key."))
+    redirect_allowlist: list[str] = Field(default_factory=list, description=(
+        "URL prefixes an organization's `redirect_url` may use; empty: `public_url` + `/`."))
+    support_contact: str = Field("", description="Shown in mails and on invite pages.")
+    product_name: str = Field("idp-bridge", description="The product name in page titles and mails.")
 
-    roles_file: str = ""
-    roles: dict[str, RoleSettings] = Field(default_factory=dict)
+    roles_file: str = Field("", description=(
+        "A roles preset (e.g. `roles/platform.toml`, relative to the configuration file); used when no "
+        "`[roles.NAME]` tables are given. Neither: the built-in OWNER, ADMIN, MEMBER."))
+    roles: dict[str, RoleSettings] = Field(default_factory=dict, description=(
+        "`[roles.NAME]` tables: `permissions`, `default`, `owner`, `description`."))
 
-    mail_transport: Literal["file", "smtp"] = "file"
-    mail_from: str = "idp-bridge <no-reply@localhost>"
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_security: Literal["none", "starttls", "ssl"] = "none"
-    smtp_timeout: float = 10.0
+    mail_transport: Literal["file", "smtp"] = Field("file", description=(
+        "`file` writes one `.eml` per message to `<instance_dir>/mail/`; `smtp` sends through `smtp_host`. "
+        "On a database other than SQLite, `serve` and `worker` refuse to start unless it is set explicitly."))
+    mail_from: str = Field("idp-bridge <no-reply@localhost>", description="The sender of every mail.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP relay host.")
+    smtp_port: int = Field(25, description="SMTP relay port.")
+    smtp_username: str = Field("", description="SMTP login; empty: no authentication.")
+    smtp_password: str = Field("", description="SMTP password (a secret: environment or `smtp_password_file`).")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field("none", description=(
+        "`none`, `starttls` or `ssl` (implicit TLS)."))
+    smtp_timeout: float = Field(10.0, description="Seconds before an SMTP connection or command gives up.")
 
-    worker_poll_seconds: float = 1.0
-    job_max_attempts: int = Field(default=8, ge=1, le=100)
-    job_backoff_base_seconds: float = Field(default=2.0, gt=0)
-    job_backoff_max_seconds: float = Field(default=3600.0, gt=0)
-    # A job a worker claimed but never finished (the worker died) runs again once this has passed.
-    job_lease_seconds: float = Field(default=300.0, ge=1)
-    email_rate_per_second: float = Field(default=10.0, gt=0)
+    worker_poll_seconds: float = Field(1.0, description="How often an idle worker looks for due jobs.")
+    job_max_attempts: int = Field(default=8, ge=1, le=100, description="Attempts before a job fails for good.")
+    job_backoff_base_seconds: float = Field(default=2.0, gt=0, description="First retry delay; doubles each attempt.")
+    job_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    job_lease_seconds: float = Field(default=300.0, ge=1, description=(
+        "A job a worker claimed but never finished (the worker died) runs again once this has passed; keep it "
+        "above the longest IdP timeout."))
+    email_rate_per_second: float = Field(default=10.0, gt=0, description="How fast the worker sends mail.")
 
-    # Where the invitee pages' rate-limit counters live: database:// (the deployment's database, shared by every
-    # process and instance), redis://… (pip install 'idp-bridge[redis]'), or memory:// (one process only).
-    rate_limit_storage_url: str = "database://"
-    # Per client IP, Flask-Limiter notation; code tries get their own, tighter limit.
-    invite_page_rate_limit: str = "120/minute"
-    invite_code_rate_limit: str = "20/minute"
-    # API requests that fail to authenticate (no, malformed, unknown or revoked key), per client IP; past it
-    # every API request from that IP gets 429 until the window ends.
-    api_auth_failure_rate_limit: str = "30/minute"
-    trust_proxy_headers: int = Field(default=0, ge=0, le=5)
-    # One line per request on stdout from `serve`; off where a reverse proxy already logs requests.
-    access_log: bool = True
+    rate_limit_storage_url: str = Field("database://", description=(
+        "Where rate-limit counters live: `database://` (the deployment's database, shared by every process and "
+        "instance), `redis://host:port/db` (`pip install 'idp-bridge[redis]'`), or `memory://` (one process "
+        "only)."))
+    invite_page_rate_limit: str = Field("120/minute", description="Per client IP on the invite pages.")
+    invite_code_rate_limit: str = Field("20/minute", description="Per client IP on invite-code tries.")
+    api_auth_failure_rate_limit: str = Field("30/minute", description=(
+        "API requests that fail to authenticate (no, malformed, unknown or revoked key), per client IP; past it "
+        "every API request from that IP gets 429 until the window ends."))
+    trust_proxy_headers: int = Field(default=0, ge=0, le=5, description=(
+        "Number of proxies in front whose `X-Forwarded-For` and `X-Forwarded-Proto` are trusted."))
+    access_log: bool = Field(True, description=(
+        "`serve` logs one line per request to stdout; off where a reverse proxy already logs requests. Invite "
+        "tokens and undocumented query values are written as `[redacted]`."))
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "How log lines (on stderr; `serve`'s access log on stdout) are written: `text`, one readable line per "
+        "event; `json`, one JSON object per line with `time`, `level`, `logger`, `message` and, when known, "
+        "`request_id`, `org` and `job`."))
 
-    # Networks (CIDR) outbound webhooks may reach besides public addresses, e.g. ["127.0.0.0/8"] for development.
-    webhook_allow_networks: list[str] = Field(default_factory=list)
-    # DNS resolvers as "host" or "host:port"; empty: the system's.
-    dns_nameservers: list[str] = Field(default_factory=list)
+    webhook_allow_networks: list[str] = Field(default_factory=list, description=(
+        "CIDR networks outbound webhooks may reach besides public addresses, e.g. `[\"127.0.0.0/8\"]` for a "
+        "receiver on this machine."))
+    dns_nameservers: list[str] = Field(default_factory=list, description=(
+        "DNS resolvers (`\"ip\"` or `\"ip:port\"`) for webhook hosts; empty: the system's."))
 
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        "`[providers.NAME]` tables with `type = \"keycloak\" | \"google\" | \"entra\" | \"oidc\"`; see the "
+        "README's Configuration section for each type's keys."))
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then the TOML file (what `Settings()` alone reads)."""
+        return init_settings, EnvironmentSource(settings_cls, os.environ), TomlSource(settings_cls,
+                                                                                     config_path(os.environ))
 
     @field_validator("api_auth_failure_rate_limit")
     @classmethod
@@ -184,58 +235,80 @@ def nameserver_address(text: str) -> tuple[str, int]:
     return host, number
 
 
-def _coerce(raw: str) -> Any:
-    """Read an environment value: TOML syntax when it parses, the plain string otherwise."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+class EnvironmentSource(EnvSettingsSource):
+    """The IDP_BRIDGE_* variables of one environment; lists and tables may be written in TOML or JSON, and
+    IDP_BRIDGE_<KEY>_FILE names a file holding the value of KEY."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            return super().decode_complex_value(field_name, field, value)
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            raise ConfigError(field_name, f"{ENV_PREFIX}{field_name.upper()} is neither TOML nor JSON "
+                                          "(e.g. [\"a\", \"b\"])") from None
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for name in self.settings_cls.model_fields:
+            path = self.env_vars.get(f"{self.env_prefix}{name}{SECRET_SUFFIX}".lower())
+            if path is not None and name != "roles_file":
+                values[name + SECRET_SUFFIX] = path
+        return _resolve_secret_files(values)
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn IDP_BRIDGE_A__B__C=value into {"a": {"b": {"c": value}}}."""
-    tree: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
-            continue
-        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__") if part]
-        if not path:
-            continue
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            leaf = path[-1]
-            # Provider keys and secrets stay strings; scalar settings get TOML typing (numbers, bools, lists).
-            node[leaf] = raw if len(path) > 1 else _coerce(raw)
-    return tree
+class TomlSource(TomlConfigSettingsSource):
+    """The configuration file, with `x_file = "/path"` keys read into `x`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | Traversable | None) -> None:
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        try:
+            data = tomllib.loads(file_path.read_text())
+        except OSError as exc:
+            raise ConfigError("IDP_BRIDGE_CONFIG", f"cannot read {file_path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("IDP_BRIDGE_CONFIG", f"{file_path} is not valid TOML: {exc}") from exc
+        return _resolve_secret_files(data)
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def config_path(environ: Mapping[str, str]) -> Path | Traversable | None:
+    """The configuration file to read: IDP_BRIDGE_CONFIG (which must exist), else config/idp-bridge.toml when
+    present, else (outside a checkout: an installed wheel, a container) the default configuration shipped in the
+    package."""
+    named = environ.get(ENV_PREFIX + "CONFIG")
+    if named is not None:
+        if not Path(named).is_file():
+            raise ConfigError("IDP_BRIDGE_CONFIG", f"{named} does not exist")
+        return Path(named)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else packaged(DEFAULT_CONFIG_NAME)
 
 
-def _resolve_secret_files(tree: dict[str, Any]) -> dict[str, Any]:
-    """Replace `x_file = "/path"` by `x = <file contents>` wherever x is not set directly."""
+def _resolve_secret_files(tree: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Replace `x_file = "/path"` by `x = <file contents>` wherever x is not set beside it."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, dict):
-            out[key] = _resolve_secret_files(value)
+        if isinstance(value, Mapping):
+            out[key] = _resolve_secret_files(value, f"{where}{key}.")
         elif key.endswith(SECRET_SUFFIX) and key != "roles_file" and isinstance(value, str):
             target = key[: -len(SECRET_SUFFIX)]
             if not tree.get(target):
                 try:
                     out[target] = Path(value).read_text().strip()
                 except OSError as exc:
-                    raise ConfigError(key, f"cannot read {value}: {exc.strerror}") from exc
+                    raise ConfigError(where + key, f"cannot read {value}: {exc.strerror}") from exc
         else:
             out.setdefault(key, value)
     return out
@@ -253,7 +326,7 @@ def _roles_source(name: str, config_dir: Path | None) -> Path | Traversable:
     return packaged(name) or local
 
 
-def _load_roles(path: Path | Traversable) -> dict[str, Any]:
+def _load_roles(path: Path | Traversable) -> dict[str, RoleSettings]:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
@@ -265,43 +338,82 @@ def _load_roles(path: Path | Traversable) -> dict[str, Any]:
     roles = data.get("roles", data)
     if not isinstance(roles, dict):
         raise ConfigError("roles_file", f"{path} must contain [roles.NAME] tables")
-    return roles
+    try:
+        return _ROLES.validate_python(roles)
+    except ValidationError as exc:
+        raise _config_error(exc, prefix=("roles",)) from exc
 
 
-def _field_name(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+_ROLES = TypeAdapter(dict[str, RoleSettings])
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at `loc` accepts (empty when it takes any)."""
+    node: Any = Settings
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = node.model_fields[str(part)].annotation
+        elif get_origin(node) is dict:
+            node = get_args(node)[1]
+        else:
+            return []
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
+    """The first validation error as a ConfigError naming the setting; an unknown key gets a suggestion."""
+    first = exc.errors()[0]
+    loc = (*prefix, *first["loc"])
+    name = ".".join(str(part) for part in loc)
+    if first["type"] != "extra_forbidden":
+        return ConfigError(name, first["msg"])
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
+    hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else ""
+    return ConfigError(name, f"no such setting{hint}")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """IDP_BRIDGE_* variables that name no setting (e.g. Kubernetes service links: IDP_BRIDGE_PORT=tcp://…)."""
+    fields = Settings.model_fields
+    known = set(fields) | {name + SECRET_SUFFIX for name in fields} | {"config"}
+    tables = {name for name, field in fields.items() if get_origin(field.annotation) is dict}
+    unknown = []
+    for key in environ:
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        head, nested, _ = key[len(ENV_PREFIX):].lower().partition("__")
+        if head not in known or (nested and head not in tables):
+            unknown.append(key)
+    return sorted(unknown)
+
+
+_warned: set[tuple[str, ...]] = set()
+
+
+def warn_unknown_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Log, once per process, one line naming the IDP_BRIDGE_* variables that are no setting (never their values)."""
+    names = tuple(unknown_environment(os.environ if environ is None else environ))
+    if names and names not in _warned:
+        _warned.add(names)
+        log.warning("ignoring environment variables that name no setting: %s", ", ".join(names))
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file, apply environment overrides and explicit overrides, validate."""
     env = os.environ if environ is None else environ
-    config_path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG)))
-    source: Path | Traversable | None = config_path if config_path.is_file() else None
-    if source is None and ENV_PREFIX + "CONFIG" in env:
-        raise ConfigError("IDP_BRIDGE_CONFIG", f"{config_path} does not exist")
-    if source is None:
-        # Outside a checkout (an installed wheel, a container): the default configuration shipped in the package.
-        source = packaged(DEFAULT_CONFIG_NAME)
-    tree: dict[str, Any] = {}
-    if source is not None:
-        try:
-            tree = tomllib.loads(source.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("IDP_BRIDGE_CONFIG", f"{source} is not valid TOML: {exc}") from exc
-    tree = _merge(tree, _env_overrides(env))
-    tree = _merge(tree, dict(overrides or {}))
-    tree = _resolve_secret_files(tree)
-
-    if tree.get("roles_file") and not tree.get("roles"):
-        config_dir = config_path.parent if config_path.is_file() else None
-        tree["roles"] = _load_roles(_roles_source(str(tree["roles_file"]), config_dir))
+    path = config_path(env)
+    sources = (InitSettingsSource(Settings, _resolve_secret_files(overrides or {})),
+               EnvironmentSource(Settings, env), TomlSource(Settings, path))
     try:
-        settings = Settings.model_validate(tree)
+        # The field-derived __init__ type checkers see does not list BaseSettings' own `_build_sources`.
+        settings = Settings(_build_sources=(sources, {}))  # type: ignore[call-arg]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(_field_name(first["loc"]), first["msg"]) from exc
+        raise _config_error(exc) from exc
 
+    if settings.roles_file and not settings.roles:
+        config_dir = path.parent if isinstance(path, Path) else None
+        settings.roles = _load_roles(_roles_source(settings.roles_file, config_dir))
     if not settings.roles:
         settings.roles = dict(DEFAULT_ROLES)
     _check_roles(settings)

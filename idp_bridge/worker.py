@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp_bridge import audit, jobs
+from idp_bridge import audit, jobs, logs
 from idp_bridge.bridge import Bridge
 from idp_bridge.jobs import JobView as JobView  # re-exported: job handlers import it from here
 from idp_bridge.jobs import Recorder
@@ -86,6 +86,15 @@ class RunOutcome:
     delay: float | None = None
     permanent: bool = False
     record: Recorder | None = None
+
+
+def reason(exc: BaseException) -> str:
+    """Why a run failed, for the log and the job's last error: the exception's type, and its message if any.
+
+    Handlers put no secrets in exception messages (sealed links and codes stay in the payload).
+    """
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def worker_id_prefix(pid: int) -> str:
@@ -164,7 +173,14 @@ class Worker:
         return [replace(job, context=contexts[job.id]) if job.id in contexts else job for job in claimed]
 
     def execute(self, job: JobView) -> RunOutcome:
-        """Run one claimed job's handler (pacing included); nothing is recorded yet."""
+        """Run one claimed job's handler (pacing included), logging under the job's id; nothing is recorded yet."""
+        unbind = logs.bind(job=job.id, org=job.org_id)
+        try:
+            return self._run(job)
+        finally:
+            unbind()
+
+    def _run(self, job: JobView) -> RunOutcome:
         spec = self.kinds[job.kind]
         bucket = self._bucket(job.kind)
         if bucket is not None:
@@ -172,12 +188,14 @@ class Worker:
         try:
             record = spec.run(self.bridge, job)
         except jobs.RetryLater as exc:
+            log.info("job %s (%s) attempt %d will be retried: %s", job.id, job.kind, job.attempts, reason(exc))
             return RunOutcome(job, str(exc), delay=exc.delay, record=exc.record)
         except jobs.PermanentFailure as exc:
+            log.warning("job %s (%s) attempt %d cannot succeed: %s", job.id, job.kind, job.attempts, reason(exc))
             return RunOutcome(job, str(exc), permanent=True, record=exc.record)
         except Exception as exc:
-            log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts, exc)
-            return RunOutcome(job, f"{type(exc).__name__}: {exc}")
+            log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts, reason(exc))
+            return RunOutcome(job, reason(exc))
         return RunOutcome(job, record=record if callable(record) else None)
 
     def run_job(self, job: JobView) -> str:
@@ -242,6 +260,8 @@ class Worker:
             status = jobs.fail(session, job, self.worker_id, outcome.error, backoff=self.backoff(),
                                delay=outcome.delay, permanent=outcome.permanent, wipe=spec.wipe)
             if status == jobs.FAILED:
+                log.error("job %s (%s) failed after %d attempts: %s", job.id, job.kind, job.attempts, outcome.error,
+                          extra={"job": job.id, "org": job.org_id})
                 audit.record(session, audit.WORKER, "job.failed", org_id=job.org_id, target_type="job",
                              target_id=job.id,
                              details={"kind": job.kind, "error": outcome.error[:500], "attempts": job.attempts})

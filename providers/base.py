@@ -28,6 +28,8 @@ class OIDCProviderBase:
 
     kind: ClassVar[str] = ""
     default_label: ClassVar[str] = ""
+    # Every key its [providers.NAME] table may hold: any other is a configuration error (a typo, most likely).
+    OPTIONS: ClassVar[frozenset[str]] = frozenset({"type", "label", "client_id", "client_secret"})
 
     def __init__(self, name: str, *, issuer: str, client_id: str, client_secret: str, public_url: str,
                  options: Mapping[str, Any], http: ProviderHTTP | None = None) -> None:

@@ -36,6 +36,9 @@ DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 class EntraProvider(OIDCProviderBase):
     kind = "entra"
     default_label = "Microsoft"
+    OPTIONS = OIDCProviderBase.OPTIONS | {
+        "tenant", "authority", "graph_url", "timeout_seconds", "rate_limit_per_second", "max_concurrency", "ca_file",
+        "b2b_invite", "b2b_send_invitation_message", "graph_client_state"}
 
     def __init__(self, name: str, *, tenant: str, authority: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)

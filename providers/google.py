@@ -19,6 +19,7 @@ GOOGLE_TOKEN_ISSUERS = frozenset({GOOGLE_ISSUER, "accounts.google.com"})
 class GoogleProvider(OIDCProviderBase):
     kind = "google"
     default_label = "Google"
+    OPTIONS = OIDCProviderBase.OPTIONS | {"risc_configuration_url"}
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str,

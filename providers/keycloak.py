@@ -30,6 +30,10 @@ IDP_HINT_OPTION = "keycloak_idp"
 class KeycloakProvider(OIDCProviderBase):
     kind = "keycloak"
     default_label = "Keycloak"
+    OPTIONS = OIDCProviderBase.OPTIONS | {
+        "server_url", "realm", "admin_client_id", "admin_client_secret", "timeout_seconds", "rate_limit_per_second",
+        "max_concurrency", "ca_file", "provision", "webhook_secret", "webhook_username", "webhook_password",
+        "webhook_jwt", "webhook_jwt_audience", "webhook_jwt_issuer", "webhook_jwt_algorithms"}
 
     def __init__(self, name: str, *, server_url: str, realm: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)

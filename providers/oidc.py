@@ -12,6 +12,7 @@ from providers.settings import require, require_url
 
 class OIDCProvider(OIDCProviderBase):
     kind = "oidc"
+    OPTIONS = OIDCProviderBase.OPTIONS | {"issuer"}
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str,

@@ -135,6 +135,8 @@ def settings_overrides(tmp_path: Path, database_url: str, dns_server: LoopbackDN
         "secret_key": "test-secret-key-" + uuid.uuid4().hex,
         "redirect_allowlist": ["https://app.test/"],
         "support_contact": "help@acme.test",
+        # Explicit, as a PostgreSQL deployment must have it (tests that mail for real set smtp).
+        "mail_transport": "file",
         "job_backoff_base_seconds": 0.01,
         "job_backoff_max_seconds": 0.05,
         "email_rate_per_second": 1000.0,

@@ -35,9 +35,11 @@ def env(tmp_path: Path, database_url: str) -> dict[str, str | None]:
     """IDP_BRIDGE_* variables for a temp instance dir on the test database (and none of the test runner's)."""
     config = tmp_path / "idp-bridge.toml"
     config.write_text('public_url = "http://127.0.0.1:8080"\n')
-    # An explicit key: on PostgreSQL serve and worker refuse to run on one each would generate for itself.
+    # An explicit key and mail transport: on PostgreSQL serve and worker refuse to run on a key each would
+    # generate for itself, or to write mail as files by default.
     return {"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
             "IDP_BRIDGE_DATABASE_URL": database_url, "IDP_BRIDGE_SECRET_KEY": "cli-test-secret-key-0123456789",
+            "IDP_BRIDGE_MAIL_TRANSPORT": "file",
             "IDP_BRIDGE_TEST_DB": None,
             "IDP_BRIDGE_TEST_PG_ADMIN": None}
 

@@ -33,7 +33,9 @@ def instance_env(tmp_path: Path, database_url: str, name: str) -> dict[str, str 
     return {"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": str(tmp_path / name),
             "IDP_BRIDGE_DATABASE_URL": url, "IDP_BRIDGE_TEST_DB": None, "IDP_BRIDGE_TEST_PG_ADMIN": None,
             # A shared database (PostgreSQL) needs an explicit key; every instance of a test shares this one.
-            "IDP_BRIDGE_SECRET_KEY": "test-secret-key-of-the-serve-port-tests"}
+            "IDP_BRIDGE_SECRET_KEY": "test-secret-key-of-the-serve-port-tests",
+            # ... and an explicit mail transport.
+            "IDP_BRIDGE_MAIL_TRANSPORT": "file"}
 
 
 def serve_command(port: int) -> list[str]:

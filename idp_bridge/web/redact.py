@@ -17,6 +17,9 @@ from flask import Flask
 from gunicorn.glogging import Logger
 from werkzeug.routing import BaseConverter, Rule
 
+from idp_bridge import logs
+from idp_bridge.web.requestid import request_id_of
+
 REDACTED = "[redacted]"
 SECRET_CONVERTER = "secret"
 # Query parameters of the invitee pages that carry no secret (the callback's `code` and `state` do).
@@ -111,7 +114,22 @@ def register_converter(app: Flask) -> None:
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger, with the request line, path, query, referer and credentials redacted."""
+    """gunicorn's logger, with the request line, path, query, referer and credentials redacted; its lines
+    come out in the process's log format, the access log's with the request's id."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in [*self.error_log.handlers, *self.access_log.handlers]:
+            handler.setFormatter(logs.formatter())
+            handler.addFilter(logs.ContextFilter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        # The server writes this line after the app returned; the request's id is still in its environ.
+        unbind = logs.bind(request_id=request_id_of(environ))
+        try:
+            super().access(resp, req, environ, request_time)
+        finally:
+            unbind()
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)

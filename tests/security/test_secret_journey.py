@@ -92,6 +92,7 @@ def child_env(tmp_path: Path, database_url: str, op: ServedOP, port: int) -> dic
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_BRIDGE_")}
     env.update({"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
                 "IDP_BRIDGE_DATABASE_URL": database_url, "IDP_BRIDGE_SECRET_KEY": "journey-" + os.urandom(16).hex(),
+                "IDP_BRIDGE_MAIL_TRANSPORT": "file",
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
     return env
 

@@ -65,7 +65,7 @@ def served_config(home: Path, settings: dict[str, Any]) -> dict[str, str]:
     # Without the access log, what the log holds is what the service itself had to say.
     return {"IDP_BRIDGE_CONFIG": str(config), "IDP_BRIDGE_INSTANCE_DIR": settings["instance_dir"],
             "IDP_BRIDGE_DATABASE_URL": settings["database_url"], "IDP_BRIDGE_SECRET_KEY": settings["secret_key"],
-            "IDP_BRIDGE_ACCESS_LOG": "false"}
+            "IDP_BRIDGE_ACCESS_LOG": "false", "IDP_BRIDGE_MAIL_TRANSPORT": "file"}
 
 
 def post(base: str, body: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -20,6 +20,7 @@ from idp_bridge.inbox import Interpreter
 from idp_bridge.metrics import HANDLER_KEY, INBOUND_WEBHOOKS
 from idp_bridge.store.group_commit import GroupCommit, Unavailable
 from idp_bridge.web.api import PROBLEM_JSON, PROBLEM_TYPE
+from idp_bridge.web.requestid import request_id_of
 from idp_bridge.worker import JobKind
 from providers.jwks import JWKSCache, KeysUnavailable
 from webhooks.inbound import google_risc, keycloak, microsoft_graph
@@ -89,10 +90,10 @@ PLAIN_TEXT = "text/plain; charset=utf-8"
 COMMON_HEADERS = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
 
 
-def _problem(status: int, title: str, detail: str, code: str) -> str:
+def _problem(status: int, title: str, detail: str, code: str, request_id: str | None) -> str:
     """An RFC 9457 problem body, as the API writes them."""
-    return json.dumps({"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail,
-                       "code": code})
+    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail, "code": code}
+    return json.dumps(body | ({"request_id": request_id} if request_id else {}))
 
 
 class Endpoints:
@@ -132,7 +133,8 @@ class Endpoints:
                 except Unavailable as exc:
                     # Not stored, and the writer is backing off (it logged that once): the sender retries later.
                     status, text = 503, _problem(503, "Service unavailable", "the event could not be stored now; "
-                                                 "send it again after Retry-After seconds", "store_unavailable")
+                                                 "send it again after Retry-After seconds", "store_unavailable",
+                                                 request_id_of(environ))
                     extra = [("Retry-After", exc.retry_after_header)]
                     content_type = PROBLEM_JSON
                 except Exception:

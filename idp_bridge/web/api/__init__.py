@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, has_request_context, request
 from flask_limiter import Limiter
 from limits import RateLimitItem
 from limits import parse as parse_limit
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from idp_bridge import audit, jsontext
+from idp_bridge import audit, jsontext, logs
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import (
@@ -43,10 +43,11 @@ from idp_bridge.services import api_keys as key_service
 from idp_bridge.services import orgs as org_service
 from idp_bridge.services.api_keys import Principal
 from idp_bridge.store.db import reset_write_intent, set_write_intent, transaction, writing
+from idp_bridge.web.requestid import request_id_of
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE = "urn:idp-bridge:problem:"
-RESERVED_PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "code"})
+RESERVED_PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "code", "request_id"})
 
 # The one place where domain errors become HTTP statuses.
 STATUS_BY_ERROR: list[tuple[type[BridgeError], int]] = [
@@ -77,6 +78,10 @@ def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> Re
     body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail,
                             "code": code}
     body.update({k: v for k, v in extra.items() if v is not None})
+    # An extension member (RFC 9457 §3.2): the id the request's log lines carry, to quote when reporting it.
+    request_id = request_id_of(request.environ) if has_request_context() else None
+    if request_id is not None:
+        body["request_id"] = request_id
     resp = Response(json.dumps(body, default=str), status=status, mimetype=PROBLEM_JSON)
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="idp-bridge"'
@@ -321,6 +326,8 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         if not principal.can_reach(org):
                             denied = ("key of another organization", principal)
                             raise Forbidden("this API key belongs to another organization")
+                        # For the rest of this request's log lines (its context is the request's own).
+                        logs.bind(org=org.id)
                     call = Call(session, b, principal, org, _read_body(op))
                     result = fn(call, **{k: v for k, v in path.items() if k != "org"})
                     if write:
