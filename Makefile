@@ -40,9 +40,10 @@ test-postgres: install
 	IDP_BRIDGE_TEST_DB=postgres $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench
+	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench scripts
 	$(PY) -m mypy idp_bridge providers webhooks
 	$(PY) -m mypy --explicit-package-bases bench
+	$(PY) -m mypy scripts
 
 # The models and the migrations agree: a fresh SQLite database migrated to the newest revision has no drift.
 db-check: install
