@@ -1,13 +1,16 @@
 # Two entry points do all the set-up on a fresh machine:
 #   make run    run the service on SQLite with the file mail outbox (http://127.0.0.1:8080)
+#   make demo   run it against a real OpenID Provider on this machine, with an org, a key and an invite to redeem
 #   make test   install everything the tests need, lint and type-check, then run them on SQLite and on PostgreSQL
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
+OP_PORT ?= 9080
+DEMO_DIR ?= demo-instance
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres install system-deps lint db-check bench
+.PHONY: run demo test test-sqlite test-postgres install system-deps lint db-check bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +22,11 @@ install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/idp-bridge serve --host $(HOST) --port $(PORT)
+
+# The OpenID Provider (tests/e2e/op, npm oidc-provider; its packages are installed when missing) on OP_PORT, and
+# idp-bridge configured against it on PORT, in DEMO_DIR (made afresh). Prints the invite link and the login; Ctrl-C stops both.
+demo: install
+	$(PY) scripts/demo.py --port $(PORT) --op-port $(OP_PORT) --instance-dir $(DEMO_DIR) --idp-bridge $(VENV)/bin/idp-bridge
 
 system-deps:
 	bash scripts/test-deps.sh
@@ -32,9 +40,10 @@ test-postgres: install
 	IDP_BRIDGE_TEST_DB=postgres $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench
+	$(VENV)/bin/ruff check idp_bridge providers webhooks tests bench scripts
 	$(PY) -m mypy idp_bridge providers webhooks
 	$(PY) -m mypy --explicit-package-bases bench
+	$(PY) -m mypy scripts
 
 # The models and the migrations agree: a fresh SQLite database migrated to the newest revision has no drift.
 db-check: install

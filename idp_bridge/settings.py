@@ -303,7 +303,7 @@ class EnvironmentSource(EnvSettingsSource):
 class TomlSource(TomlConfigSettingsSource):
     """The configuration file, with `x_file = "/path"` keys read into `x`."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | Traversable | None) -> None:
         super().__init__(settings_cls, toml_file=path)
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
@@ -317,7 +317,9 @@ class TomlSource(TomlConfigSettingsSource):
 
 
 def config_path(environ: Mapping[str, str]) -> Path | None:
-    """The configuration file to read: IDP_BRIDGE_CONFIG (which must exist), else the default one if present."""
+    """The configuration file to read: IDP_BRIDGE_CONFIG (which must exist), else config/idp-bridge.toml when
+    present, else (outside a checkout: an installed wheel, a container) the default configuration shipped in the
+    package."""
     named = environ.get(ENV_PREFIX + "CONFIG")
     if named is not None:
         if not Path(named).is_file():

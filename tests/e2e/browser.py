@@ -17,6 +17,7 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 LOGIN_INPUT = "#login"
+PASSWORD_INPUT = "#password"
 SIGN_IN_BUTTON = "button[type=submit]"
 LOGIN_ERROR = "#error"
 
@@ -32,11 +33,13 @@ def launch_chromium(
     )
 
 
-def sign_in(page: Page, login: str, *, timeout_ms: float = 15_000) -> None:
-    """Wait for the test OP's login form, type `login` and submit it."""
+def sign_in(page: Page, login: str, *, password: str | None = None, timeout_ms: float = 15_000) -> None:
+    """Wait for the test OP's login form, type `login` (and `password`, for an account that has one) and submit."""
     field = page.locator(LOGIN_INPUT)
     field.wait_for(state="visible", timeout=timeout_ms)
     field.fill(login)
+    if password is not None:
+        page.locator(PASSWORD_INPUT).fill(password)
     page.locator(SIGN_IN_BUTTON, has_text="Sign in").click(timeout=timeout_ms)
 
 

@@ -61,6 +61,8 @@ class OPAccount:
     email_verified: bool = True
     name: str | None = None
     extra_claims: Mapping[str, Any] = field(default_factory=dict)
+    # When set, the OP's login form must be sent with it.
+    password: str | None = None
 
     @property
     def claims(self) -> dict[str, Any]:
@@ -76,7 +78,10 @@ class OPAccount:
 
     def to_config(self) -> dict[str, Any]:
         """Return the account in server.mjs's config shape."""
-        return {"login": self.login, "claims": self.claims}
+        config: dict[str, Any] = {"login": self.login, "claims": self.claims}
+        if self.password is not None:
+            config["password"] = self.password
+        return config
 
 
 ClientSpec = OPClient | Mapping[str, Any]

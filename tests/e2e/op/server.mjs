@@ -7,7 +7,8 @@
 //     "issuer": "http://127.0.0.1:PORT[/optional/path]",
 //     "port": PORT,                       // optional, defaults to the issuer's port
 //     "clients": [{"client_id", "client_secret", "redirect_uris", ...extra metadata}],
-//     "accounts": [{"login": "alice", "claims": {"sub", "email", "email_verified", "name", ...}}]
+//     "accounts": [{"login": "alice", "claims": {"sub", "email", "email_verified", "name", ...},
+//                   "password": "optional; when set, the login form must be sent with it"}]
 //   }
 //
 // Prints "READY <issuer>" once listening and exits 0 on SIGTERM/SIGINT.
@@ -51,7 +52,10 @@ function loadConfig(path) {
     if (typeof account.login !== 'string' || typeof sub !== 'string') {
       fail(`every account needs a string login and claims.sub: ${JSON.stringify(account)}`);
     }
-    accounts.set(account.login, { login: account.login, claims: { ...account.claims } });
+    if (account.password !== undefined && typeof account.password !== 'string') {
+      fail(`an account's password must be a string: ${account.login}`);
+    }
+    accounts.set(account.login, { login: account.login, password: account.password, claims: { ...account.claims } });
   }
   return {
     issuer: config.issuer.replace(/\/$/, ''),
@@ -110,10 +114,18 @@ ${errorHtml}
 <form method="post" action="${escapeHtml(action)}" autocomplete="off">
 <label for="login">Account</label>
 <input name="login" id="login" value="${escapeHtml(login)}" autofocus>
+<label for="password">Password</label>
+<input name="password" id="password" type="password">
 <button type="submit">Sign in</button>
 </form>
 </body>
 </html>`;
+}
+
+function samePassword(given, expected) {
+  const a = crypto.createHash('sha256').update(given).digest();
+  const b = crypto.createHash('sha256').update(expected).digest();
+  return crypto.timingSafeEqual(a, b);
 }
 
 async function readForm(req, limit = 64 * 1024) {
@@ -256,6 +268,10 @@ async function handleInteraction(req, res, uid, action) {
     const account = config.accounts.get(login);
     if (!account) {
       sendHtml(res, 200, loginPage({ ...view, login, error: `Unknown account "${login}".` }));
+      return;
+    }
+    if (account.password !== undefined && !samePassword(form.get('password') ?? '', account.password)) {
+      sendHtml(res, 200, loginPage({ ...view, login, error: 'Wrong password.' }));
       return;
     }
     // Resolving select_account alongside login stops the select_account prompt from asking
