@@ -163,6 +163,8 @@ class OrgCreate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] = "email"
     keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
+    scim_send_email: bool = Field(default=True, description="Mail an invitation to members a directory creates "
+                                  "through SCIM.")
 
 
 class OrgUpdate(Strict):
@@ -174,6 +176,7 @@ class OrgUpdate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] | None = None
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
+    scim_send_email: bool | None = None
 
 
 class MemberUpdate(Strict):

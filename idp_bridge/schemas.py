@@ -91,6 +91,7 @@ class OrgOut(BaseModel):
     redirect_url: str | None
     match: Literal["email", "link"]
     keycloak_email: Literal["keycloak", "ours", "both"]
+    scim_send_email: bool
     created_at: datetime
     updated_at: datetime
 
@@ -211,6 +212,7 @@ def org_out(org: Organization, seats_used: int) -> OrgOut:
                   invite_ttl_hours=org.invite_ttl_hours, require_invite_code=org.require_invite_code,
                   allowed_providers=org.allowed_providers, redirect_url=org.redirect_url,
                   match=org.match, keycloak_email=org.keycloak_email,  # type: ignore[arg-type]
+                  scim_send_email=org.scim_send_email,
                   created_at=org.created_at, updated_at=org.updated_at)
 
 

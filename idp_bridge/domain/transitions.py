@@ -152,6 +152,27 @@ def set_active(*, member_id: str, member_status: str, active: bool, source: str)
                          "deactivated_by": None if active else source}, action)
 
 
+DIRECTORY = "scim"
+
+
+def directory_active(*, member_id: str, member_status: str, active: bool,
+                     activated_at: datetime | None) -> ActiveChange | None:
+    """The one owner of a directory's `active` (SCIM): None when the member already is what the directory says.
+
+    Unlike an admin, a directory also deactivates a member who never signed in, and its `active: true` brings
+    the member back to what it was: ACTIVE once it has signed in, else INVITED (its invite still open).
+    """
+    if member_status == MemberStatus.DELETED:
+        raise InvalidState(f"member {member_id} was removed", status=member_status)
+    if active == (member_status != MemberStatus.DEACTIVATED):
+        return None
+    if member_status == MemberStatus.INVITED:
+        return ActiveChange({"status": MemberStatus.DEACTIVATED.value, "deactivated_by": DIRECTORY}, "deactivated")
+    if active and activated_at is None:
+        return ActiveChange({"status": MemberStatus.INVITED.value, "deactivated_by": None}, "reactivated")
+    return set_active(member_id=member_id, member_status=member_status, active=active, source=DIRECTORY)
+
+
 def idp_may_deactivate(member_status: str) -> bool:
     """An IdP's report that the account was disabled deactivates an ACTIVE member only."""
     return member_status == MemberStatus.ACTIVE
