@@ -153,7 +153,7 @@ def test_filters_find_users_by_username_external_id_and_work_email(scim: Scim) -
         'externalId eq "ext-ann"': [first["id"]],
         'emails[type eq "work"].value eq "test_user_fd0ea19b@contoso.com"': None,
         'userName eq "nobody@contoso.com"': [],
-        'displayName pr': None,
+        'name.familyName pr': None,
         'name.givenName eq "givenName" and userName eq "ann@contoso.com"': [first["id"]],
     }
     for flt, wanted in queries.items():
@@ -271,7 +271,7 @@ def test_a_duplicate_username_answers_409_uniqueness(scim: Scim) -> None:
     ("PATCH", "/Users/{id}", {"schemas": [PATCH], "Operations": [{"op": "jump", "path": "active"}]}, 400, None),
     ("PATCH", "/Users/{id}", {"schemas": [PATCH], "Operations": [
         {"op": "replace", "path": "favouriteColour", "value": "blue"}]}, 400, None),
-    ("PUT", "/Users/{id}", {"schemas": [CORE], "userName": "someone.else@acme.com"}, 400, "mutability"),
+    ("PUT", "/Users/{id}", {"schemas": [CORE], "userName": "not an email"}, 400, "invalidValue"),
     ("GET", "/Users/00000000-0000-0000-0000-000000000000", None, 404, None),
     ("GET", "/Nothing", None, 404, None),
 ])
@@ -316,3 +316,29 @@ def test_discovery_describes_users_with_the_enterprise_extension(scim: Scim) -> 
     assert {s["id"] for s in schemas["Resources"]} == {CORE, ENTERPRISE}
     assert scim.call("GET", f"/Schemas/{CORE}").get_json()["name"] == "User"
     assert scim.call("GET", "/ResourceTypes/User").status_code == 200
+
+
+def test_a_new_username_renames_the_member_and_its_open_invite_unless_another_member_holds_it(
+        bridge: Bridge, scim: Scim) -> None:
+    created = scim.create(okta_user())
+    scim.create(okta_user("taken@acme.com"))
+    renamed = scim.call("PUT", f"/Users/{created['id']}", {**okta_user("Renamed.User@acme.com")})
+    assert renamed.status_code == 200 and renamed.get_json()["userName"] == "Renamed.User@acme.com"
+    [invite] = rows(bridge, Invite, member_id=created["id"])
+    assert invite.identifier == "Renamed.User@acme.com" and invite.identifier_key == "renamed.user@acme.com"
+    before = snapshot(bridge)
+    taken = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "userName", "value": "TAKEN@acme.com"}]}
+    assert_scim_error(scim.call("PATCH", f"/Users/{created['id']}", taken), 409, "uniqueness")
+    assert snapshot(bridge) == before
+
+
+def test_users_are_searched_with_a_post_to_dot_search(scim: Scim) -> None:
+    first = scim.create(okta_user("ann@acme.com"))
+    scim.create(okta_user("bob@acme.com"))
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'userName eq "ann@acme.com"', "attributes": ["userName"]}
+    resp = scim.call("POST", "/Users/.search", body)
+    assert resp.status_code == 200, resp.get_json()
+    [found] = resp.get_json()["Resources"]
+    assert found["id"] == first["id"] and found["userName"] == "ann@acme.com" and "displayName" not in found
+    assert_scim_error(scim.call("POST", "/.search", body), 501)

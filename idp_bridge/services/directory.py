@@ -18,22 +18,15 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.audit import Actor
-from idp_bridge.errors import BadRequest, NotFound, ValidationFailed
+from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
 from idp_bridge.identifiers import identifier_key
-from idp_bridge.inputs import InviteInput
-from idp_bridge.models import Member, MemberStatus, Organization
+from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
+from idp_bridge.models import MatchPolicy, Member, MemberStatus, Organization
 from idp_bridge.services import invites, members, orgs
 from idp_bridge.services.ports import Inviting
 from idp_bridge.settings import Settings
 
 SOURCE = "scim"
-
-
-class Immutable(BadRequest):
-    """The directory tried to change what a member keeps for life (its identifier)."""
-
-    code = "mutability"
-    title = "Attribute cannot change"
 
 
 @dataclass(frozen=True)
@@ -77,9 +70,8 @@ def replace(session: Session, settings: Settings, actor: Actor, org: Organizatio
     """Take the directory's whole view of a member: its attributes, then its `active`."""
     orgs.lock(session, org)
     member = get(session, org, member_id)
-    if identifier_key(user.user_name) != member.identifier_key:
-        raise Immutable(f"userName is the member's identifier {member.identifier!r} and cannot change")
     before = _kept(member)
+    _rename(session, org, member, user.user_name)
     _keep(member, user)
     if user.name and (invite := invites.pending_invite_of(session, member)) is not None:
         invite.name = member.name
@@ -97,6 +89,27 @@ def remove(session: Session, settings: Settings, actor: Actor, org: Organization
     return members.remove(session, settings, actor, org, member_id, source=SOURCE)
 
 
+def _rename(session: Session, org: Organization, member: Member, user_name: str) -> None:
+    """A new userName is the member's new identifier (and its open invite's), checked as an invite's would be."""
+    identifier = user_name
+    if looks_like_email(identifier) or org.match != MatchPolicy.LINK:
+        try:
+            identifier = normalize_email(identifier)
+        except ValueError as exc:
+            raise ValidationFailed({"userName": [str(exc)]}) from None
+    if identifier == member.identifier:
+        return
+    key = identifier_key(identifier)
+    existing = invites.existing_for(session, org, key)
+    if existing is not None and existing.id != member.id:
+        raise AlreadyExists(f"{identifier} is already a member of {org.slug}", existing_id=existing.id)
+    if member.email == member.identifier and looks_like_email(identifier):
+        member.email = identifier
+    member.identifier, member.identifier_key = identifier, key
+    if (invite := invites.pending_invite_of(session, member)) is not None:
+        invite.identifier, invite.identifier_key = identifier, key
+
+
 def _keep(member: Member, user: DirectoryUser) -> None:
     member.external_id = user.external_id
     member.directory = user.attributes
@@ -107,7 +120,7 @@ def _keep(member: Member, user: DirectoryUser) -> None:
 
 
 def _kept(member: Member) -> tuple[Any, ...]:
-    return member.external_id, member.directory, member.name, member.email
+    return member.identifier, member.external_id, member.directory, member.name, member.email
 
 
 def _errors(exc: ValidationError) -> dict[str, list[str]]:

@@ -26,6 +26,7 @@ from scim2_models import (
     ETag,
     Filter,
     InvalidSyntaxException,
+    NotImplementedException,
     Patch,
     PatchOp,
     ResourceType,
@@ -81,7 +82,7 @@ MAX_RESULTS = 200
 POLICY = ScimPolicy(remove_value_as_filter=ScimPolicy.RemoveValue.apply,
                     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create)
 # Kept in their own columns (or never kept: a password, groups the directory cannot write).
-NOT_KEPT = frozenset({"schemas", "id", "meta", "userName", "externalId", "active", "groups", "password"})
+NOT_KEPT = frozenset({"schemas", "id", "meta", "userName", "externalId", "groups", "password"})
 
 CONFIG = ServiceProviderConfig(
     documentation_uri=None,
@@ -153,8 +154,6 @@ def _from_bridge(exc: BridgeError) -> Response:
     scim_type: str | None = None
     if isinstance(exc, AlreadyExists):
         scim_type = "uniqueness"
-    elif isinstance(exc, directory.Immutable):
-        scim_type = "mutability"
     elif isinstance(exc, ValidationFailed | BadRequest):
         scim_type = "invalidValue"
     detail = exc.detail
@@ -310,15 +309,20 @@ def _meta(call: ScimCall, member: Member) -> dict[str, Any]:
 def resource(call: ScimCall, member: Member) -> Any:
     """The member as a SCIM User."""
     kept = dict(member.directory or {})
-    body: dict[str, Any] = {**kept, "id": member.id, "userName": member.identifier,
-                            "active": member.status != MemberStatus.DEACTIVATED, "meta": _meta(call, member)}
+    body: dict[str, Any] = {**kept, "id": member.id, "userName": member.identifier, "meta": _meta(call, member)}
     body["schemas"] = [CORE_SCHEMA, *([ENTERPRISE_SCHEMA] if ENTERPRISE_SCHEMA in kept else [])]
     if member.external_id is not None:
         body["externalId"] = member.external_id
-    if member.name and "displayName" not in kept:
-        body["displayName"] = member.name
-    if member.email and "emails" not in kept:
-        body["emails"] = [{"value": member.email, "type": "work", "primary": True}]
+    # `active` is the member's status whenever there is one to tell; a directory that never sent it (or
+    # removed it) gets none back while the member is not deactivated.
+    if member.directory is None or "active" in kept or member.status == MemberStatus.DEACTIVATED:
+        body["active"] = member.status != MemberStatus.DEACTIVATED
+    if member.directory is None:
+        # A member invited through the API: what the directory would have written, from the member's columns.
+        if member.name:
+            body["displayName"] = member.name
+        if member.email:
+            body["emails"] = [{"value": member.email, "type": "work", "primary": True}]
     return USER.model_validate(body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE, scim_policy=POLICY)
 
 
@@ -411,6 +415,10 @@ def list_users(call: ScimCall) -> Answer:
         {k: v for k, v in request.args.items() if k in ("filter", "startIndex", "count", "attributes",
                                                           "excludedAttributes")},
         scim_ctx=Context.SEARCH_REQUEST, scim_policy=POLICY)
+    return _search(call, query)
+
+
+def _search(call: ScimCall, query: SearchRequest[Any]) -> Answer:
     count = MAX_RESULTS if query.count is None else min(query.count, MAX_RESULTS)
     flt = query.filter
     page = directory.search(call.session, call.org, flt.ast if flt is not None else None,
@@ -419,6 +427,17 @@ def list_users(call: ScimCall) -> Answer:
     items = [_dump(resource(call, m), query) for m in page.items]
     return Answer({"schemas": [LIST_SCHEMA], "totalResults": page.total, "startIndex": query.start_index or 1,
                    "itemsPerPage": len(items), "Resources": items})
+
+
+@scim_operation("POST", "/Users/.search", summary="Users, filtered and paged (RFC 7644 §3.4.3)")
+def search_users(call: ScimCall) -> Answer:
+    query = SearchRequest[USER].model_validate(_body(), scim_ctx=Context.SEARCH_REQUEST, scim_policy=POLICY)
+    return _search(call, query)
+
+
+@scim_operation("POST", "/.search", summary="A search across resource types: not supported")
+def search_everything(call: ScimCall) -> Answer:
+    raise NotImplementedException(detail="search Users at /Users/.search")
 
 
 @scim_operation("POST", "/Users", summary="Create a user: an INVITED member with its invitation")
