@@ -206,6 +206,28 @@ class Identity(Base):
     member: Mapped[Member] = relationship(back_populates="identities")
 
 
+class DirectoryGroup(Base):
+    """A group a directory pushed through SCIM; `[scim.group_roles]` maps its name to a role."""
+
+    __tablename__ = "directory_groups"
+    __table_args__ = (UniqueConstraint("org_id", "display_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(256))
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DirectoryGroupMember(Base):
+    __tablename__ = "directory_group_members"
+
+    group_id: Mapped[str] = mapped_column(ForeignKey("directory_groups.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_org_at", "org_id", "at", "id"),)

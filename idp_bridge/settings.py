@@ -47,6 +47,16 @@ DEFAULT_ROLES: dict[str, RoleSettings] = {
 }
 
 
+class ScimSettings(BaseModel):
+    """The SCIM service provider: which directory groups give which role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Group displayName → role. A member of several mapped groups takes the role of the first one listed here,
+    # of none the default role. Groups are served only when this is set.
+    group_roles: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseModel):
     """Everything the service reads from configuration."""
 
@@ -101,6 +111,7 @@ class Settings(BaseModel):
     dns_nameservers: list[str] = Field(default_factory=list)
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scim: ScimSettings = Field(default_factory=ScimSettings)
 
     @field_validator("api_auth_failure_rate_limit")
     @classmethod
@@ -323,6 +334,10 @@ def _check_roles(settings: Settings) -> None:
         unknown = sorted(set(role.permissions) - ALL_PERMISSIONS)
         if unknown:
             raise ConfigError(f"roles.{name}.permissions", f"unknown permission {', '.join(unknown)}")
+    for group, role_name in settings.scim.group_roles.items():
+        if role_name not in settings.roles:
+            raise ConfigError(f"scim.group_roles.{group}",
+                              f"unknown role {role_name!r}; one of {', '.join(settings.roles)}")
 
 
 def ensure_instance(settings: Settings) -> None:

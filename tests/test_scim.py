@@ -342,3 +342,11 @@ def test_users_are_searched_with_a_post_to_dot_search(scim: Scim) -> None:
     [found] = resp.get_json()["Resources"]
     assert found["id"] == first["id"] and found["userName"] == "ann@acme.com" and "displayName" not in found
     assert_scim_error(scim.call("POST", "/.search", body), 501)
+
+
+def test_groups_are_not_served_without_a_group_to_role_mapping(scim: Scim) -> None:
+    types = scim.call("GET", "/ResourceTypes").get_json()
+    assert [t["name"] for t in types["Resources"]] == ["User"]
+    assert_scim_error(scim.call("GET", "/Groups"), 404)
+    assert_scim_error(scim.call("POST", "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                                    "displayName": "Admins"}), 404)

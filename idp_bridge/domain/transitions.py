@@ -5,6 +5,7 @@ Services load the rows, call one of these and write what it returns; none of the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,6 +172,12 @@ def directory_active(*, member_id: str, member_status: str, active: bool,
     if active and activated_at is None:
         return ActiveChange({"status": MemberStatus.INVITED.value, "deactivated_by": None}, "reactivated")
     return set_active(member_id=member_id, member_status=member_status, active=active, source=DIRECTORY)
+
+
+def role_from_groups(groups: Iterable[str], group_roles: Mapping[str, str]) -> str | None:
+    """The role a member's directory groups give: the first mapped group listed wins; None when none is mapped."""
+    held = set(groups)
+    return next((role for group, role in group_roles.items() if group in held), None)
 
 
 def idp_may_deactivate(member_status: str) -> bool:

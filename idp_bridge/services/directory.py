@@ -13,15 +13,16 @@ from typing import Any
 
 from pydantic import ValidationError
 from scim2_models.path.expressions import AttrPath, Comparison, FilterNode, LogicalExpr, ValuePath
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.audit import Actor
+from idp_bridge.domain import transitions
 from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
 from idp_bridge.identifiers import identifier_key
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
-from idp_bridge.models import MatchPolicy, Member, MemberStatus, Organization
+from idp_bridge.models import DirectoryGroup, DirectoryGroupMember, MatchPolicy, Member, MemberStatus, Organization
 from idp_bridge.services import invites, members, orgs
 from idp_bridge.services.ports import Inviting
 from idp_bridge.settings import Settings
@@ -199,3 +200,132 @@ def _email_entry(node: FilterNode) -> ColumnElement[bool] | None:
         elif not (attr == "type" and term.value.lower() == "work"):
             return None
     return func.lower(Member.email) == value.lower() if value is not None else None
+
+
+@dataclass(frozen=True)
+class DirectoryGroupInput:
+    """A SCIM Group as the directory describes it: its name, its id there, the members in it."""
+
+    display_name: str
+    external_id: str | None = None
+    member_ids: list[str] = field(default_factory=list)
+
+
+def groups_served(settings: Settings) -> bool:
+    """Groups exist only to give roles: they are served when `[scim.group_roles]` maps some."""
+    return bool(settings.scim.group_roles)
+
+
+def _require_groups(settings: Settings) -> None:
+    if not groups_served(settings):
+        raise NotFound("Groups are not served: no [scim.group_roles] are configured")
+
+
+def get_group(session: Session, settings: Settings, org: Organization, group_id: str) -> DirectoryGroup:
+    _require_groups(settings)
+    group = session.get(DirectoryGroup, group_id)
+    if group is None or group.org_id != org.id:
+        raise NotFound(f"group {group_id} does not exist in {org.slug}")
+    return group
+
+
+def list_groups(session: Session, settings: Settings, org: Organization) -> list[DirectoryGroup]:
+    _require_groups(settings)
+    return list(session.scalars(select(DirectoryGroup).where(DirectoryGroup.org_id == org.id)
+                                .order_by(DirectoryGroup.created_at, DirectoryGroup.id)))
+
+
+def member_ids_of(session: Session, group: DirectoryGroup) -> list[str]:
+    """The live members in a group, oldest membership first."""
+    return list(session.scalars(
+        select(DirectoryGroupMember.member_id).join(Member, Member.id == DirectoryGroupMember.member_id)
+        .where(DirectoryGroupMember.group_id == group.id, Member.status != MemberStatus.DELETED)
+        .order_by(Member.created_at, Member.id)))
+
+
+def create_group(session: Session, settings: Settings, actor: Actor, org: Organization,
+                 data: DirectoryGroupInput) -> DirectoryGroup:
+    """A new group; its members take the role it maps to."""
+    _require_groups(settings)
+    orgs.lock(session, org)
+    _refuse_taken_name(session, org, data.display_name, None)
+    group = DirectoryGroup(org_id=org.id, display_name=data.display_name, external_id=data.external_id)
+    session.add(group)
+    session.flush()
+    audit.record(session, actor, "directory_group.created", org_id=org.id, target_type="directory_group",
+                 target_id=group.id, details={"display_name": group.display_name, "source": SOURCE})
+    _set_members(session, settings, actor, org, group, data.member_ids, renamed=False)
+    return group
+
+
+def replace_group(session: Session, settings: Settings, actor: Actor, org: Organization, group_id: str,
+                  data: DirectoryGroupInput) -> DirectoryGroup:
+    """PUT and PATCH: the group's name and members become the directory's; roles follow."""
+    group = get_group(session, settings, org, group_id)
+    orgs.lock(session, org)
+    renamed = data.display_name != group.display_name
+    if renamed:
+        _refuse_taken_name(session, org, data.display_name, group.id)
+    if renamed or data.external_id != group.external_id:
+        audit.record(session, actor, "directory_group.updated", org_id=org.id, target_type="directory_group",
+                     target_id=group.id, details={"display_name": data.display_name, "source": SOURCE})
+    group.display_name, group.external_id = data.display_name, data.external_id
+    session.flush()
+    _set_members(session, settings, actor, org, group, data.member_ids, renamed=renamed)
+    return group
+
+
+def remove_group(session: Session, settings: Settings, actor: Actor, org: Organization, group_id: str) -> None:
+    """DELETE: the group goes, and its members' roles follow their remaining groups."""
+    group = get_group(session, settings, org, group_id)
+    orgs.lock(session, org)
+    affected = member_ids_of(session, group)
+    session.execute(delete(DirectoryGroupMember).where(DirectoryGroupMember.group_id == group.id))
+    session.delete(group)
+    audit.record(session, actor, "directory_group.deleted", org_id=org.id, target_type="directory_group",
+                 target_id=group_id, details={"display_name": group.display_name, "source": SOURCE})
+    session.flush()
+    _apply_roles(session, settings, actor, org, affected)
+
+
+def _refuse_taken_name(session: Session, org: Organization, name: str, own_id: str | None) -> None:
+    taken = session.scalar(select(DirectoryGroup.id).where(DirectoryGroup.org_id == org.id,
+                                                           DirectoryGroup.display_name == name))
+    if taken is not None and taken != own_id:
+        raise AlreadyExists(f"a group named {name!r} already exists in {org.slug}", existing_id=taken)
+
+
+def _set_members(session: Session, settings: Settings, actor: Actor, org: Organization, group: DirectoryGroup,
+                 member_ids: list[str], *, renamed: bool) -> None:
+    wanted = list(dict.fromkeys(member_ids))
+    found = set(session.scalars(select(Member.id).where(Member.id.in_(wanted), Member.org_id == org.id,
+                                                        Member.status != MemberStatus.DELETED))) if wanted else set()
+    unknown = [m for m in wanted if m not in found]
+    if unknown:
+        raise ValidationFailed({"members": [f"no user {m} in {org.slug}" for m in unknown]})
+    current = set(session.scalars(select(DirectoryGroupMember.member_id)
+                                  .where(DirectoryGroupMember.group_id == group.id)))
+    added, dropped = [m for m in wanted if m not in current], [m for m in current if m not in found]
+    if dropped:
+        session.execute(delete(DirectoryGroupMember).where(DirectoryGroupMember.group_id == group.id,
+                                                           DirectoryGroupMember.member_id.in_(dropped)))
+    session.add_all([DirectoryGroupMember(group_id=group.id, member_id=m) for m in added])
+    if added or dropped:
+        audit.record(session, actor, "directory_group.members_changed", org_id=org.id,
+                     target_type="directory_group", target_id=group.id,
+                     details={"added": added, "removed": sorted(dropped), "source": SOURCE})
+    session.flush()
+    _apply_roles(session, settings, actor, org, [*wanted, *sorted(dropped)] if renamed else [*added, *sorted(dropped)])
+
+
+def _apply_roles(session: Session, settings: Settings, actor: Actor, org: Organization,
+                 member_ids: list[str]) -> None:
+    """Each member takes the role its groups give (the default role when none is mapped)."""
+    for member_id in dict.fromkeys(member_ids):
+        names = session.scalars(select(DirectoryGroup.display_name).join(
+            DirectoryGroupMember, DirectoryGroupMember.group_id == DirectoryGroup.id)
+            .where(DirectoryGroupMember.member_id == member_id))
+        role = transitions.role_from_groups(names, settings.scim.group_roles) or settings.default_role()
+        member = session.get(Member, member_id)
+        if member is not None and member.status != MemberStatus.DELETED and member.role != role:
+            members.change_role(session, settings, actor, org, member_id, role)

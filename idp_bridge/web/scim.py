@@ -25,6 +25,7 @@ from scim2_models import (
     Error,
     ETag,
     Filter,
+    Group,
     InvalidSyntaxException,
     NotImplementedException,
     Patch,
@@ -54,7 +55,7 @@ from idp_bridge.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from idp_bridge.models import Member, MemberStatus, Organization
+from idp_bridge.models import DirectoryGroup, Member, MemberStatus, Organization
 from idp_bridge.permissions import SCIM_PROVISION
 from idp_bridge.services import api_keys as key_service
 from idp_bridge.services import directory
@@ -98,6 +99,14 @@ CONFIG = ServiceProviderConfig(
 )
 PROVIDER = ScimProvider(models=[User, EnterpriseUser], resource_types=[ResourceType.from_resource(USER)],
                         config=CONFIG, policy=POLICY)
+# With `[scim.group_roles]` configured, Groups too.
+WITH_GROUPS = ScimProvider(models=[User, EnterpriseUser, Group],
+                           resource_types=[ResourceType.from_resource(USER), ResourceType.from_resource(Group)],
+                           config=CONFIG, policy=POLICY)
+
+
+def provider() -> ScimProvider:
+    return WITH_GROUPS if directory.groups_served(bridge().settings) else PROVIDER
 
 bp = Blueprint("scim", __name__, url_prefix=PREFIX + "/<org>")
 
@@ -367,7 +376,7 @@ def _listed(items: list[dict[str, Any]]) -> Answer:
 
 def _resource_types(call: ScimCall) -> list[dict[str, Any]]:
     out = []
-    for resource_type in PROVIDER.resource_types:
+    for resource_type in provider().resource_types:
         body = resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
         body["meta"] = {"resourceType": "ResourceType", "location": f"{call.base}/ResourceTypes/{resource_type.id}"}
         out.append(body)
@@ -376,7 +385,7 @@ def _resource_types(call: ScimCall) -> list[dict[str, Any]]:
 
 def _schemas(call: ScimCall) -> list[dict[str, Any]]:
     out = []
-    for schema in PROVIDER.schemas:
+    for schema in provider().schemas:
         body = schema.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
         body["meta"] = {"resourceType": "Schema", "location": f"{call.base}/Schemas/{schema.id}"}
         out.append(body)
@@ -475,6 +484,94 @@ def patch_user(call: ScimCall, member_id: str) -> Answer:
 @scim_operation("DELETE", "/Users/{member_id}", summary="Delete a user: the member is removed")
 def delete_user(call: ScimCall, member_id: str) -> Answer:
     directory.remove(call.session, bridge().settings, call.actor, call.org, member_id)
+    return Answer(None, 204)
+
+
+def group_resource(call: ScimCall, group: DirectoryGroup) -> Any:
+    """A directory group as a SCIM Group."""
+    body: dict[str, Any] = {
+        "schemas": [str(Group.__schema__)], "id": group.id, "displayName": group.display_name,
+        "members": [{"value": m, "type": "User", "$ref": f"{call.base}/Users/{m}"}
+                    for m in directory.member_ids_of(call.session, group)],
+        "meta": {"resourceType": "Group", "created": group.created_at.isoformat(),
+                 "lastModified": group.updated_at.isoformat(), "location": f"{call.base}/Groups/{group.id}"}}
+    if group.external_id is not None:
+        body["externalId"] = group.external_id
+    return Group.model_validate(body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE, scim_policy=POLICY)
+
+
+def group_input(group: Any) -> directory.DirectoryGroupInput:
+    if not group.display_name:
+        raise ValidationFailed({"displayName": ["is required"]})
+    return directory.DirectoryGroupInput(display_name=group.display_name, external_id=group.external_id,
+                                         member_ids=[m.value for m in group.members or [] if m.value])
+
+
+def _group_dump(group: Any, parameters: ResponseParameters[Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = group.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
+                                           response_parameters=parameters, scim_provider=WITH_GROUPS)
+    return out
+
+
+@scim_operation("GET", "/Groups", summary="Groups (served when [scim.group_roles] is configured)")
+def list_groups(call: ScimCall) -> Answer:
+    groups = directory.list_groups(call.session, bridge().settings, call.org)
+    query = SearchRequest[Group].model_validate(
+        {k: v for k, v in request.args.items() if k in ("filter", "startIndex", "count", "attributes",
+                                                          "excludedAttributes")},
+        scim_ctx=Context.SEARCH_REQUEST, scim_policy=POLICY)
+    found = [g for g in (group_resource(call, row) for row in groups)
+             if query.filter is None or query.filter.match(g)]
+    start = query.start_index or 1
+    count = MAX_RESULTS if query.count is None else min(query.count, MAX_RESULTS)
+    page = found[start - 1:start - 1 + max(count, 0)]
+    return Answer({"schemas": [LIST_SCHEMA], "totalResults": len(found), "startIndex": start,
+                   "itemsPerPage": len(page), "Resources": [_group_dump(g, query) for g in page]})
+
+
+@scim_operation("POST", "/Groups", summary="Create a group; its members take the role it maps to")
+def create_group(call: ScimCall) -> Answer:
+    data = Group.model_validate(_body(), scim_ctx=Context.RESOURCE_CREATION_REQUEST, scim_policy=POLICY)
+    group = directory.create_group(call.session, bridge().settings, call.actor, call.org, group_input(data))
+    return Answer(_group_dump(group_resource(call, group), _group_parameters()), 201,
+                  f"{call.base}/Groups/{group.id}")
+
+
+def _group_parameters() -> ResponseParameters[Any]:
+    return ResponseParameters[Group].model_validate(
+        {k: v for k, v in request.args.items() if k in ("attributes", "excludedAttributes")},
+        scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+
+
+@scim_operation("GET", "/Groups/{group_id}", summary="One group")
+def get_group(call: ScimCall, group_id: str) -> Answer:
+    group = directory.get_group(call.session, bridge().settings, call.org, group_id)
+    return Answer(_group_dump(group_resource(call, group), _group_parameters()))
+
+
+@scim_operation("PUT", "/Groups/{group_id}", summary="Replace a group")
+def replace_group(call: ScimCall, group_id: str) -> Answer:
+    directory.get_group(call.session, bridge().settings, call.org, group_id)
+    data = Group.model_validate(_body(), scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST, scim_policy=POLICY)
+    group = directory.replace_group(call.session, bridge().settings, call.actor, call.org, group_id,
+                                    group_input(data))
+    return Answer(_group_dump(group_resource(call, group), _group_parameters()))
+
+
+@scim_operation("PATCH", "/Groups/{group_id}", summary="Change a group's name or members (RFC 7644 PATCH)")
+def patch_group(call: ScimCall, group_id: str) -> Answer:
+    row = directory.get_group(call.session, bridge().settings, call.org, group_id)
+    patch = PatchOp[Group].model_validate(_body(), scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY)
+    current = group_resource(call, row)
+    patch.patch(current, POLICY)
+    group = directory.replace_group(call.session, bridge().settings, call.actor, call.org, group_id,
+                                    group_input(current))
+    return Answer(_group_dump(group_resource(call, group), _group_parameters()))
+
+
+@scim_operation("DELETE", "/Groups/{group_id}", summary="Delete a group; its members' roles follow")
+def delete_group(call: ScimCall, group_id: str) -> Answer:
+    directory.remove_group(call.session, bridge().settings, call.actor, call.org, group_id)
     return Answer(None, 204)
 
 
