@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -21,12 +22,19 @@ from idp_bridge.permissions import SCIM_PROVISION
 from idp_bridge.web.scim import SCIM_OPERATIONS, ScimOperation
 from tests.helpers import make_key, make_org
 from tests.test_api_authorization import Caller, denials, make_callers, snapshot
-from tests.test_api_authorization import settings_overrides as settings_overrides
 
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATH_PARAM = re.compile(r"\{(\w+)\}")
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    # As in the API's matrix: hundreds of failed authentications from one address; Groups served.
+    return {**settings_overrides, "api_auth_failure_rate_limit": "100000/minute",
+            "webhook_allow_networks": ["127.0.0.0/8"], "scim": {"group_roles": {"Admins": "ADMIN"}}}
 
 
 def allowed(caller: Caller) -> bool:
@@ -41,6 +49,10 @@ def user(n: int) -> dict[str, Any]:
 def body_for(op: ScimOperation, n: int, values: dict[str, str]) -> Any:
     if op.method == "POST" and op.rule == "/Users":
         return user(n)
+    if op.method == "POST" and op.rule == "/Groups":
+        return {"schemas": [GROUP], "displayName": f"Group {n}", "members": [{"value": values["member_id"]}]}
+    if op.method == "PUT" and op.rule.startswith("/Groups"):
+        return {"schemas": [GROUP], "displayName": f"Renamed {n}", "members": [{"value": values["member_id"]}]}
     if op.method == "PUT":
         return {**user(n), "userName": values["userName"]}
     if op.method == "PATCH":
@@ -67,8 +79,12 @@ def test_every_scim_operation_answers_every_kind_of_caller_as_documented(
         resp = client.post("/scim/v2/acme/Users", data=json.dumps(user(n)), content_type="application/scim+json",
                            headers=provisioner)
         assert resp.status_code == 201, resp.get_json()
-        return {"org": "acme", "member_id": resp.get_json()["id"], "userName": f"scim{n}@acme.com",
-                "name": "User", "schema_id": CORE}
+        member_id = resp.get_json()["id"]
+        group = client.post("/scim/v2/acme/Groups", data=json.dumps({"schemas": [GROUP], "displayName": f"G {n}"}),
+                            content_type="application/scim+json", headers=provisioner)
+        assert group.status_code == 201, group.get_json()
+        return {"org": "acme", "member_id": member_id, "userName": f"scim{n}@acme.com", "name": "User",
+                "schema_id": CORE, "group_id": group.get_json()["id"]}
 
     def call(op: ScimOperation, caller: Caller, values: dict[str, str]) -> Any:
         url = "/scim/v2/acme" + PATH_PARAM.sub(lambda m: values[m.group(1)], op.rule)
@@ -107,4 +123,4 @@ def test_every_scim_operation_answers_every_kind_of_caller_as_documented(
             # A search across resource types is the one documented refusal (501 Not Implemented).
             mismatches.append(f"failed although allowed: {where}")
     assert not mismatches, "\n".join(mismatches)
-    assert sum(allowed(c) for c in callers) >= 2 and len(SCIM_OPERATIONS) >= 12
+    assert sum(allowed(c) for c in callers) >= 2 and len(SCIM_OPERATIONS) >= 18
