@@ -106,7 +106,9 @@ WITH_GROUPS = ScimProvider(models=[User, EnterpriseUser, Group],
 
 
 def provider() -> ScimProvider:
+    """What this deployment serves: Users, and Groups when they map to roles."""
     return WITH_GROUPS if directory.groups_served(bridge().settings) else PROVIDER
+
 
 bp = Blueprint("scim", __name__, url_prefix=PREFIX + "/<org>")
 
@@ -131,7 +133,7 @@ SCIM_OPERATIONS: list[ScimOperation] = []
 
 @dataclass
 class ScimCall:
-    """What a handler gets: the unit of work, the bridge, the key's actor and the org."""
+    """What a handler gets: the unit of work, the key as the actor, and the org."""
 
     session: Any
     actor: Actor
