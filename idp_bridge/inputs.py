@@ -164,6 +164,8 @@ class OrgCreate(Strict):
     match: Literal["email", "link"] = "email"
     keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
     domain_join: Literal["off", "auto", "request"] = "off"
+    scim_send_email: bool = Field(default=True, description="Mail an invitation to members a directory creates "
+                                  "through SCIM.")
 
 
 class OrgUpdate(Strict):
@@ -175,6 +177,7 @@ class OrgUpdate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] | None = None
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
+    scim_send_email: bool | None = None
     domain_join: Literal["off", "auto", "request"] | None = None
 
 

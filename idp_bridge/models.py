@@ -70,6 +70,8 @@ class Organization(Base):
     keycloak_email: Mapped[str] = mapped_column(String(10), default="keycloak")
     # Whether people with a verified address on a verified domain may join: off, auto, request.
     domain_join: Mapped[str] = mapped_column(String(10), default="off", server_default="off")
+    # Whether members a directory creates through SCIM get our invitation mail.
+    scim_send_email: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -162,6 +164,7 @@ class Member(Base):
               sqlite_where=text("status != 'DELETED'"), postgresql_where=text("status != 'DELETED'")),
         Index("ix_members_org_status_created", "org_id", "status", "created_at"),
         Index("ix_members_org_created", "org_id", "created_at", "id"),
+        Index("ix_members_org_external_id", "org_id", "external_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -174,6 +177,10 @@ class Member(Base):
     status: Mapped[str] = mapped_column(String(16), default=MemberStatus.INVITED.value)
     provider: Mapped[str] = mapped_column(String(64), default="any")
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The directory's own id for a member it provisioned through SCIM, and the SCIM attributes it last wrote
+    # that have no column of their own (name parts, emails, phone numbers…), returned as they were written.
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    directory: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     # Who turned the member DEACTIVATED (admin, or an IdP event source); IdP re-enable undoes only its own.
     deactivated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -261,6 +268,28 @@ class Identity(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     member: Mapped[Member] = relationship(back_populates="identities")
+
+
+class DirectoryGroup(Base):
+    """A group a directory pushed through SCIM; `[scim.group_roles]` maps its name to a role."""
+
+    __tablename__ = "directory_groups"
+    __table_args__ = (UniqueConstraint("org_id", "display_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(256))
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DirectoryGroupMember(Base):
+    __tablename__ = "directory_group_members"
+
+    group_id: Mapped[str] = mapped_column(ForeignKey("directory_groups.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
 
 
 class AuditEvent(Base):

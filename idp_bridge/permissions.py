@@ -7,7 +7,9 @@ USERS_DELETE = "users:delete"
 WEBHOOKS_MANAGE = "webhooks:manage"
 AUDIT_READ = "audit:read"
 ORGS_MANAGE = "orgs:manage"
+# Provision members through the SCIM 2.0 service provider (/scim/v2/{org}); org-scoped keys only.
+SCIM_PROVISION = "scim:provision"
 
 ALL_PERMISSIONS = frozenset(
-    {USERS_READ, USERS_INVITE, USERS_EDIT, USERS_DELETE, WEBHOOKS_MANAGE, AUDIT_READ, ORGS_MANAGE}
+    {USERS_READ, USERS_INVITE, USERS_EDIT, USERS_DELETE, WEBHOOKS_MANAGE, AUDIT_READ, ORGS_MANAGE, SCIM_PROVISION}
 )

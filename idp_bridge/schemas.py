@@ -93,6 +93,7 @@ class OrgOut(BaseModel):
     match: Literal["email", "link"]
     keycloak_email: Literal["keycloak", "ours", "both"]
     domain_join: Literal["off", "auto", "request"]
+    scim_send_email: bool
     created_at: datetime
     updated_at: datetime
 
@@ -254,6 +255,7 @@ def org_out(org: Organization, seats_used: int) -> OrgOut:
                   allowed_providers=org.allowed_providers, redirect_url=org.redirect_url,
                   match=org.match, keycloak_email=org.keycloak_email,  # type: ignore[arg-type]
                   domain_join=org.domain_join,  # type: ignore[arg-type]
+                  scim_send_email=org.scim_send_email,
                   created_at=org.created_at, updated_at=org.updated_at)
 
 

@@ -61,6 +61,16 @@ DEFAULT_ROLES: dict[str, RoleSettings] = {
 }
 
 
+class ScimSettings(BaseModel):
+    """The SCIM service provider: which directory groups give which role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Group displayName → role. A member of several mapped groups takes the role of the first one listed here,
+    # of none the default role. Groups are served only when this is set.
+    group_roles: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything the service reads from configuration: a TOML file overridden by IDP_BRIDGE_* variables."""
 
@@ -174,6 +184,10 @@ class Settings(BaseSettings):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "`[providers.NAME]` tables with `type = \"keycloak\" | \"google\" | \"entra\" | \"oidc\"`; see the "
         "README's Configuration section for each type's keys."))
+    scim: ScimSettings = Field(default_factory=ScimSettings, description=(
+        "`[scim]`: `group_roles`, a table of directory group displayName → role; a member of several mapped "
+        "groups takes the role of the first one listed, of none the default role. SCIM Groups are served only "
+        "when it is set."))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -470,6 +484,10 @@ def _check_roles(settings: Settings) -> None:
         unknown = sorted(set(role.permissions) - ALL_PERMISSIONS)
         if unknown:
             raise ConfigError(f"roles.{name}.permissions", f"unknown permission {', '.join(unknown)}")
+    for group, role_name in settings.scim.group_roles.items():
+        if role_name not in settings.roles:
+            raise ConfigError(f"scim.group_roles.{group}",
+                              f"unknown role {role_name!r}; one of {', '.join(settings.roles)}")
 
 
 def ensure_instance(settings: Settings) -> None:

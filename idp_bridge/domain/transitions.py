@@ -5,6 +5,7 @@ Services load the rows, call one of these and write what it returns; none of the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,6 +151,33 @@ def set_active(*, member_id: str, member_status: str, active: bool, source: str)
     # Remembered so that an IdP re-enabling an account undoes only its own deactivation.
     return ActiveChange({"status": (MemberStatus.ACTIVE if active else MemberStatus.DEACTIVATED).value,
                          "deactivated_by": None if active else source}, action)
+
+
+DIRECTORY = "scim"
+
+
+def directory_active(*, member_id: str, member_status: str, active: bool,
+                     activated_at: datetime | None) -> ActiveChange | None:
+    """The one owner of a directory's `active` (SCIM): None when the member already is what the directory says.
+
+    Unlike an admin, a directory also deactivates a member who never signed in, and its `active: true` brings
+    the member back to what it was: ACTIVE once it has signed in, else INVITED (its invite still open).
+    """
+    if member_status == MemberStatus.DELETED:
+        raise InvalidState(f"member {member_id} was removed", status=member_status)
+    if active == (member_status != MemberStatus.DEACTIVATED):
+        return None
+    if member_status == MemberStatus.INVITED:
+        return ActiveChange({"status": MemberStatus.DEACTIVATED.value, "deactivated_by": DIRECTORY}, "deactivated")
+    if active and activated_at is None:
+        return ActiveChange({"status": MemberStatus.INVITED.value, "deactivated_by": None}, "reactivated")
+    return set_active(member_id=member_id, member_status=member_status, active=active, source=DIRECTORY)
+
+
+def role_from_groups(groups: Iterable[str], group_roles: Mapping[str, str]) -> str | None:
+    """The role a member's directory groups give: the first mapped group listed wins; None when none is mapped."""
+    held = set(groups)
+    return next((role for group, role in group_roles.items() if group in held), None)
 
 
 def idp_may_deactivate(member_status: str) -> bool:

@@ -197,6 +197,24 @@ def _set_active(session: Session, settings: Settings, actor: Actor, org: Organiz
     return member
 
 
+def set_active_from_directory(session: Session, settings: Settings, actor: Actor, org: Organization,
+                              member: Member, *, active: bool) -> bool:
+    """A directory's `active` (SCIM) applied to a member; False when it changes nothing."""
+    change = transitions.directory_active(member_id=member.id, member_status=member.status, active=active,
+                                          activated_at=member.activated_at)
+    if change is None:
+        return False
+    if not active:
+        _guard_last_owner(session, settings, org, member)
+    member.assign(change.member)
+    _account_job(session, org, member, enabled=active)
+    audit.record(session, actor, f"member.{change.action}", org_id=org.id, target_type="member",
+                 target_id=member.id, details={"source": transitions.DIRECTORY})
+    events.emit(session, org, f"member.{change.action}", member=member, source=transitions.DIRECTORY)
+    session.flush()
+    return True
+
+
 def activate(session: Session, actor: Actor, org: Organization, member: Member, invite: Invite, *,
              details: Mapping[str, Any], accepted: Mapping[str, Any] | None = None,
              activated: Mapping[str, Any] | None = None) -> None:

@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.metrics import HANDLER_KEY
-from idp_bridge.web import api, headers, ops, pages, redact
+from idp_bridge.web import api, headers, ops, pages, redact, scim
 
 # Largest request body any face accepts (bulk CSV imports are the big ones).
 MAX_CONTENT_LENGTH = 32 * 1024 * 1024
@@ -41,6 +41,7 @@ def assemble(bridge: Bridge, *, job_kinds: list[str]) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     redact.register_converter(app)
     api.install(app)
+    scim.install(app)
     headers.install(app, public_url=bridge.settings.public_url)
     app.register_blueprint(ops.bp)
     pages.install(app)

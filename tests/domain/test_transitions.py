@@ -136,3 +136,29 @@ def test_reopening_brings_back_only_an_expired_invite_and_its_deleted_member_wit
         if provisioning == ProvisioningState.DONE and user is None:
             expected_invite["provisioning_state"] = "none"
         assert reopening.invite == expected_invite
+
+
+def test_a_directorys_active_flag_moves_every_live_member_to_where_the_directory_says() -> None:
+    # (status, signed in before, active) → the new status, or None when nothing changes.
+    wanted = {
+        (MemberStatus.INVITED, False, True): None,
+        (MemberStatus.INVITED, False, False): MemberStatus.DEACTIVATED,
+        (MemberStatus.ACTIVE, True, True): None,
+        (MemberStatus.ACTIVE, True, False): MemberStatus.DEACTIVATED,
+        (MemberStatus.DEACTIVATED, True, False): None,
+        (MemberStatus.DEACTIVATED, True, True): MemberStatus.ACTIVE,
+        (MemberStatus.DEACTIVATED, False, True): MemberStatus.INVITED,
+    }
+    for (status, signed_in, active), to in wanted.items():
+        change = transitions.directory_active(member_id="m1", member_status=status, active=active,
+                                              activated_at=NOW if signed_in else None)
+        if to is None:
+            assert change is None, (status, active)
+            continue
+        assert change is not None and change.member["status"] == to, (status, active)
+        assert change.action == ("reactivated" if active else "deactivated")
+        assert change.member["deactivated_by"] == (None if active else transitions.DIRECTORY)
+    for active in (True, False):
+        with pytest.raises(InvalidState):
+            transitions.directory_active(member_id="m1", member_status=MemberStatus.DELETED, active=active,
+                                         activated_at=None)

@@ -18,7 +18,7 @@ from limits import parse as parse_limit
 from limits.strategies import RateLimiter
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp_bridge import audit, jsontext, logs
 from idp_bridge.audit import Actor
@@ -246,6 +246,8 @@ def _refuse_nul_in_url(op: Operation, path: dict[str, Any]) -> None:
 # Counted per client IP in the invitee pages' limiter, so both follow rate_limit_storage_url.
 AUTH_FAILURE_SCOPE = "api-auth-failures"
 AUTH_FAILURE_LIMIT = "idp_bridge_api_auth_failure_limit"
+# Path prefix → renderer of HTTP errors, for faces that answer errors in their own format.
+ERROR_FACES = "idp_bridge_error_faces"
 
 
 def _auth_failures() -> tuple[RateLimiter, RateLimitItem, str]:
@@ -378,6 +380,10 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
+        # Other faces with their own error format (SCIM) register a renderer for their path prefix.
+        for prefix, render in app.extensions.get(ERROR_FACES, {}).items():
+            if request.path.startswith(prefix):
+                return render(exc)
         if not request.path.startswith("/api/") and request.path not in ("/openapi.json",):
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
@@ -394,6 +400,9 @@ def install(app: Flask) -> None:
         from idp_bridge.web.redact import redactor
 
         current_app.logger.exception("unhandled error on %s %s", request.method, redactor().path(request.path))
+        for prefix, render in app.extensions.get(ERROR_FACES, {}).items():
+            if request.path.startswith(prefix):
+                return render(InternalServerError("the server failed; the request was rolled back"))
         if request.path.startswith("/api/"):
             return problem(500, "Internal server error", "the server failed; the request was rolled back",
                            "internal_error")
