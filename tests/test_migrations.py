@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from idp_bridge.migrate import current_heads, scripts
 from idp_bridge.models import Base
+from idp_bridge.store.db import migration_lock
 from tests.clirun import cli_env, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +116,33 @@ def test_plain_alembic_migrates_the_configured_database(env: dict[str, str | Non
     assert heads_of(database_url) == {scripts().get_current_head()}
     checked = alembic("check")
     assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.skipif(os.environ.get("IDP_BRIDGE_TEST_DB") != "postgres", reason="PostgreSQL-only: SQLite migrates "
+                    "in one writing transaction behind its write gate")
+def test_on_postgresql_a_second_migration_waits_for_the_one_running(env: dict[str, str | None],
+                                                                    database_url: str) -> None:
+    """Processes started together (workers, servers, the migration Job) never run the same DDL at once."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    code, _, err = invoke(env, "db", "downgrade", "base")
+    assert code == 0, err
+    child_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    try:
+        with migration_lock(engine):
+            upgrading = subprocess.Popen([sys.executable, "-m", "idp_bridge.cli", "db", "upgrade"], env=child_env,
+                                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            waiting = False
+            for _ in range(300):  # up to ~30 s for the child to start and ask for the lock
+                with engine.connect() as conn:
+                    waiting = bool(conn.execute(text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar())
+                if waiting or upgrading.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert waiting and upgrading.poll() is None, upgrading.communicate(timeout=5)
+            assert tables(database_url) == set()
+        _, err_bytes = upgrading.communicate(timeout=120)
+        assert upgrading.returncode == 0, err_bytes.decode()
+        assert heads_of(database_url) == {scripts().get_current_head()}
+    finally:
+        engine.dispose()

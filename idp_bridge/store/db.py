@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -276,3 +276,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# The key of the advisory lock every schema migration of a PostgreSQL database takes (any fixed 64-bit number).
+MIGRATION_LOCK_KEY = 0x1DB_B41D6E
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Let one process at a time migrate a shared database: a PostgreSQL session advisory lock, held on a
+    connection of its own for the block. Several `worker`s, `serve`s and a migration Job started together then
+    upgrade one after the other instead of racing over the same DDL. SQLite needs none: its DDL runs in one
+    writing transaction, behind the write gate."""
+    if is_sqlite(engine):
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
