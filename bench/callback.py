@@ -100,9 +100,14 @@ def start_server(url: str, workdir: Path, threads: int) -> tuple[subprocess.Pope
     env = dict(os.environ, BENCH_CALLBACK_SETTINGS=json.dumps(overrides), BENCH_CALLBACK_ISSUER=ISSUER,
                PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"))
     # The access log goes where production sends it (stdout, on by default), here to /dev/null.
-    cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
-           "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--reuse-port", "--graceful-timeout", "10",
-           "--timeout", "60", "--access-logfile", "-", "--chdir", str(ROOT), "bench.callback_app:app"]
+    # An empty configuration file of its own: gunicorn would otherwise read the project's ./gunicorn.conf.py, which
+    # serves idp_bridge.wsgi (and checks the schema of the configured database), not this bench's app.
+    bare_config = workdir / "gunicorn.bench.conf.py"
+    bare_config.write_text("")
+    cmd = [sys.executable, "-m", "gunicorn", "--config", str(bare_config), "--worker-class", "gthread",
+           "--workers", "1", "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--reuse-port",
+           "--graceful-timeout", "10", "--timeout", "60", "--access-logfile", "-", "--chdir", str(ROOT),
+           "bench.callback_app:app"]
     errors = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115 - the child keeps writing to it
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
     wait_ready(f"{public}/healthz", proc, log=workdir / "gunicorn.log")
