@@ -11,7 +11,7 @@ from idp_bridge.domain.providers import ANY
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
-from idp_bridge.services import invites, redeem
+from idp_bridge.services import console, invites, redeem
 from idp_bridge.services.ports import Mailing, WithProviders, WithSessions
 from idp_bridge.store.db import transaction
 from idp_bridge.worker import JobKind, JobView
@@ -82,6 +82,7 @@ def sweep_expired(bridge: WithSessions) -> int:
     with transaction(bridge.sessions) as session:
         # Login states live minutes; a day-old one is only clutter (it can no longer be used anyway).
         redeem.purge_login_states(session)
+        console.purge_sessions(session)
     return total
 
 

@@ -329,14 +329,16 @@ class WebhookAttempt(Base):
 
 
 class LoginState(Base):
-    """An OIDC login in flight: state, nonce and PKCE verifier bound to one browser and one invite."""
+    """An OIDC login in flight: state, nonce and PKCE verifier bound to one browser and one invite (or, for a
+    console sign-in, to no invite)."""
 
     __tablename__ = "login_states"
 
     # SHA-256 of the random `state`; the browser binding is the hash of a cookie only that browser holds.
     state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     browser_hash: Mapped[str] = mapped_column(String(64))
-    invite_id: Mapped[str] = mapped_column(ForeignKey("invites.id", ondelete="CASCADE"), index=True)
+    invite_id: Mapped[str | None] = mapped_column(ForeignKey("invites.id", ondelete="CASCADE"), index=True,
+                                                  nullable=True)
     # The invite link, sealed: "use another account" and "try again" pages need to point back at it.
     link_sealed: Mapped[str] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(String(64))
@@ -344,6 +346,21 @@ class LoginState(Base):
     code_verifier: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ConsoleSession(Base):
+    """A person signed in to the admin console: the IdP identity they proved, and when the session ends."""
+
+    __tablename__ = "console_sessions"
+
+    # SHA-256 of the random cookie value; the cookie alone opens the session.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    account: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RateLimitCounter(Base):

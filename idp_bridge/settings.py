@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -91,6 +92,13 @@ class Settings(BaseModel):
     # API requests that fail to authenticate (no, malformed, unknown or revoked key), per client IP; past it
     # every API request from that IP gets 429 until the window ends.
     api_auth_failure_rate_limit: str = "30/minute"
+    # The admin console: a signed-in session ends after this long without a request, and after this long at most;
+    # its pages are limited per session (Flask-Limiter notation), not per IP.
+    console_session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    console_session_max_hours: int = Field(default=12, ge=1, le=24 * 30)
+    console_rate_limit: str = "600/minute"
+    # Origins that may show the console in a frame (CSP frame-ancestors); empty: none may.
+    console_frame_ancestors: list[str] = Field(default_factory=list)
     trust_proxy_headers: int = Field(default=0, ge=0, le=5)
     # One line per request on stdout from `serve`; off where a reverse proxy already logs requests.
     access_log: bool = True
@@ -102,7 +110,7 @@ class Settings(BaseModel):
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("api_auth_failure_rate_limit")
+    @field_validator("api_auth_failure_rate_limit", "console_rate_limit")
     @classmethod
     def _is_a_rate_limit(cls, value: str) -> str:
         from limits import parse
@@ -111,6 +119,14 @@ class Settings(BaseModel):
             parse(value)
         except ValueError:
             raise ValueError("must be a rate limit such as 30/minute") from None
+        return value
+
+    @field_validator("console_frame_ancestors")
+    @classmethod
+    def _frame_ancestors_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
         return value
 
     @field_validator("public_url")

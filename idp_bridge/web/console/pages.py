@@ -1,0 +1,265 @@
+"""The console's org pages: Members (with per-row and bulk actions), Invite and Invites."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, request
+from pydantic import ValidationError
+
+from idp_bridge import provisioning
+from idp_bridge.errors import BridgeError, ValidationFailed
+from idp_bridge.inputs import InviteInput, MemberBulk
+from idp_bridge.models import Invite, Member
+from idp_bridge.permissions import USERS_DELETE, USERS_EDIT, USERS_INVITE
+from idp_bridge.services import invites, members
+from idp_bridge.web.api import status_for
+from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
+
+PAGE_SIZE = 25
+MEMBER_STATUSES = {"INVITED": "Invited", "ACTIVE": "Active", "DEACTIVATED": "Deactivated"}
+INVITE_STATUSES = {"PENDING": "Pending", "ACCEPTED": "Accepted", "EXPIRED": "Expired", "REVOKED": "Revoked"}
+# Columns the Members table sorts by: the heading and the service's sort key.
+MEMBER_COLUMNS = [("Name", "name"), ("Email", "identifier"), ("Role", "role"), ("Status", "status")]
+NOTICES = {
+    "role_changed": "The role was changed.",
+    "deactivated": "The member was deactivated.",
+    "reactivated": "The member was reactivated.",
+    "removed": "The member was removed.",
+    "bulk_done": "The selected members were updated.",
+    "resent": "The invitation was sent again.",
+    "revoked": "The invitation was revoked.",
+    "retried": "Provisioning was started again.",
+}
+
+
+def _member_filters() -> dict[str, Any]:
+    args = request.args
+    return {"q": args.get("q") or None, "status": args.get("status") or None, "role": args.get("role") or None,
+            "provider": args.get("provider") or None}
+
+
+def _query(**values: Any) -> str:
+    kept = {k: v for k, v in values.items() if v}
+    return "?" + urlencode(kept) if kept else ""
+
+
+@org_page("/members")
+def members_page(page: Page) -> Response:
+    """The members table: search, filters, sort, paging, seat usage, and the controls the role may use."""
+    error: BridgeError | None = None
+    status = 200
+    filters = _member_filters()
+    sort = request.args.get("sort") or "name"
+    try:
+        found = members.search(page.session, page.org, sort=sort, limit=PAGE_SIZE,
+                               cursor=request.args.get("cursor") or None, **filters)
+        items, next_cursor = found.items, found.next_cursor
+    except ValidationFailed as exc:
+        items, next_cursor, error, status = [], None, exc, 400
+    b = page.bridge
+    next_url = _query(**filters, sort=sort, cursor=next_cursor) if next_cursor else ""
+    return page.render("members.html", status, members=items, filters=filters, sort=sort, error=error,
+                       seats=invites.seats_used(page.session, page.org), statuses=MEMBER_STATUSES,
+                       roles=b.settings.role_names(), providers=[(n, p.label) for n, p in b.providers.items()],
+                       labels={n: p.label for n, p in b.providers.items()}, columns=MEMBER_COLUMNS,
+                       query=_query, next_url=next_url, notice=NOTICES.get(request.args.get("done", ""), ""),
+                       export_url=f"/console/{page.org.slug}/members.csv" + _query(**filters, sort=sort))
+
+
+@org_page("/members.csv")
+def members_csv(page: Page) -> Response:
+    """Every member matching the current filters, as the API's CSV export."""
+    filters = _member_filters()
+    try:
+        lines = members.export_csv(page.bridge.sessions, page.org, sort=request.args.get("sort") or None,
+                                   **filters)
+    except ValidationFailed as exc:
+        return page.render("message.html", 400, title="Export failed", message=exc.detail)
+    return stream_csv(lines, f"{page.org.slug}-members.csv")
+
+
+def _member_action(action: str, permission: str, title: str,
+                   run: Callable[[Page, str], Any]) -> None:
+    """A per-row member action: GET shows the confirmation step, POST (with "Confirm") does it."""
+
+    def view(page: Page, member_id: str) -> Response:
+        try:
+            member = members.get(page.session, page.org, member_id)
+        except BridgeError as exc:
+            return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        if request.method == "GET":
+            return _confirm(page, action, title, member)
+        _, error = page.attempt(lambda: run(page, member_id))
+        if error is not None:
+            return _confirm(page, action, title, member, error=error, status=status_for(error))
+        return see_other(f"/console/{page.org.slug}/members?done={_done(action)}")
+
+    view.__name__ = f"member_{action}"
+    org_page(f"/members/<member_id>/{action}", permission=permission, methods=("GET", "POST"))(view)
+
+
+def _done(action: str) -> str:
+    return {"role": "role_changed", "deactivate": "deactivated", "reactivate": "reactivated",
+            "remove": "removed"}[action]
+
+
+def _confirm(page: Page, action: str, title: str, member: Member, *, error: BridgeError | None = None,
+             status: int = 200) -> Response:
+    return page.render("confirm_member.html", status, action=action, title=title, member=member, error=error,
+                       roles=page.bridge.settings.role_names(), statuses=MEMBER_STATUSES)
+
+
+_member_action("role", USERS_EDIT, "Change role",
+               lambda page, mid: members.change_role(page.session, page.bridge.settings, page.actor, page.org, mid,
+                                                     request.form.get("role", "")))
+_member_action("deactivate", USERS_EDIT, "Deactivate",
+               lambda page, mid: members.deactivate(page.session, page.bridge.settings, page.actor, page.org, mid))
+_member_action("reactivate", USERS_EDIT, "Reactivate",
+               lambda page, mid: members.reactivate(page.session, page.bridge.settings, page.actor, page.org, mid))
+_member_action("remove", USERS_DELETE, "Remove",
+               lambda page, mid: members.remove(page.session, page.bridge.settings, page.actor, page.org, mid))
+
+BULK_ACTIONS = {"change_role": ("Change role", USERS_EDIT), "deactivate": ("Deactivate", USERS_EDIT),
+                "remove": ("Remove", USERS_DELETE)}
+
+
+@org_page("/members/bulk", permission=USERS_EDIT, methods=("POST",))
+def members_bulk(page: Page) -> Response:
+    """The "Selected members" group: first a confirmation listing who is affected, then the change."""
+    form = request.form
+    action = form.get("action", "")
+    ids = form.getlist("ids")
+    if action not in BULK_ACTIONS:
+        return page.render("message.html", 400, title="Unknown action", message="Choose an action for the "
+                           "selected members.")
+    title, permission = BULK_ACTIONS[action]
+    if not page.me.may(permission):
+        return forbidden(page, permission)
+    chosen = [m for m in (page.session.get(Member, i) for i in ids[:1000]) if m is not None and m.org_id == page.org.id]
+    role = form.get("role") or None
+    if not chosen:
+        return page.render("message.html", 400, title="Nobody selected",
+                           message="Select at least one member, then choose the action again.")
+    if form.get("confirmed") != "1":
+        return page.render("confirm_bulk.html", action=action, title=title, chosen=chosen, role=role)
+    try:
+        data = MemberBulk(action=action, ids=[m.id for m in chosen], role=role)  # type: ignore[arg-type]
+    except ValidationError:
+        return page.render("confirm_bulk.html", 400, action=action, title=title, chosen=chosen, role=role,
+                           error="Choose a new role.")
+    results, error = page.attempt(lambda: members.bulk(page.session, page.bridge.settings, page.actor, page.org,
+                                                       data))
+    if error is not None:
+        return page.render("confirm_bulk.html", status_for(error), action=action, title=title, chosen=chosen,
+                           role=role, error=error.detail)
+    # Each member succeeds or is refused on its own, as through the API; the refused are named with the reason.
+    names = {m.id: m.email or m.identifier for m in chosen}
+    refused = [(names.get(r.id, r.id), r.error.detail) for r in results if r.error is not None]
+    if refused:
+        return page.render("bulk_refused.html", 409, title=title, refused=refused,
+                           done=len(results) - len(refused))
+    return see_other(f"/console/{page.org.slug}/members?done=bulk_done")
+
+
+@org_page("/invites")
+def invites_page(page: Page) -> Response:
+    """The invites table with its "Status" filter and the per-row actions."""
+    status = request.args.get("status") or None
+    error: BridgeError | None = None
+    try:
+        found = invites.search(page.session, page.org, status=status, limit=PAGE_SIZE,
+                               cursor=request.args.get("cursor") or None)
+        items, next_cursor = found.items, found.next_cursor
+    except ValidationFailed as exc:
+        items, next_cursor, error = [], None, exc
+    labels = {n: p.label for n, p in page.bridge.providers.items()}
+    return page.render("invites.html", 400 if error else 200, invites=items, chosen_status=status, error=error,
+                       statuses=INVITE_STATUSES, effective=invites.effective_status, labels=labels,
+                       next_url=_query(status=status, cursor=next_cursor) if next_cursor else "",
+                       notice=NOTICES.get(request.args.get("done", ""), ""))
+
+
+@org_page("/invites/new", permission=USERS_INVITE, methods=("GET", "POST"))
+def invite_new(page: Page) -> Response:
+    """Invite one or many people (one identifier a line); the links and codes are shown once, afterwards."""
+    b = page.bridge
+    form = request.form
+    context: dict[str, Any] = {"roles": b.settings.role_names(), "default_role": b.settings.default_role(),
+                               "providers": [(n, p.label) for n, p in b.providers.items()], "form": form,
+                               "errors": {}, "error": None}
+    if request.method == "GET":
+        return page.render("invite_new.html", **context)
+    identifiers = [line.strip() for line in form.get("identifiers", "").splitlines() if line.strip()]
+    if not identifiers:
+        context["errors"] = {"identifiers": ["Enter at least one email address or username."]}
+        return page.render("invite_new.html", 422, **context)
+    member = page.me.member
+    inviter = f"{member.name} <{member.email}>" if member.name and member.email else member.email or ""
+
+    def issue() -> list[invites.IssuedInvite]:
+        issued = []
+        for identifier in identifiers:
+            data = _invite_input(identifier, form)
+            issued.append(invites.create(page.session, b, page.actor, page.org, data, inviter=inviter))
+        return issued
+
+    issued, error = page.attempt(issue)
+    if error is not None:
+        context.update(error=error, errors=field_errors(error))
+        return page.render("invite_new.html", status_for(error), **context)
+    return page.render("invite_done.html", issued=issued)
+
+
+def _invite_input(identifier: str, form: Any) -> InviteInput:
+    try:
+        return InviteInput(identifier=identifier, provider=form.get("provider") or "any",
+                           tenant_id=form.get("tenant_id") or None, hosted_domain=form.get("hosted_domain") or None,
+                           role=form.get("role") or None, name=form.get("name") or "",
+                           notification_email=form.get("notification_email") or None,
+                           send_email=form.get("send_email") == "1")
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for item in exc.errors():
+            field = str(item["loc"][0]) if item["loc"] else "identifiers"
+            errors.setdefault("identifiers" if field == "identifier" else field, []).append(
+                f"{identifier}: {item['msg']}")
+        raise ValidationFailed(errors) from None
+
+
+def _invite_action(action: str, title: str, run: Callable[[Page, str], Any], *, confirm: bool) -> None:
+    """A per-row invite action; destructive ones go through the confirmation step first."""
+
+    def view(page: Page, invite_id: str) -> Response:
+        try:
+            invite = invites.get(page.session, page.org, invite_id)
+        except BridgeError as exc:
+            return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        if request.method == "GET" or (confirm and request.form.get("confirmed") != "1"):
+            return _confirm_invite(page, action, title, invite)
+        result, error = page.attempt(lambda: run(page, invite_id))
+        if error is not None:
+            return _confirm_invite(page, action, title, invite, error=error, status=status_for(error))
+        if isinstance(result, invites.IssuedInvite):
+            return page.render("invite_done.html", issued=[result], again=True)
+        return see_other(f"/console/{page.org.slug}/invites?done={ {'revoke': 'revoked'}.get(action, action)}")
+
+    view.__name__ = f"invite_{action.replace('-', '_')}"
+    org_page(f"/invites/<invite_id>/{action}", permission=USERS_INVITE, methods=("GET", "POST"))(view)
+
+
+def _confirm_invite(page: Page, action: str, title: str, invite: Invite, *, error: BridgeError | None = None,
+                    status: int = 200) -> Response:
+    return page.render("confirm_invite.html", status, action=action, title=title, invite=invite, error=error,
+                       status_word=INVITE_STATUSES.get(invites.effective_status(invite), ""))
+
+
+_invite_action("resend", "Resend",
+               lambda page, iid: invites.resend(page.session, page.bridge, page.actor, page.org, iid), confirm=False)
+_invite_action("revoke", "Revoke",
+               lambda page, iid: invites.revoke(page.session, page.actor, page.org, iid), confirm=True)
+_invite_action("retry-provisioning", "Retry provisioning",
+               lambda page, iid: provisioning.retry(page.session, page.bridge, page.actor, page.org, iid),
+               confirm=False)
