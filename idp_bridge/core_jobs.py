@@ -26,7 +26,7 @@ def invite_email_context(bridge: WithProviders, org: Organization, invite: Invit
     target = invites.target_of(invite, org, link)
     return {
         "org_name": org.name,
-        "inviter": inviter if inviter and not inviter.startswith(("api_key:", "cli")) else f"An admin of {org.name}",
+        "inviter": invites.inviter_text(invite, org, inviter),
         "role": invite.role.replace("_", " ").title(),
         "name": invite.name,
         "link": link,

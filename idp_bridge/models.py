@@ -149,6 +149,8 @@ class Invite(Base):
     expires_at: Mapped[datetime] = mapped_column()
     ttl_hours: Mapped[int] = mapped_column(Integer, default=336)
     created_by: Mapped[str] = mapped_column(String(200), default="")
+    # The person who invited, as the host or the console names them ({"name", "email"}); shown on pages and mail.
+    inviter: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     send_email: Mapped[bool] = mapped_column(Boolean, default=True)
     send_count: Mapped[int] = mapped_column(Integer, default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)

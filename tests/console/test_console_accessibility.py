@@ -43,6 +43,7 @@ def test_every_console_page_has_one_heading_labelled_fields_and_fetches_nothing(
     check("bulk refused", post(client, "/console/acme/members/bulk",
                                {"action": "remove", "ids": [acme.ids["OWNER"]], "confirmed": "1"}), 409)
     check("invites", get(client, "/console/acme/invites"), 200)
+    check("audit log", get(client, "/console/acme/audit?action=member.removed"), 200)
     check("invite form", get(client, "/console/acme/invites/new"), 200)
     check("invite refused", post(client, "/console/acme/invites/new", {"identifiers": "admin@example.com"}), 409)
     check("invites created", post(client, "/console/acme/invites/new", {"identifiers": "x@example.com\ny@example.com"}),

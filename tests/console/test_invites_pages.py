@@ -111,3 +111,22 @@ def test_revoking_an_accepted_invite_is_refused_with_the_reason(owner: FlaskClie
 
     assert resp.status_code == 409 and 'role="alert"' in resp.get_data(as_text=True)
     assert _invites(bridge)["member@example.com"].status == "ACCEPTED"
+
+
+def test_the_audit_log_lists_console_actions_newest_first_and_filters_by_action(
+        owner: FlaskClient, acme: Org) -> None:
+    invite = acme.api.invite("ann@example.com", provider="oidc")
+    post(owner, f"/console/acme/invites/{invite['id']}/revoke", {"confirmed": "1"})
+
+    everything = table(get(owner, "/console/acme/audit").get_data(as_text=True))
+    revoked = table(get(owner, "/console/acme/audit?action=invite.revoked&since=2000-01-01").get_data(as_text=True))
+
+    assert everything.index("invite.revoked") < everything.index("invite.created")
+    assert "invite.revoked" in revoked and "invite.created" not in revoked
+    assert "owner@example.com" in revoked
+
+
+def test_a_bad_since_date_is_a_clear_error(owner: FlaskClient, acme: Org) -> None:
+    resp = get(owner, "/console/acme/audit?since=yesterday")
+
+    assert resp.status_code == 400 and "ISO 8601" in resp.get_data(as_text=True)

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from idp_bridge import provisioning
 from idp_bridge.errors import BridgeError, ValidationFailed
-from idp_bridge.inputs import InviteInput, MemberBulk
+from idp_bridge.inputs import InviteInput, Inviter, MemberBulk
 from idp_bridge.models import Invite, Member
-from idp_bridge.permissions import USERS_DELETE, USERS_EDIT, USERS_INVITE
-from idp_bridge.services import invites, members
+from idp_bridge.permissions import AUDIT_READ, USERS_DELETE, USERS_EDIT, USERS_INVITE
+from idp_bridge.services import audit_trail, invites, members
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
 
@@ -197,14 +197,11 @@ def invite_new(page: Page) -> Response:
         context["errors"] = {"identifiers": ["Enter at least one email address or username."]}
         return page.render("invite_new.html", 422, **context)
     member = page.me.member
-    inviter = f"{member.name} <{member.email}>" if member.name and member.email else member.email or ""
+    inviter = Inviter(name=member.name, email=member.email or member.identifier)
 
     def issue() -> list[invites.IssuedInvite]:
-        issued = []
-        for identifier in identifiers:
-            data = _invite_input(identifier, form)
-            issued.append(invites.create(page.session, b, page.actor, page.org, data, inviter=inviter))
-        return issued
+        return [invites.create(page.session, b, page.actor, page.org, _invite_input(identifier, form, inviter))
+                for identifier in identifiers]
 
     issued, error = page.attempt(issue)
     if error is not None:
@@ -213,13 +210,13 @@ def invite_new(page: Page) -> Response:
     return page.render("invite_done.html", issued=issued)
 
 
-def _invite_input(identifier: str, form: Any) -> InviteInput:
+def _invite_input(identifier: str, form: Any, inviter: Inviter) -> InviteInput:
     try:
         return InviteInput(identifier=identifier, provider=form.get("provider") or "any",
                            tenant_id=form.get("tenant_id") or None, hosted_domain=form.get("hosted_domain") or None,
                            role=form.get("role") or None, name=form.get("name") or "",
                            notification_email=form.get("notification_email") or None,
-                           send_email=form.get("send_email") == "1")
+                           send_email=form.get("send_email") == "1", inviter=inviter)
     except ValidationError as exc:
         errors: dict[str, list[str]] = {}
         for item in exc.errors():
@@ -263,3 +260,22 @@ _invite_action("revoke", "Revoke",
 _invite_action("retry-provisioning", "Retry provisioning",
                lambda page, iid: provisioning.retry(page.session, page.bridge, page.actor, page.org, iid),
                confirm=False)
+
+
+@org_page("/audit", permission=AUDIT_READ)
+def audit_page(page: Page) -> Response:
+    """The org's audit trail, newest first, filtered by "Action", "Actor" and "Since" (a day, from 00:00 UTC)."""
+    args = request.args
+    filters = {"action": (args.get("action") or "").strip() or None, "actor": (args.get("actor") or "").strip() or None,
+               "since": (args.get("since") or "").strip() or None}
+    since = filters["since"]
+    error: BridgeError | None = None
+    try:
+        found = audit_trail.search(page.session, page.org, action=filters["action"], actor=filters["actor"],
+                                   since=f"{since}T00:00:00+00:00" if since and len(since) == 10 else since,
+                                   limit=PAGE_SIZE, cursor=args.get("cursor") or None)
+        items, next_cursor = found.items, found.next_cursor
+    except ValidationFailed as exc:
+        items, next_cursor, error = [], None, exc
+    return page.render("audit.html", 400 if error else 200, events=items, filters=filters, error=error,
+                       next_url=_query(**filters, cursor=next_cursor) if next_cursor else "")

@@ -190,7 +190,8 @@ def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, a
     resp = page("landing.html", 403 if locked else status, org=org, invite=invite, account=_account(b, invite, org),
                 role=invite.role.replace("_", " ").title(),
                 expires=invite.expires_at.strftime("%d %B %Y, %H:%M UTC"),
-                inviter=_inviter(invite.created_by, org), token=token, needs_code=needs_code, locked=locked,
+                inviter=invites.inviter_text(invite, org, invite.created_by), token=token, needs_code=needs_code,
+                locked=locked,
                 csrf=_csrf_token(csrf) if csrf else "", error=error, again=again,
                 providers=[(name, b.providers[name].label) for name in choices],
                 login_url=f"/invite/{token}/login" + ("?again=1" if again else ""))
@@ -325,8 +326,3 @@ def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_na
         return page("superseded.html", 410, org=outcome.org)
     return invalid_page()
 
-
-def _inviter(created_by: str, org: Organization) -> str:
-    if created_by.startswith(("api_key:", "cli", "worker")) or not created_by:
-        return f"An admin of {org.name}"
-    return created_by

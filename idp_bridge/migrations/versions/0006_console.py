@@ -1,6 +1,6 @@
-"""console sessions: signed-in admins; login states without an invite (console sign-in)
+"""console: sessions of signed-in admins, login states without an invite, the inviter of an invite
 
-Revision ID: 0006_console_sessions
+Revision ID: 0006_console
 Revises: 0005_canonical_identifier_keys
 """
 
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import idp_bridge.models
 
-revision = "0006_console_sessions"
+revision = "0006_console"
 down_revision = "0005_canonical_identifier_keys"
 branch_labels = None
 depends_on = None
@@ -33,9 +34,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_console_sessions_created_at"), ["created_at"], unique=False)
     with op.batch_alter_table("login_states", schema=None) as batch_op:
         batch_op.alter_column("invite_id", existing_type=sa.String(length=36), nullable=True)
+    with op.batch_alter_table("invites", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("inviter", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                                      nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("invites", schema=None) as batch_op:
+        batch_op.drop_column("inviter")
     op.execute("DELETE FROM login_states WHERE invite_id IS NULL")
     with op.batch_alter_table("login_states", schema=None) as batch_op:
         batch_op.alter_column("invite_id", existing_type=sa.String(length=36), nullable=False)
