@@ -77,6 +77,11 @@ class RowResult:
     existing_id: str | None = None
     errors: dict[str, list[str]] | None = None
 
+    def reason(self) -> str:
+        """The row's errors as one line: `column: message; column: message`."""
+        return "; ".join(f"{column}: {message}" for column, messages in (self.errors or {}).items()
+                         for message in messages)
+
 
 @dataclass
 class ImportReport:

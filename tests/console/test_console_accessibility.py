@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from idp_bridge.bridge import Bridge
 from tests.console.conftest import BASE, MEMBER, Org, get, join, post, sign_in
+from tests.console.test_import_page import _preview
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import OPs
 from tests.pages.test_page_accessibility import check as check_structure
@@ -44,6 +45,8 @@ def test_every_console_page_has_one_heading_labelled_fields_and_fetches_nothing(
                                {"action": "remove", "ids": [acme.ids["OWNER"]], "confirmed": "1"}), 409)
     check("invites", get(client, "/console/acme/invites"), 200)
     check("audit log", get(client, "/console/acme/audit?action=member.removed"), 200)
+    check("import", get(client, "/console/acme/import"), 200)
+    check("import preview", _preview(client, b"email\nz@example.com\nnot an email\n"), 200)
     check("invite form", get(client, "/console/acme/invites/new"), 200)
     check("invite refused", post(client, "/console/acme/invites/new", {"identifiers": "admin@example.com"}), 409)
     check("invites created", post(client, "/console/acme/invites/new", {"identifiers": "x@example.com\ny@example.com"}),

@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 from flask import Response, request
 from pydantic import ValidationError
 
-from idp_bridge import provisioning
+from idp_bridge import csvio, provisioning
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.inputs import InviteInput, Inviter, MemberBulk
 from idp_bridge.models import Invite, Member
 from idp_bridge.permissions import AUDIT_READ, USERS_DELETE, USERS_EDIT, USERS_INVITE
-from idp_bridge.services import audit_trail, invites, members
+from idp_bridge.services import audit_trail, bulk, invites, members
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
 
@@ -279,3 +279,41 @@ def audit_page(page: Page) -> Response:
         items, next_cursor, error = [], None, exc
     return page.render("audit.html", 400 if error else 200, events=items, filters=filters, error=error,
                        next_url=_query(**filters, cursor=next_cursor) if next_cursor else "")
+
+
+@org_page("/import", permission=USERS_INVITE, methods=("GET", "POST"))
+def import_page(page: Page) -> Response:
+    """CSV import: "Preview" checks every row and writes nothing; "Confirm import" writes the new ones, then
+    the results and "Download errors" (the rejected rows with their original columns plus `error`)."""
+    if request.method == "GET":
+        return page.render("import.html")
+    confirmed = request.form.get("confirmed") == "1"
+    upload = request.files.get("file")
+    data = upload.read() if upload is not None and not confirmed else request.form.get("csv", "").encode()
+    if not data.strip():
+        return page.render("import.html", 422, error="Choose a CSV file to import.")
+    try:
+        header, records = csvio.read(csvio.decode(data), max_rows=bulk.MAX_ROWS)
+        rows = list(records)
+    except BridgeError as exc:
+        return page.render("import.html", status_for(exc), error=exc.detail)
+    raw = [bulk.RawRow(r.row, header.fields(r), header.problems(r)) for r in rows]
+    report, error = page.attempt(lambda: bulk.import_invites(
+        page.session, page.bridge, page.actor, page.org, raw, column_of=header.column_of, dry_run=not confirmed))
+    if error is not None:
+        return page.render("import.html", status_for(error), error=error.detail)
+    identifiers = {r.row: str(header.fields(r).get("identifier") or "") for r in rows}
+    by_number = {r.row: r for r in rows}
+    failed = report.failed()
+    # SPEC's "Download errors": the original columns plus `error`.
+    errors_csv = "".join(csvio.error_rows(header, ((by_number[r.row], r.reason()) for r in failed),
+                                          errors_column="error")) if failed else ""
+    return page.render("import_report.html", report=report, identifiers=identifiers, summary=report.summary(),
+                       csv=data.decode("utf-8-sig", errors="replace"), errors_csv=errors_csv)
+
+
+@org_page("/import/errors", permission=USERS_INVITE, methods=("POST",))
+def import_errors(page: Page) -> Response:
+    """The rejected rows of the import just run, as CSV (posted back from the results page: nothing is kept)."""
+    text = request.form.get("errors_csv", "")
+    return stream_csv(iter([text]), f"{page.org.slug}-import-errors.csv")
