@@ -16,8 +16,9 @@ from idp_bridge import audit
 from idp_bridge.audit import MEMBER, Actor
 from idp_bridge.domain.providers import InviteTarget, LoginFailed, LoginProvider
 from idp_bridge.models import ConsoleSession, Identity, Member, MemberStatus, Organization, utcnow
+from idp_bridge.permissions import ORGS_MANAGE
 from idp_bridge.security import new_token, token_hash
-from idp_bridge.services import redeem
+from idp_bridge.services import api_keys, redeem
 from idp_bridge.services.ports import Redeeming
 from idp_bridge.settings import Settings
 from idp_bridge.store.db import transaction
@@ -53,6 +54,10 @@ class Membership:
 
     def may(self, permission: str) -> bool:
         return permission in self.permissions
+
+    def grantor(self) -> api_keys.Principal:
+        """The member as the API-key service's grantor: it hands out or takes back at most what the role holds."""
+        return api_keys.Principal(key_id="", org_id=self.org.id, permissions=self.permissions)
 
     def actor(self, ip: str | None) -> Actor:
         """The person as the actor of their console actions."""
@@ -161,6 +166,9 @@ def membership(session: Session, settings: Settings, signed_in: ConsoleSession, 
 
 
 def _membership(settings: Settings, org: Organization, member: Member) -> Membership:
+    """The member with its role's permissions; an owner role manages its own org (the console's Settings) even
+    without `orgs:manage`, which otherwise is the platform's permission."""
     role = settings.roles.get(member.role)
     permissions = frozenset(role.permissions) if role is not None else frozenset()
-    return Membership(org, member, permissions, owner=role.owner if role is not None else False)
+    owner = role.owner if role is not None else False
+    return Membership(org, member, permissions | {ORGS_MANAGE} if owner else permissions, owner=owner)

@@ -46,6 +46,14 @@ def test_every_console_page_has_one_heading_labelled_fields_and_fetches_nothing(
     check("invites", get(client, "/console/acme/invites"), 200)
     check("audit log", get(client, "/console/acme/audit?action=member.removed"), 200)
     check("import", get(client, "/console/acme/import"), 200)
+    check("settings", get(client, "/console/acme/settings"), 200)
+    check("settings refused", post(client, "/console/acme/settings", {"name": "A", "redirect_url": "https://x.example"}),
+          422)
+    shown = post(client, "/console/acme/settings/api-keys", {"key_name": "ci", "permissions": ["users:read"]})
+    check("api key shown once", shown, 200)
+    key_id = re.findall(r"/settings/api-keys/([^/]+)/rotate", get(client, "/console/acme/settings").get_data(
+        as_text=True))[0]
+    check("rotate key", post(client, f"/console/acme/settings/api-keys/{key_id}/rotate"), 200)
     check("import preview", _preview(client, b"email\nz@example.com\nnot an email\n"), 200)
     check("invite form", get(client, "/console/acme/invites/new"), 200)
     check("invite refused", post(client, "/console/acme/invites/new", {"identifiers": "admin@example.com"}), 409)

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from idp_bridge import csvio, provisioning
 from idp_bridge.errors import BridgeError, ValidationFailed
-from idp_bridge.inputs import InviteInput, Inviter, MemberBulk
+from idp_bridge.inputs import InviteInput, Inviter, MemberBulk, OrgUpdate
 from idp_bridge.models import Invite, Member
-from idp_bridge.permissions import AUDIT_READ, USERS_DELETE, USERS_EDIT, USERS_INVITE
-from idp_bridge.services import audit_trail, bulk, invites, members
+from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE, USERS_DELETE, USERS_EDIT, USERS_INVITE
+from idp_bridge.services import api_keys, audit_trail, bulk, invites, members, orgs
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
 
@@ -317,3 +317,75 @@ def import_errors(page: Page) -> Response:
     """The rejected rows of the import just run, as CSV (posted back from the results page: nothing is kept)."""
     text = request.form.get("errors_csv", "")
     return stream_csv(iter([text]), f"{page.org.slug}-import-errors.csv")
+
+
+@org_page("/settings", permission=ORGS_MANAGE, methods=("GET", "POST"))
+def settings_page(page: Page) -> Response:
+    """The org's settings (name, redirect URL, invite lifetime, invite code, providers) and its API keys."""
+    org = page.org
+    if request.method == "GET":
+        return _settings(page)
+    form = request.form
+    try:
+        data = OrgUpdate(name=form.get("name", ""), redirect_url=form.get("redirect_url") or None,
+                         invite_ttl_hours=form.get("invite_ttl_hours") or None,  # type: ignore[arg-type]
+                         require_invite_code=form.get("require_invite_code") == "1",
+                         allowed_providers=form.getlist("allowed_providers") or None)
+    except ValidationError as exc:
+        return _settings(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
+    _, error = page.attempt(lambda: orgs.update(page.session, page.bridge, page.actor, org, data))
+    if error is not None:
+        return _settings(page, status_for(error), errors=field_errors(error), error=error.detail)
+    return see_other(f"/console/{org.slug}/settings?done=saved")
+
+
+def _settings(page: Page, status: int = 200, **context: Any) -> Response:
+    context.setdefault("errors", {})
+    return page.render("settings.html", status, keys=api_keys.list_for(page.session, page.org),
+                       providers=[(n, p.label) for n, p in page.bridge.providers.items()],
+                       grantable=sorted(page.me.permissions - {ORGS_MANAGE}), form=request.form,
+                       notice={"saved": "The settings were saved.", "deleted": "The API key was deleted."}.get(
+                           request.args.get("done", ""), ""), **context)
+
+
+@org_page("/settings/api-keys", permission=ORGS_MANAGE, methods=("POST",))
+def api_key_create(page: Page) -> Response:
+    """Create an API key of the org, with at most the member's own permissions; the key is shown once."""
+    form = request.form
+    issued, error = page.attempt(lambda: api_keys.create(
+        page.session, page.actor, org=page.org, permissions=form.getlist("permissions"),
+        name=form.get("key_name", "").strip()[:200], grantor=page.me.grantor()))
+    if error is not None:
+        return _settings(page, status_for(error), key_error=error.detail)
+    return page.render("api_key_shown.html", key=issued[0], secret=issued[1])
+
+
+def _key_action(action: str, title: str) -> None:
+    """Rotate (a new secret, shown once) or delete (after "Confirm") one API key of the org."""
+
+    def view(page: Page, key_id: str) -> Response:
+        try:
+            key = api_keys.get(page.session, page.org, key_id)
+        except BridgeError as exc:
+            return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        if request.form.get("confirmed") != "1":
+            return page.render("confirm_key.html", action=action, title=title, key=key)
+        if action == "rotate":
+            issued, error = page.attempt(lambda: api_keys.rotate(page.session, page.actor, page.org, key_id,
+                                                                 caller=page.me.grantor()))
+            if error is None:
+                return page.render("api_key_shown.html", key=issued[0], secret=issued[1])
+        else:
+            _, error = page.attempt(lambda: api_keys.delete(page.session, page.actor, page.org, key_id,
+                                                            caller=page.me.grantor()))
+            if error is None:
+                return see_other(f"/console/{page.org.slug}/settings?done=deleted")
+        return page.render("confirm_key.html", status_for(error), action=action, title=title, key=key,
+                           error=error.detail)
+
+    view.__name__ = f"api_key_{action}"
+    org_page(f"/settings/api-keys/<key_id>/{action}", permission=ORGS_MANAGE, methods=("POST",))(view)
+
+
+_key_action("rotate", "Rotate")
+_key_action("delete", "Delete")
