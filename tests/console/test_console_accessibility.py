@@ -54,6 +54,14 @@ def test_every_console_page_has_one_heading_labelled_fields_and_fetches_nothing(
     key_id = re.findall(r"/settings/api-keys/([^/]+)/rotate", get(client, "/console/acme/settings").get_data(
         as_text=True))[0]
     check("rotate key", post(client, f"/console/acme/settings/api-keys/{key_id}/rotate"), 200)
+    check("webhooks", get(client, "/console/acme/settings/webhooks"), 200)
+    check("webhook refused", post(client, "/console/acme/settings/webhooks", {"url": "http://10.0.0.1/x"}), 422)
+    check("webhook secret shown once", post(client, "/console/acme/settings/webhooks", {"url": "http://127.0.0.1:9/h"}),
+          200)
+    hook = re.findall(r"/settings/webhooks/([^/]+)/deliveries", get(client, "/console/acme/settings/webhooks")
+                      .get_data(as_text=True))[0]
+    check("delivery log", get(client, f"/console/acme/settings/webhooks/{hook}/deliveries"), 200)
+    check("delete webhook", post(client, f"/console/acme/settings/webhooks/{hook}/delete"), 200)
     check("import preview", _preview(client, b"email\nz@example.com\nnot an email\n"), 200)
     check("invite form", get(client, "/console/acme/invites/new"), 200)
     check("invite refused", post(client, "/console/acme/invites/new", {"identifiers": "admin@example.com"}), 409)

@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from idp_bridge import csvio, provisioning
 from idp_bridge.errors import BridgeError, ValidationFailed
+from idp_bridge.events import EVENT_TYPES
 from idp_bridge.inputs import InviteInput, Inviter, MemberBulk, OrgUpdate
 from idp_bridge.models import Invite, Member
-from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE, USERS_DELETE, USERS_EDIT, USERS_INVITE
-from idp_bridge.services import api_keys, audit_trail, bulk, invites, members, orgs
+from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE, USERS_DELETE, USERS_EDIT, USERS_INVITE, WEBHOOKS_MANAGE
+from idp_bridge.services import api_keys, audit_trail, bulk, invites, members, orgs, webhooks
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
 
@@ -389,3 +390,80 @@ def _key_action(action: str, title: str) -> None:
 
 _key_action("rotate", "Rotate")
 _key_action("delete", "Delete")
+
+
+@org_page("/settings/webhooks", permission=WEBHOOKS_MANAGE, methods=("GET", "POST"))
+def webhooks_page(page: Page) -> Response:
+    """The org's webhook endpoints; a new one's signing secret is shown once."""
+    if request.method == "GET":
+        return _webhooks(page)
+    form = request.form
+    try:
+        data = webhooks.EndpointInput(url=form.get("url", ""), description=form.get("description", ""),
+                                      event_types=form.getlist("event_types"))
+    except ValidationError as exc:
+        return _webhooks(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
+    created, error = page.attempt(lambda: webhooks.create(page.session, page.actor, page.org, data,
+                                                          page.bridge.settings.secret_key, page.bridge.destinations))
+    if error is not None:
+        return _webhooks(page, status_for(error), errors=field_errors(error), error=error.detail)
+    return page.render("webhook_shown.html", endpoint=created[0], secret=created[1])
+
+
+def _webhooks(page: Page, status: int = 200, **context: Any) -> Response:
+    context.setdefault("errors", {})
+    found = webhooks.listing(page.session, page.org, limit=200, cursor=None)
+    return page.render("webhooks.html", status, endpoints=found.items, event_types=EVENT_TYPES, form=request.form,
+                       notice={"enabled": "The endpoint was enabled.", "disabled": "The endpoint was disabled.",
+                               "deleted": "The endpoint was deleted."}.get(request.args.get("done", ""), ""),
+                       **context)
+
+
+@org_page("/settings/webhooks/<endpoint_id>/enabled", permission=WEBHOOKS_MANAGE, methods=("POST",))
+def webhook_enabled(page: Page, endpoint_id: str) -> Response:
+    """Enable or disable an endpoint."""
+    enabled = request.form.get("enabled") == "1"
+    _, error = page.attempt(lambda: webhooks.set_enabled(page.session, page.actor, page.org, endpoint_id, enabled))
+    if error is not None:
+        return _webhooks(page, status_for(error), error=error.detail)
+    return see_other(f"/console/{page.org.slug}/settings/webhooks?done={'enabled' if enabled else 'disabled'}")
+
+
+@org_page("/settings/webhooks/<endpoint_id>/delete", permission=WEBHOOKS_MANAGE, methods=("POST",))
+def webhook_delete(page: Page, endpoint_id: str) -> Response:
+    """Delete an endpoint after "Confirm"."""
+    try:
+        endpoint = webhooks.get(page.session, page.org, endpoint_id)
+    except BridgeError as exc:
+        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+    if request.form.get("confirmed") != "1":
+        return page.render("confirm_webhook.html", endpoint=endpoint)
+    _, error = page.attempt(lambda: webhooks.delete(page.session, page.actor, page.org, endpoint_id))
+    if error is not None:
+        return page.render("confirm_webhook.html", status_for(error), endpoint=endpoint, error=error.detail)
+    return see_other(f"/console/{page.org.slug}/settings/webhooks?done=deleted")
+
+
+@org_page("/settings/webhooks/<endpoint_id>/deliveries", permission=WEBHOOKS_MANAGE)
+def webhook_deliveries(page: Page, endpoint_id: str) -> Response:
+    """An endpoint's delivery log, newest first, each with "Redeliver"."""
+    try:
+        endpoint = webhooks.get(page.session, page.org, endpoint_id)
+        found = webhooks.deliveries(page.session, page.org, endpoint_id, limit=PAGE_SIZE,
+                                    cursor=request.args.get("cursor") or None)
+    except BridgeError as exc:
+        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+    return page.render("deliveries.html", endpoint=endpoint, deliveries=found.items, reason=webhooks.shown_reason,
+                       next_url=_query(cursor=found.next_cursor) if found.next_cursor else "",
+                       notice="The delivery was queued again." if request.args.get("done") == "redelivered" else "")
+
+
+@org_page("/settings/webhooks/<endpoint_id>/deliveries/<delivery_id>/redeliver", permission=WEBHOOKS_MANAGE,
+          methods=("POST",))
+def webhook_redeliver(page: Page, endpoint_id: str, delivery_id: str) -> Response:
+    """Send one delivery again now."""
+    _, error = page.attempt(lambda: webhooks.redeliver(page.session, page.actor, page.org, endpoint_id,
+                                                       delivery_id))
+    if error is not None:
+        return page.render("message.html", status_for(error), title="Not redelivered", message=error.detail)
+    return see_other(f"/console/{page.org.slug}/settings/webhooks/{endpoint_id}/deliveries?done=redelivered")
