@@ -169,6 +169,16 @@ class InviteInput(Strict):
         return value
 
 
+class Branding(Strict):
+    """How the org looks on the console, the invitee pages and the invitation mail."""
+
+    display_name: Name | None = None
+    logo_url: OneLine | None = Field(default=None, max_length=2000, pattern=r"^https://[^\s\"'<>]+$",
+                                     description="An https URL; shown only from hosts in branding_image_hosts.")
+    accent_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
+    mail_sender_name: Name | None = None
+
+
 class OrgCreate(Strict):
     slug: str = Field(pattern=SLUG.pattern, description="Unique, [a-z0-9-]{2,63}.")
     name: OneLine = Field(min_length=1, max_length=200)
@@ -179,6 +189,7 @@ class OrgCreate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] = "email"
     keycloak_email: Literal["keycloak", "ours", "both"] = "keycloak"
+    branding: Branding | None = None
 
 
 class OrgUpdate(Strict):
@@ -190,6 +201,7 @@ class OrgUpdate(Strict):
     redirect_url: OneLine | None = Field(default=None, max_length=2000)
     match: Literal["email", "link"] | None = None
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
+    branding: Branding | None = None
 
 
 class MemberUpdate(Strict):

@@ -68,6 +68,8 @@ class Organization(Base):
     match: Mapped[str] = mapped_column(String(10), default=MatchPolicy.EMAIL.value)
     # Who emails a new Keycloak user: Keycloak's execute-actions mail, ours, or both.
     keycloak_email: Mapped[str] = mapped_column(String(10), default="keycloak")
+    # {"display_name", "logo_url", "accent_color", "mail_sender_name"}: the console, invitee pages and mail.
+    branding: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

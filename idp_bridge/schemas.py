@@ -85,6 +85,13 @@ class MemberOut(BaseModel):
     updated_at: datetime
 
 
+class BrandingOut(BaseModel):
+    display_name: str | None = None
+    logo_url: str | None = None
+    accent_color: str | None = None
+    mail_sender_name: str | None = None
+
+
 class OrgOut(BaseModel):
     id: str
     slug: str
@@ -97,6 +104,7 @@ class OrgOut(BaseModel):
     redirect_url: str | None
     match: Literal["email", "link"]
     keycloak_email: Literal["keycloak", "ours", "both"]
+    branding: BrandingOut | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -218,6 +226,7 @@ def org_out(org: Organization, seats_used: int) -> OrgOut:
                   invite_ttl_hours=org.invite_ttl_hours, require_invite_code=org.require_invite_code,
                   allowed_providers=org.allowed_providers, redirect_url=org.redirect_url,
                   match=org.match, keycloak_email=org.keycloak_email,  # type: ignore[arg-type]
+                  branding=BrandingOut(**org.branding) if org.branding else None,
                   created_at=org.created_at, updated_at=org.updated_at)
 
 

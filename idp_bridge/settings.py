@@ -99,6 +99,8 @@ class Settings(BaseModel):
     console_rate_limit: str = "600/minute"
     # Origins that may show the console in a frame (CSP frame-ancestors); empty: none may.
     console_frame_ancestors: list[str] = Field(default_factory=list)
+    # Hosts an org's branding logo may be shown from (https only); a logo elsewhere is left out for its name.
+    branding_image_hosts: list[str] = Field(default_factory=list)
     trust_proxy_headers: int = Field(default=0, ge=0, le=5)
     # One line per request on stdout from `serve`; off where a reverse proxy already logs requests.
     access_log: bool = True

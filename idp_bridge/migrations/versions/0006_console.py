@@ -1,4 +1,4 @@
-"""console: sessions of signed-in admins, login states without an invite, the inviter of an invite
+"""console: sessions of signed-in admins, login states without an invite, the inviter of an invite, org branding
 
 Revision ID: 0006_console
 Revises: 0005_canonical_identifier_keys
@@ -34,6 +34,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_console_sessions_created_at"), ["created_at"], unique=False)
     with op.batch_alter_table("login_states", schema=None) as batch_op:
         batch_op.alter_column("invite_id", existing_type=sa.String(length=36), nullable=True)
+    with op.batch_alter_table("organizations", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("branding", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()),
+                                                                       "postgresql"), nullable=True))
     with op.batch_alter_table("invites", schema=None) as batch_op:
         batch_op.add_column(sa.Column("inviter", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
                                       nullable=True))
@@ -42,6 +45,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("invites", schema=None) as batch_op:
         batch_op.drop_column("inviter")
+    with op.batch_alter_table("organizations", schema=None) as batch_op:
+        batch_op.drop_column("branding")
     op.execute("DELETE FROM login_states WHERE invite_id IS NULL")
     with op.batch_alter_table("login_states", schema=None) as batch_op:
         batch_op.alter_column("invite_id", existing_type=sa.String(length=36), nullable=False)

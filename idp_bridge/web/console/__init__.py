@@ -12,18 +12,18 @@ import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, stream_with_context
 from sqlalchemy.orm import Session
 
+from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.errors import BridgeError, ValidationFailed
-from idp_bridge.models import ConsoleSession
+from idp_bridge.models import ConsoleSession, Organization
 from idp_bridge.permissions import USERS_READ
 from idp_bridge.security import token_hash
 from idp_bridge.services import callback as login_callback
-from idp_bridge.services import console
+from idp_bridge.services import console, orgs
 from idp_bridge.store.db import transaction
 from idp_bridge.web import login_browser
 
@@ -57,11 +57,11 @@ class Page:
     me: console.Membership
 
     @property
-    def org(self) -> Any:
+    def org(self) -> Organization:
         return self.me.org
 
     @property
-    def actor(self) -> Any:
+    def actor(self) -> Actor:
         return self.me.actor(request.remote_addr)
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
@@ -106,7 +106,7 @@ def headers() -> dict[str, str]:
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; img-src {image_sources()}; "
                                    "form-action 'self'; base-uri 'none'; frame-ancestors "
                                    + (" ".join(ancestors) if ancestors else "'none'"),
     }
@@ -115,9 +115,16 @@ def headers() -> dict[str, str]:
     return out
 
 
+def image_sources() -> str:
+    """CSP img-src: our own origin, and the hosts branding logos may come from."""
+    return " ".join(["'self'", "data:", *(f"https://{host}" for host in bridge().settings.branding_image_hosts)])
+
+
 def render(template: str, status: int = 200, **context: Any) -> Response:
-    """A console page with the console's headers."""
+    """A console page with the console's headers (and the org's branding, on org pages)."""
     context.setdefault("product_name", bridge().settings.product_name)
+    if context.get("org") is not None:
+        context.setdefault("look", orgs.look_of(bridge().settings, context["org"]))
     resp = Response(render_template(f"console/{template}", **context), status=status, mimetype="text/html")
     resp.headers.update(headers())
     return resp
@@ -209,7 +216,7 @@ def forbidden(page: Page, permission: str) -> Response:
 
 def _signed_out_answer() -> Response:
     if request.method == "GET":
-        return see_other("/console?" + urlencode({"next": request.full_path.rstrip("?")}))
+        return see_other("/console")
     resp = render("message.html", 401, title="Signed out",
                   message="Your session has ended. Nothing was changed. Sign in again to continue.",
                   sign_in=True)

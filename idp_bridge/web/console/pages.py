@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from idp_bridge import csvio, provisioning
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.events import EVENT_TYPES
-from idp_bridge.inputs import InviteInput, Inviter, MemberBulk, OrgUpdate
+from idp_bridge.inputs import Branding, InviteInput, Inviter, MemberBulk, OrgUpdate
 from idp_bridge.models import Invite, Member
 from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE, USERS_DELETE, USERS_EDIT, USERS_INVITE, WEBHOOKS_MANAGE
 from idp_bridge.services import api_keys, audit_trail, bulk, invites, members, orgs, webhooks
@@ -320,6 +320,9 @@ def import_errors(page: Page) -> Response:
     return stream_csv(iter([text]), f"{page.org.slug}-import-errors.csv")
 
 
+BRANDING_FIELDS = ("display_name", "logo_url", "accent_color", "mail_sender_name")
+
+
 @org_page("/settings", permission=ORGS_MANAGE, methods=("GET", "POST"))
 def settings_page(page: Page) -> Response:
     """The org's settings (name, redirect URL, invite lifetime, invite code, providers) and its API keys."""
@@ -327,11 +330,13 @@ def settings_page(page: Page) -> Response:
     if request.method == "GET":
         return _settings(page)
     form = request.form
+    look = {key: form.get(key, "").strip() or None for key in BRANDING_FIELDS}
     try:
+        branding = Branding(**look) if any(look.values()) else None
         data = OrgUpdate(name=form.get("name", ""), redirect_url=form.get("redirect_url") or None,
                          invite_ttl_hours=form.get("invite_ttl_hours") or None,  # type: ignore[arg-type]
                          require_invite_code=form.get("require_invite_code") == "1",
-                         allowed_providers=form.getlist("allowed_providers") or None)
+                         allowed_providers=form.getlist("allowed_providers") or None, branding=branding)
     except ValidationError as exc:
         return _settings(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
     _, error = page.attempt(lambda: orgs.update(page.session, page.bridge, page.actor, org, data))

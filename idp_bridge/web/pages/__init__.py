@@ -24,7 +24,7 @@ from idp_bridge.domain.providers import ANY
 from idp_bridge.metrics import count_login
 from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
-from idp_bridge.services import invitee, invites, redeem
+from idp_bridge.services import invitee, invites, orgs, redeem
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.web import console, login_browser
 from idp_bridge.web.pages import ratelimit
@@ -81,10 +81,18 @@ def bridge() -> Bridge:
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
     """Render an invitee page with the headers every invite page carries."""
-    context.setdefault("product_name", bridge().settings.product_name)
-    context.setdefault("support_contact", bridge().settings.support_contact)
+    settings = bridge().settings
+    context.setdefault("product_name", settings.product_name)
+    context.setdefault("support_contact", settings.support_contact)
+    if isinstance(context.get("org"), Organization):
+        context.setdefault("look", orgs.look_of(settings, context["org"]))
     resp = Response(render_template(f"pages/{template}", **context), status=status, mimetype="text/html")
     resp.headers.update(SECURITY_HEADERS)
+    if settings.branding_image_hosts:
+        # Branding logos are shown from these hosts only (orgs.look_of leaves out any other).
+        hosts = " ".join(f"https://{host}" for host in settings.branding_image_hosts)
+        resp.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "img-src 'self' data:", f"img-src 'self' data: {hosts}")
     return resp
 
 
@@ -325,4 +333,3 @@ def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_na
     if outcome.reason == "superseded" and outcome.org is not None:
         return page("superseded.html", 410, org=outcome.org)
     return invalid_page()
-
