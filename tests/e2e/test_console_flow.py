@@ -10,7 +10,7 @@ from playwright.sync_api import Page
 from idp_bridge.models import Invite
 from idp_bridge.store.db import transaction
 from tests.e2e.browser import LOGIN_INPUT, sign_in
-from tests.e2e.test_invite_flow import ALICE, Live, live
+from tests.e2e.test_invite_flow import ALICE, BOB, Live, live
 
 __all__ = ["live"]
 pytestmark = pytest.mark.e2e
@@ -80,3 +80,25 @@ def test_an_owner_signs_in_invites_two_people_sees_them_pending_and_revokes_one(
     assert status["ben@example.com"] == "REVOKED" and status["ann@example.com"] == "PENDING"
     page.get_by_role("button", name="Sign out").click()
     page.get_by_text("You have signed out.").wait_for()
+
+
+def test_a_member_sees_no_invite_button_and_gets_403_on_the_invite_url(live: Live, new_page: Page) -> None:
+    page = new_page
+    invite = live.invite(BOB.email or "", provider="oidc", role="MEMBER")
+    page.goto(invite["link"])
+    page.get_by_role("link", name="Sign in to accept").click()
+    sign_in(page, BOB.login)
+    page.wait_for_url(live.landing)
+
+    page.goto(f"{live.url}/console")
+    members = page.get_by_role("heading", name="Members")
+    page.locator(LOGIN_INPUT).or_(members).first.wait_for()
+    if page.locator(LOGIN_INPUT).is_visible():
+        sign_in(page, BOB.login)
+    members.wait_for()
+
+    assert page.get_by_role("link", name="Invite people").count() == 0
+    assert page.get_by_role("button", name="Remove").count() == 0
+    response = page.goto(f"{live.url}/console/acme/invites/new")
+    assert response is not None and response.status == 403
+    assert page.get_by_text("does not have the permission users:invite").is_visible()
