@@ -39,7 +39,7 @@ def test_an_identity_bound_to_no_member_gets_no_session(ops: OPs, client: FlaskC
 
     assert resp.status_code == 403
     assert "not linked to an active member" in resp.get_data(as_text=True)
-    assert client.get_cookie("ib_console", path="/console") is None
+    assert client.get_cookie("ib_console", domain="join.test", path="/console") is None
     assert get(client, "/console/acme/members").status_code == 303
 
 
@@ -79,3 +79,20 @@ def test_a_sign_in_is_audited_with_the_member_as_actor(ops: OPs, client: FlaskCl
     assert len(signed) == 1
     assert signed[0].actor == f"member:{acme.ids['OWNER']}"
     assert signed[0].details["actor"] == {"type": "member", "id": acme.ids["OWNER"], "email": "owner@example.com"}
+
+
+def test_starting_a_new_sign_in_ends_the_session_the_browser_held(ops: OPs, client: FlaskClient, acme: Org,
+                                                             bridge: Bridge) -> None:
+    from idp_bridge.models import ConsoleSession
+    from idp_bridge.store.db import transaction
+
+    sign_in(client, ops.oidc, OWNER)
+    old = client.get_cookie("ib_console", domain="join.test", path="/console")
+    assert old is not None
+
+    sign_in(client, ops.oidc, OWNER)
+
+    with transaction(bridge.sessions) as session:
+        assert session.query(ConsoleSession).count() == 1
+    new = client.get_cookie("ib_console", domain="join.test", path="/console")
+    assert new is not None and new.value != old.value

@@ -258,6 +258,8 @@ def login() -> Response:
                       message="That sign-in provider is not configured.", sign_in=True)
     browser = login_browser.new_value()
     with transaction(b.sessions) as session:
+        # Signing in again ends the session this browser held (the cookie reaches /console paths only).
+        console.sign_out(session, _cookie())
         url = console.start(session, b.settings, provider, browser_secret=browser)
     if url is None:
         return render("message.html", 503, title="Sign-in unavailable", sign_in=True,
