@@ -96,3 +96,21 @@ def test_starting_a_new_sign_in_ends_the_session_the_browser_held(ops: OPs, clie
         assert session.query(ConsoleSession).count() == 1
     new = client.get_cookie("ib_console", domain="join.test", path="/console")
     assert new is not None and new.value != old.value
+
+
+def test_a_token_that_fails_validation_opens_no_session_and_offers_to_try_again(
+        ops: OPs, client: FlaskClient, acme: Org) -> None:
+    resp = sign_in(client, ops.oidc, {**OWNER, "aud": "someone-else"})
+
+    assert resp.status_code == 400 and "/console/login?provider=oidc" in resp.get_data(as_text=True)
+    assert client.get_cookie("ib_console", domain="join.test", path="/console") is None
+
+
+def test_a_console_login_state_is_used_once(ops: OPs, client: FlaskClient, acme: Org) -> None:
+    start = get(client, "/console/login?provider=oidc")
+    cb = ops.oidc.authorize(str(start.headers["Location"]), OWNER)
+    assert client.get("/auth/callback/oidc", query_string=cb, base_url=BASE).status_code == 303
+
+    replay = client.get("/auth/callback/oidc", query_string=cb, base_url=BASE)
+
+    assert replay.status_code == 400
