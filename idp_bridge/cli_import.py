@@ -16,8 +16,7 @@ SHOWN_FAILURES = 20
 
 def reason(result: bulk.RowResult) -> str:
     """A row's errors as one line: `column: message; column: message`."""
-    return "; ".join(f"{column}: {message}" for column, messages in (result.errors or {}).items()
-                     for message in messages)
+    return result.reason()
 
 
 def run(bridge: Bridge, path: Path, org_slug: str, *, dry_run: bool, atomic: bool, role: str | None,

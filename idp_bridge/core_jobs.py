@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import formataddr, parseaddr
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,7 +12,7 @@ from idp_bridge.domain.providers import ANY
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
-from idp_bridge.services import invites, joining, redeem
+from idp_bridge.services import console, invites, joining, orgs, redeem
 from idp_bridge.services.ports import Mailing, WithProviders, WithSessions
 from idp_bridge.store.db import transaction
 from idp_bridge.worker import JobKind, JobView
@@ -24,9 +25,12 @@ def invite_email_context(bridge: WithProviders, org: Organization, invite: Invit
     """Everything the invitation templates show."""
     provider = bridge.provider(invite.provider) if invite.provider != ANY else None
     target = invites.target_of(invite, org, link)
+    look = orgs.look_of(bridge.settings, org)
     return {
-        "org_name": org.name,
-        "inviter": inviter if inviter and not inviter.startswith(("api_key:", "cli")) else f"An admin of {org.name}",
+        "org_name": look.display_name,
+        "accent_color": look.accent_color or "#1f5fd1",
+        "logo_url": look.logo_url,
+        "inviter": invites.inviter_text(invite, org, inviter),
         "role": invite.role.replace("_", " ").title(),
         "name": invite.name,
         "link": link,
@@ -35,6 +39,13 @@ def invite_email_context(bridge: WithProviders, org: Organization, invite: Invit
         "account_hint": provider.account_description(target) if provider is not None else "",
         "support_contact": bridge.settings.support_contact,
     }
+
+
+def sender_of(deps: WithProviders, org: Organization) -> str:
+    """The From header: the configured address, with the org's mail sender name when its branding has one."""
+    mail_from = deps.settings.mail_from
+    name = orgs.look_of(deps.settings, org).mail_sender_name
+    return formataddr((name, parseaddr(mail_from)[1])) if name else mail_from
 
 
 def send_invite_email(bridge: Mailing, job: JobView) -> Recorder | None:
@@ -56,8 +67,9 @@ def send_invite_email(bridge: Mailing, job: JobView) -> Recorder | None:
                                        str(job.payload.get("inviter", "")))
         # One job mails one link: a run that dies after the server's 250 but before the job is marked done sends
         # again with the same Message-ID, while a resend (a new link, so a new job) gets a new one.
-        message = bridge.renderer.message("invite", sender=bridge.settings.mail_from, to=to,
-                                          subject=f"You're invited to join {org.name}", context=context,
+        message = bridge.renderer.message("invite", sender=sender_of(bridge, org),
+                                          to=to, subject=f"You're invited to join {context['org_name']}",
+                                          context=context,
                                           message_id=stable_message_id(f"invite.{job.id}", bridge.settings.mail_from))
         invite_id, org_id = invite.id, org.id
     bridge.mail.send(message)
@@ -83,6 +95,7 @@ def sweep_expired(bridge: WithSessions) -> int:
         # Login states live minutes; a day-old one is only clutter (it can no longer be used anyway).
         redeem.purge_login_states(session)
         joining.purge_logins(session)
+        console.purge_sessions(session)
     return total
 
 

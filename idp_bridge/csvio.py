@@ -199,11 +199,12 @@ def read(text: str, *, max_rows: int) -> tuple[CsvHeader, Iterator[CsvRow]]:
     return header, rows()
 
 
-def error_rows(header: CsvHeader, failed: Iterable[tuple[CsvRow, str]]) -> Iterator[str]:
+def error_rows(header: CsvHeader, failed: Iterable[tuple[CsvRow, str]], *,
+               errors_column: str = ERRORS_COLUMN) -> Iterator[str]:
     """Failed rows as CSV with their reasons in one more column, ready to fix and import again."""
-    columns = [c for c in header.columns if c != ERRORS_COLUMN]
-    keep = [i for i, c in enumerate(header.columns) if c != ERRORS_COLUMN]
-    yield _line([*columns, ERRORS_COLUMN])
+    columns = [c for c in header.columns if c not in (ERRORS_COLUMN, errors_column)]
+    keep = [i for i, c in enumerate(header.columns) if c not in (ERRORS_COLUMN, errors_column)]
+    yield _line([*columns, errors_column])
     for row, reason in failed:
         cells = [row.cells[i] if i < len(row.cells) else "" for i in keep]
         yield _line([*cells, reason])

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from idp_bridge.errors import ValidationFailed
@@ -103,6 +104,19 @@ class Strict(BaseModel):
 Name = Annotated[OneLine, Field(max_length=200)]
 
 
+class Inviter(Strict):
+    """Who invites, as the invitee will see it instead of "An admin of {org}"."""
+
+    name: Name = ""
+    email: OneLine | None = Field(default=None, max_length=320)
+
+    @model_validator(mode="after")
+    def _named(self) -> Inviter:
+        if not self.name and not self.email:
+            raise ValueError("give the inviter's name, email or both")
+        return self
+
+
 class InviteInput(Strict):
     """One invitation as an admin describes it."""
 
@@ -124,6 +138,8 @@ class InviteInput(Strict):
                                        description="Free JSON passed through to the host platform.")
     ttl_hours: int | None = Field(default=None, ge=1, le=720, description="Overrides the org's invite lifetime.")
     send_email: bool = Field(default=True, description="Mail the invitation (false: the host delivers the link).")
+    inviter: Inviter | None = Field(default=None, description="Who invites (the person who clicked in the host); "
+                                                              "pages and mail show it, not 'An admin of {org}'.")
 
     @field_validator("notification_email")
     @classmethod
@@ -153,6 +169,16 @@ class InviteInput(Strict):
         return value
 
 
+class Branding(Strict):
+    """How the org looks on the console, the invitee pages and the invitation mail."""
+
+    display_name: Name | None = None
+    logo_url: OneLine | None = Field(default=None, max_length=2000, pattern=r"^https://[^\s\"'<>]+$",
+                                     description="An https URL; shown only from hosts in branding_image_hosts.")
+    accent_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
+    mail_sender_name: Name | None = None
+
+
 class OrgCreate(Strict):
     slug: str = Field(pattern=SLUG.pattern, description="Unique, [a-z0-9-]{2,63}.")
     name: OneLine = Field(min_length=1, max_length=200)
@@ -166,6 +192,7 @@ class OrgCreate(Strict):
     domain_join: Literal["off", "auto", "request"] = "off"
     scim_send_email: bool = Field(default=True, description="Mail an invitation to members a directory creates "
                                   "through SCIM.")
+    branding: Branding | None = None
 
 
 class OrgUpdate(Strict):
@@ -179,6 +206,7 @@ class OrgUpdate(Strict):
     keycloak_email: Literal["keycloak", "ours", "both"] | None = None
     scim_send_email: bool | None = None
     domain_join: Literal["off", "auto", "request"] | None = None
+    branding: Branding | None = None
 
 
 class DomainCreate(Strict):

@@ -72,6 +72,8 @@ class Organization(Base):
     domain_join: Mapped[str] = mapped_column(String(10), default="off", server_default="off")
     # Whether members a directory creates through SCIM get our invitation mail.
     scim_send_email: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # {"display_name", "logo_url", "accent_color", "mail_sender_name"}: the console, invitee pages and mail.
+    branding: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -220,6 +222,8 @@ class Invite(Base):
     expires_at: Mapped[datetime] = mapped_column()
     ttl_hours: Mapped[int] = mapped_column(Integer, default=336)
     created_by: Mapped[str] = mapped_column(String(200), default="")
+    # The person who invited, as the host or the console names them ({"name", "email"}); shown on pages and mail.
+    inviter: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     send_email: Mapped[bool] = mapped_column(Boolean, default=True)
     send_count: Mapped[int] = mapped_column(Integer, default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -426,14 +430,16 @@ class WebhookAttempt(Base):
 
 
 class LoginState(Base):
-    """An OIDC login in flight: state, nonce and PKCE verifier bound to one browser and one invite."""
+    """An OIDC login in flight: state, nonce and PKCE verifier bound to one browser and one invite (or, for a
+    console sign-in, to no invite)."""
 
     __tablename__ = "login_states"
 
     # SHA-256 of the random `state`; the browser binding is the hash of a cookie only that browser holds.
     state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     browser_hash: Mapped[str] = mapped_column(String(64))
-    invite_id: Mapped[str] = mapped_column(ForeignKey("invites.id", ondelete="CASCADE"), index=True)
+    invite_id: Mapped[str | None] = mapped_column(ForeignKey("invites.id", ondelete="CASCADE"), index=True,
+                                                  nullable=True)
     # The invite link, sealed: "use another account" and "try again" pages need to point back at it.
     link_sealed: Mapped[str] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(String(64))
@@ -441,6 +447,21 @@ class LoginState(Base):
     code_verifier: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ConsoleSession(Base):
+    """A person signed in to the admin console: the IdP identity they proved, and when the session ends."""
+
+    __tablename__ = "console_sessions"
+
+    # SHA-256 of the random cookie value; the cookie alone opens the session.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    account: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RateLimitCounter(Base):

@@ -18,6 +18,11 @@ class Provisioning(BaseModel):
     last_error: str | None
 
 
+class InviterOut(BaseModel):
+    name: str = ""
+    email: str | None = None
+
+
 class InviteOut(BaseModel):
     id: str
     org: str
@@ -35,6 +40,7 @@ class InviteOut(BaseModel):
     expires_at: datetime
     created_at: datetime
     created_by: str
+    inviter: InviterOut | None = Field(default=None, description="Who invited, as pages and mail show it.")
     send_count: int
     last_sent_at: datetime | None
     accepted_at: datetime | None
@@ -80,6 +86,13 @@ class MemberOut(BaseModel):
     updated_at: datetime
 
 
+class BrandingOut(BaseModel):
+    display_name: str | None = None
+    logo_url: str | None = None
+    accent_color: str | None = None
+    mail_sender_name: str | None = None
+
+
 class OrgOut(BaseModel):
     id: str
     slug: str
@@ -94,6 +107,7 @@ class OrgOut(BaseModel):
     keycloak_email: Literal["keycloak", "ours", "both"]
     domain_join: Literal["off", "auto", "request"]
     scim_send_email: bool
+    branding: BrandingOut | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -225,6 +239,7 @@ def invite_out(invite: Invite, org_slug: str) -> InviteOut:
         hosted_domain=invite.hosted_domain, keycloak_idp=invite.keycloak_idp, role=invite.role, name=invite.name,
         attributes=invite.attributes or {}, status=effective_status(invite),  # type: ignore[arg-type]
         expires_at=invite.expires_at, created_at=invite.created_at, created_by=invite.created_by,
+        inviter=InviterOut(**invite.inviter) if invite.inviter else None,
         send_count=invite.send_count, last_sent_at=invite.last_sent_at, accepted_at=invite.accepted_at,
         revoked_at=invite.revoked_at, code_required=invite.code_hash is not None,
         provisioning=Provisioning(state=invite.provisioning_state,  # type: ignore[arg-type]
@@ -256,6 +271,7 @@ def org_out(org: Organization, seats_used: int) -> OrgOut:
                   match=org.match, keycloak_email=org.keycloak_email,  # type: ignore[arg-type]
                   domain_join=org.domain_join,  # type: ignore[arg-type]
                   scim_send_email=org.scim_send_email,
+                  branding=BrandingOut(**org.branding) if org.branding else None,
                   created_at=org.created_at, updated_at=org.updated_at)
 
 

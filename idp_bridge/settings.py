@@ -6,6 +6,7 @@ import difflib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -164,6 +165,18 @@ class Settings(BaseSettings):
     api_auth_failure_rate_limit: str = Field("30/minute", description=(
         "API requests that fail to authenticate (no, malformed, unknown or revoked key), per client IP; past it "
         "every API request from that IP gets 429 until the window ends."))
+    console_session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description=(
+        "The admin console: a signed-in session ends after this many minutes without a request."))
+    console_session_max_hours: int = Field(default=12, ge=1, le=24 * 30, description=(
+        "The admin console: a signed-in session ends this many hours after sign-in at the latest."))
+    console_rate_limit: str = Field("600/minute", description=(
+        "Requests per signed-in console session (Flask-Limiter notation); console pages are not under the "
+        "invite pages' per-IP limit."))
+    console_frame_ancestors: list[str] = Field(default_factory=list, description=(
+        "Origins that may show the console in a frame (CSP `frame-ancestors`); empty: none may."))
+    branding_image_hosts: list[str] = Field(default_factory=list, description=(
+        "Hosts an organization's branding logo may be shown from (https only); a logo elsewhere is left out and "
+        "the display name shown alone."))
     trust_proxy_headers: int = Field(default=0, ge=0, le=5, description=(
         "Number of proxies in front whose `X-Forwarded-For` and `X-Forwarded-Proto` are trusted."))
     access_log: bool = Field(True, description=(
@@ -199,7 +212,7 @@ class Settings(BaseSettings):
         return init_settings, EnvironmentSource(settings_cls, os.environ), TomlSource(settings_cls,
                                                                                      config_path(os.environ))
 
-    @field_validator("api_auth_failure_rate_limit")
+    @field_validator("api_auth_failure_rate_limit", "console_rate_limit")
     @classmethod
     def _is_a_rate_limit(cls, value: str) -> str:
         from limits import parse
@@ -208,6 +221,14 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError("must be a rate limit such as 30/minute") from None
+        return value
+
+    @field_validator("console_frame_ancestors")
+    @classmethod
+    def _frame_ancestors_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
         return value
 
     @field_validator("public_url")

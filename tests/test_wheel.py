@@ -124,6 +124,7 @@ def test_the_wheel_carries_the_default_config_the_roles_presets_and_the_migratio
     assert set(SHIPPED) <= names, sorted(set(SHIPPED) - names)
     assert any(n.startswith("idp_bridge/migrations/versions/") for n in names)
     assert any(n.startswith("idp_bridge/web/pages/templates/") for n in names)
+    assert "idp_bridge/web/console/templates/console/members.html" in names
     assert "idp-bridge = idp_bridge.cli:main" in entry_points
 
 

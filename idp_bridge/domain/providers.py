@@ -140,6 +140,10 @@ class LoginProvider(Protocol):
         """
         ...
 
+    def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
+        """The account validated claims prove, keyed as bound identities are (the console looks it up)."""
+        ...
+
     def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:
         """Apply this provider's identity rules (tenant, domain, account match) to validated claims."""
         ...

@@ -77,6 +77,11 @@ class RowResult:
     existing_id: str | None = None
     errors: dict[str, list[str]] | None = None
 
+    def reason(self) -> str:
+        """The row's errors as one line: `column: message; column: message`."""
+        return "; ".join(f"{column}: {message}" for column, messages in (self.errors or {}).items()
+                         for message in messages)
+
 
 @dataclass
 class ImportReport:
@@ -358,7 +363,8 @@ def _write(session: Session, deps: WithProviders, actor: Actor, org: Organizatio
                 role=v.prepared.role, provider=data.provider, attributes=data.attributes,
                 tenant_id=data.tenant_id, hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp,
                 ttl_hours=ttl, expires_at=expires_at, created_by=created_by, send_email=data.send_email,
-                code_hash=code_hash, provisioning_state=provisioning, now=now)
+                code_hash=code_hash, provisioning_state=provisioning, now=now,
+                inviter=data.inviter.model_dump() if data.inviter is not None else None)
             members.append(member)
             invite_rows.append(invite)
             links.append({"token_hash": token_hash(token), "invite_id": invite_id, "created_at": now})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from idp_bridge.audit import Actor
 from idp_bridge.domain.providers import LoginFailed, Provider
-from idp_bridge.services import joining, redeem
+from idp_bridge.services import console, joining, redeem
 from idp_bridge.services.ports import Redeeming
 from idp_bridge.store.db import read_only, transaction
 
@@ -34,6 +34,8 @@ class Callback:
     outcome: redeem.Redemption | None = None
     # Set when the login started on an org's join page rather than from an invite.
     joined: joining.JoinOutcome | None = None
+    # A console sign-in (a login started at /console, for no invite): what it came to.
+    sign_in: console.SignIn | None = None
 
 
 def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, browser_secrets: Sequence[str],
@@ -46,6 +48,8 @@ def finish(deps: Redeeming, actor: Actor, provider_name: str, *, state: str, bro
     if pending is None:
         return _finish_join(deps, actor, provider, state=state, browser_secrets=browser_secrets, code=code,
                             error=error, iss=iss)
+    if pending.invite_id is None:
+        return _finish_console(deps, actor, provider, pending, code=code, error=error, iss=iss)
     retry = f"/invite/{pending.link_token}/login?provider={provider_name}"
     if error or not code:
         # The person cancelled at the IdP or it refused: nothing to audit against the invite.
@@ -97,3 +101,25 @@ def _finish_join(deps: Redeeming, actor: Actor, provider: Provider, *, state: st
     if outcome is None:
         return Callback(EXPIRED)
     return Callback(outcome.kind, outcome.reason, label=provider.label, retry_url=retry, joined=outcome)
+
+
+def _finish_console(deps: Redeeming, actor: Actor, provider: Provider, pending: redeem.PendingLogin, *,
+                    code: str | None, error: str | None, iss: str | None) -> Callback:
+    """A console sign-in: the same validation of the IdP's answer, then a session or a refusal."""
+    retry = f"/console/login?provider={provider.name}"
+    if error or not code:
+        with transaction(deps.sessions) as session:
+            redeem.claim_login(session, pending)
+        return Callback(CANCELLED, label=provider.label, retry_url=retry)
+    try:
+        claims = provider.complete_login(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce,
+                                         iss=iss)
+    except LoginFailed as exc:
+        log.warning("console sign-in at %s failed: %s", provider.name, exc)
+        with transaction(deps.sessions) as session:
+            redeem.claim_login(session, pending)
+        return Callback(FAILED, exc.reason, label=provider.label, retry_url=retry)
+    signed = console.finish(deps, actor, pending, provider, claims)
+    if signed is None:
+        return Callback(EXPIRED)
+    return Callback(signed.kind, label=provider.label, retry_url=retry, sign_in=signed)

@@ -78,6 +78,20 @@ class IssuedInvite:
     warnings: list[str] = field(default_factory=list)
 
 
+def inviter_text(invite: Invite, org: Organization, fallback: str = "") -> str:
+    """Who invited, as pages and mail say it: the invite's inviter, else a person named by `fallback` (the
+    inviter text of older queued mail), else "An admin of {org}"."""
+    named = invite.inviter or {}
+    name, email = str(named.get("name") or ""), str(named.get("email") or "")
+    if name and email:
+        return f"{name} ({email})"
+    if name or email:
+        return name or email
+    if fallback and not fallback.startswith(("api_key:", "cli", "worker", "member:")):
+        return fallback
+    return f"An admin of {org.name}"
+
+
 def effective_status(invite: Invite, now: datetime | None = None) -> str:
     """EXPIRED as soon as expires_at passes, whether or not the sweeper has run."""
     return transitions.effective_status(invite.status, invite.expires_at, now or utcnow())
@@ -343,7 +357,8 @@ def insert(session: Session, deps: Inviting, actor: Actor, org: Organization, pr
         keycloak_idp=data.keycloak_idp, ttl_hours=ttl, expires_at=now + timedelta(hours=ttl),
         created_by=str(actor), send_email=data.send_email,
         code_hash=keyed_hash(deps.settings.secret_key, code) if code else None,
-        provisioning_state=(ProvisioningState.PENDING if provisions else ProvisioningState.NONE).value, now=now)
+        provisioning_state=(ProvisioningState.PENDING if provisions else ProvisioningState.NONE).value, now=now,
+        inviter=data.inviter.model_dump() if data.inviter is not None else None)
     member = Member(**member_row)
     invite = Invite(**invite_row, member=member)
     session.add_all([member, invite])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,7 +92,7 @@ def create(session: Session, deps: WithProviders, actor: Actor, data: OrgCreate)
 def update(session: Session, deps: WithProviders, actor: Actor, org: Organization, data: OrgUpdate) -> Organization:
     """Change settings; only the fields given change."""
     changes = data.model_dump(exclude_unset=True)
-    nullable = {"allowed_providers", "redirect_url"}
+    nullable = {"allowed_providers", "redirect_url", "branding"}
     changes = {k: v for k, v in changes.items() if v is not None or k in nullable}
     _check_settings(deps, changes)
     lock(session, org)
@@ -101,3 +103,26 @@ def update(session: Session, deps: WithProviders, actor: Actor, org: Organizatio
     audit.record(session, actor, "org.updated", org_id=org.id, target_type="org", target_id=org.slug,
                  details={"before": before, "after": changes})
     return org
+
+
+@dataclass(frozen=True)
+class Look:
+    """An org's branding as pages and mail use it: the name to show, a logo only from an allowed host, the
+    accent colour, the mail sender's name."""
+
+    display_name: str
+    logo_url: str | None
+    accent_color: str | None
+    mail_sender_name: str | None
+
+
+def look_of(settings: Settings, org: Organization) -> Look:
+    """The org's branding, checked again on use (the allowed image hosts may have changed since it was set)."""
+    branding = org.branding or {}
+    logo = branding.get("logo_url")
+    host = urlsplit(logo).hostname if isinstance(logo, str) and logo.startswith("https://") else None
+    accent = branding.get("accent_color")
+    return Look(display_name=str(branding.get("display_name") or org.name),
+                logo_url=logo if host and host in settings.branding_image_hosts else None,
+                accent_color=accent if isinstance(accent, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", accent) else None,
+                mail_sender_name=branding.get("mail_sender_name") or None)

@@ -64,7 +64,8 @@ class PendingLogin:
     """A login in flight, found at its callback: everything needed to finish it."""
 
     state_hash: str
-    invite_id: str
+    # None for a console sign-in, which redeems no invite.
+    invite_id: str | None
     link_token: str
     provider: str
     nonce: str
@@ -81,13 +82,16 @@ def login_providers(deps: WithProviders, invite: Invite, org: Organization) -> l
     return [name for name in deps.providers if provider_allowed(deps, invite, org, name)]
 
 
-def start_login(session: Session, settings: Settings, invite: Invite, *, link_token: str, provider: str,
+def start_login(session: Session, settings: Settings, invite: Invite | None, *, link_token: str, provider: str,
                 browser_secret: str) -> tuple[str, str, str]:
-    """Record a login in flight; returns (state, nonce, code_verifier) for the authorization URL."""
+    """Record a login in flight; returns (state, nonce, code_verifier) for the authorization URL.
+
+    `invite` is None for a console sign-in: the same state, nonce, PKCE and browser binding, no invite.
+    """
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(24), secrets.token_urlsafe(64)
     session.add(LoginState(state_hash=token_hash(state), browser_hash=token_hash(browser_secret),
-                           invite_id=invite.id, link_sealed=seal(settings.secret_key, link_token),
-                           provider=provider,
+                           invite_id=invite.id if invite is not None else None,
+                           link_sealed=seal(settings.secret_key, link_token), provider=provider,
                            nonce=nonce, code_verifier=verifier, created_at=utcnow()))
     return state, nonce, verifier
 
@@ -399,7 +403,7 @@ def reject(session: Session, actor: Actor, org: Organization, invite: Invite, re
 def finish_login(session: Session, deps: WithProviders, actor: Actor, pending: PendingLogin, provider: Provider,
                  claims: Mapping[str, Any], *, check: IdentityCheck | None = None) -> Redemption:
     """Redeem under the invite's lock as redemption.decide() says; `check` is the identity check, when made."""
-    locked = _lock_for_redemption(session, pending.invite_id, pending.link_token)
+    locked = _lock_for_redemption(session, pending.invite_id, pending.link_token) if pending.invite_id else None
     if locked is None:
         return Redemption(INVALID)
     invite, org, link = locked

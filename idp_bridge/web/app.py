@@ -1,4 +1,5 @@
-"""The Flask app of the HTTP faces: the JSON API, the invitee pages and the operations endpoints."""
+"""The Flask app of the HTTP faces: the JSON API, the invitee pages, the admin console and the operations
+endpoints."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.metrics import HANDLER_KEY
-from idp_bridge.web import api, headers, ops, pages, redact, scim
+from idp_bridge.web import api, console, headers, ops, pages, redact, scim
 
 # Largest request body any face accepts (bulk CSV imports are the big ones).
 MAX_CONTENT_LENGTH = 32 * 1024 * 1024
@@ -45,6 +46,7 @@ def assemble(bridge: Bridge, *, job_kinds: list[str]) -> Flask:
     headers.install(app, public_url=bridge.settings.public_url)
     app.register_blueprint(ops.bp)
     pages.install(app)
+    console.install(app)
     redact.install(app)
 
     @app.url_value_preprocessor

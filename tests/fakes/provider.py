@@ -87,12 +87,15 @@ class FakeProvider:
             raise LoginFailed("token_exchange_failed", "unknown code")
         return found[1]
 
-    def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:
+    def identity_from(self, claims: Mapping[str, Any]) -> LoginIdentity:
         email = claims.get("email")
-        identity = LoginIdentity(provider=self.name, issuer=ISSUER, subject=str(claims["sub"]),
-                                 email=email if isinstance(email, str) else None,
-                                 email_verified=claims.get("email_verified") is True,
-                                 account=str(email or claims["sub"]))
+        return LoginIdentity(provider=self.name, issuer=ISSUER, subject=str(claims["sub"]),
+                             email=email if isinstance(email, str) else None,
+                             email_verified=claims.get("email_verified") is True,
+                             account=str(email or claims["sub"]))
+
+    def check_identity(self, claims: Mapping[str, Any], target: InviteTarget, *, match: str) -> IdentityCheck:
+        identity = self.identity_from(claims)
         problem = None
         if match != "link":
             if not identity.email or not identity.email_verified:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -28,6 +27,7 @@ from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
 from idp_bridge.services import invitee, invites, joining, orgs, redeem
 from idp_bridge.store.db import read_only, transaction
+from idp_bridge.web import console, login_browser
 from idp_bridge.web.pages import ratelimit
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -46,11 +46,8 @@ SECURITY_HEADERS = {
 # Expired, revoked, unknown and tampered links look the same from outside: one page, one status.
 INVALID_STATUS = 404
 CSRF_COOKIE = "ib_csrf"
-BROWSER_COOKIE = "ib_login"
-# How many logins one browser may have in flight at once (tabs); the cookie holds one value for each.
-LOGINS_PER_BROWSER = 4
-BROWSER_VALUE_RANDOM = 43
-COOKIE_MAX_AGE = 3600
+BROWSER_COOKIE = login_browser.BROWSER_COOKIE
+COOKIE_MAX_AGE = login_browser.COOKIE_MAX_AGE
 
 
 def install(app: Flask) -> None:
@@ -85,10 +82,18 @@ def bridge() -> Bridge:
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
     """Render an invitee page with the headers every invite page carries."""
-    context.setdefault("product_name", bridge().settings.product_name)
-    context.setdefault("support_contact", bridge().settings.support_contact)
+    settings = bridge().settings
+    context.setdefault("product_name", settings.product_name)
+    context.setdefault("support_contact", settings.support_contact)
+    if isinstance(context.get("org"), Organization):
+        context.setdefault("look", orgs.look_of(settings, context["org"]))
     resp = Response(render_template(f"pages/{template}", **context), status=status, mimetype="text/html")
     resp.headers.update(SECURITY_HEADERS)
+    if settings.branding_image_hosts:
+        # Branding logos are shown from these hosts only (orgs.look_of leaves out any other).
+        hosts = " ".join(f"https://{host}" for host in settings.branding_image_hosts)
+        resp.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "img-src 'self' data:", f"img-src 'self' data: {hosts}")
     return resp
 
 
@@ -194,7 +199,8 @@ def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, a
     resp = page("landing.html", 403 if locked else status, org=org, invite=invite, account=_account(b, invite, org),
                 role=invite.role.replace("_", " ").title(),
                 expires=invite.expires_at.strftime("%d %B %Y, %H:%M UTC"),
-                inviter=_inviter(invite.created_by, org), token=token, needs_code=needs_code, locked=locked,
+                inviter=invites.inviter_text(invite, org, invite.created_by), token=token, needs_code=needs_code,
+                locked=locked,
                 csrf=_csrf_token(csrf) if csrf else "", error=error, again=again,
                 providers=[(name, b.providers[name].label) for name in choices],
                 login_url=f"/invite/{token}/login" + ("?again=1" if again else ""))
@@ -212,7 +218,7 @@ def login(b: Bridge, session: Session, token: str) -> Response:
         return redirect(f"/invite/{token}" + ("?again=1" if again else ""), 303)  # type: ignore[return-value]
     # Always a new value of our own, never one the browser presents: a value planted in the invitee's browser
     # (session fixation) would otherwise bind this login to a secret the planter knows.
-    browser = _new_browser_value()
+    browser = login_browser.new_value()
     started = invitee.start(session, b, invite, org, token=token, provider_name=request.args.get("provider"),
                             browser_secret=browser, select_account=again)
     return _started(b, invite, org, token, again, started, browser)
@@ -230,7 +236,7 @@ def login_post(token: str) -> Response:
 def _login_with_code(b: Bridge, session: Session, token: str) -> Response:
     again = request.form.get("again") == "1"
     invite, org = invitee.open_invite(session, token, lock=True)
-    browser = _new_browser_value()
+    browser = login_browser.new_value()
     started = invitee.start_with_code(session, b, _actor(), invite, org, code=request.form.get("code", ""),
                                       token=token, provider_name=request.form.get("provider"),
                                       browser_secret=browser, select_account=again)
@@ -267,33 +273,8 @@ def _to_provider(url: str, browser: str) -> Response:
     """Send the browser to the IdP, holding the login-browser value the callback checks."""
     resp = redirect(url, 303)
     resp.headers.update(SECURITY_HEADERS)
-    # Logins started earlier in this browser (other tabs) stay finishable; only values we made are kept.
-    kept = [value for value in _browser_values() if _we_made(value)][:LOGINS_PER_BROWSER - 1]
-    _set_cookie(resp, BROWSER_COOKIE, ".".join([browser, *kept]))
+    login_browser.remember(resp, browser)
     return resp  # type: ignore[return-value]
-
-
-def _browser_mac(value: str) -> str:
-    digest = hmac.new(bridge().settings.secret_key.encode(), b"login-browser:" + value.encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
-
-
-def _new_browser_value() -> str:
-    """A fresh login-browser value: 256 random bits and our MAC of them (so we know it for ours later)."""
-    value = secrets.token_urlsafe(32)
-    return value + _browser_mac(value)
-
-
-def _we_made(value: str) -> bool:
-    """Whether a presented login-browser value is one this deployment made (not one planted from elsewhere)."""
-    random_part, mac = value[:BROWSER_VALUE_RANDOM], value[BROWSER_VALUE_RANDOM:]
-    return (len(random_part) == BROWSER_VALUE_RANDOM
-            and hmac.compare_digest(mac.encode(), _browser_mac(random_part).encode()))
-
-
-def _browser_values() -> list[str]:
-    """The login-browser values this browser presents, one per login in flight (the callback checks the binding)."""
-    return [v for v in (request.cookies.get(BROWSER_COOKIE) or "").split(".")[:LOGINS_PER_BROWSER] if v]
 
 
 def mask(account: str) -> str:
@@ -323,9 +304,11 @@ def callback(provider_name: str) -> Response:
     """Finish the login: validate everything, apply the identity rules, redeem or explain why not."""
     args = request.args
     done = login_callback.finish(bridge(), _actor(), provider_name, state=args.get("state", ""),
-                                 browser_secrets=_browser_values(), code=args.get("code"), error=args.get("error"),
+                                 browser_secrets=login_browser.values(), code=args.get("code"), error=args.get("error"),
                                  iss=args.get("iss"))
     count_login(provider_name if bridge().provider(provider_name) else "unknown", done.kind, done.reason)
+    if done.sign_in is not None:
+        return console.signed_in(done)
     if done.outcome is not None:
         return _outcome_page(bridge(), done.outcome, done.link_token, provider_name)
     if done.joined is not None:
@@ -359,11 +342,6 @@ def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_na
         return page("superseded.html", 410, org=outcome.org)
     return invalid_page()
 
-
-def _inviter(created_by: str, org: Organization) -> str:
-    if created_by.startswith(("api_key:", "cli", "worker")) or not created_by:
-        return f"An admin of {org.name}"
-    return created_by
 
 
 JOIN_REASONS = {
@@ -419,7 +397,7 @@ def join_login(slug: str) -> Response:
         if org is None:
             assert closed is not None
             return closed
-        browser = _new_browser_value()
+        browser = login_browser.new_value()
         started = joining.start(session, b, org, provider_name=request.args.get("provider"), browser_secret=browser,
                                 select_account=again)
         if started.kind == invitee.REDIRECT:

@@ -1,0 +1,312 @@
+"""The admin console: server-rendered pages for an org's owners and admins, signed in through the providers.
+
+Every org page is registered with the permission it needs (ROUTES, the console's route registry); a handler
+parses the form, calls the same service the API calls with the signed-in member as the actor, and renders.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, stream_with_context
+from sqlalchemy.orm import Session
+
+from idp_bridge.audit import Actor
+from idp_bridge.bridge import Bridge
+from idp_bridge.errors import BridgeError, ValidationFailed
+from idp_bridge.models import ConsoleSession, Organization
+from idp_bridge.permissions import USERS_READ
+from idp_bridge.security import token_hash
+from idp_bridge.services import callback as login_callback
+from idp_bridge.services import console, orgs
+from idp_bridge.store.db import transaction
+from idp_bridge.web import login_browser
+
+bp = Blueprint("console", __name__, template_folder="templates")
+SESSION_COOKIE = "ib_console"
+COOKIE_PATH = "/console"
+CSRF_FIELD = "csrf_token"
+
+
+@dataclass(frozen=True)
+class ConsoleRoute:
+    """One org page of the console: its URL rule, methods and the permission its role must hold."""
+
+    endpoint: str
+    rule: str
+    methods: tuple[str, ...]
+    permission: str
+
+
+# The console's route registry: every org page, with the permission it needs (tests walk it).
+ROUTES: list[ConsoleRoute] = []
+
+
+@dataclass
+class Page:
+    """A signed-in request to an org page: the bridge, its transaction, the session and the membership."""
+
+    bridge: Bridge
+    session: Session
+    signed_in: ConsoleSession
+    me: console.Membership
+
+    @property
+    def org(self) -> Organization:
+        return self.me.org
+
+    @property
+    def actor(self) -> Actor:
+        return self.me.actor(request.remote_addr)
+
+    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+        return render(template, status, me=self.me, org=self.me.org, signed_in=self.signed_in,
+                      csrf_token=csrf_token(self.signed_in), **context)
+
+    def attempt(self, action: Callable[[], Any]) -> tuple[Any, BridgeError | None]:
+        """Run a service call behind a savepoint: on a refusal nothing it wrote stays, and the refusal is returned."""
+        try:
+            with self.session.begin_nested():
+                return action(), None
+        except BridgeError as exc:
+            return None, exc
+
+
+def install(app: Flask) -> None:
+    """Register the console, with its own per-session rate limit (signed-in pages are not under the invite
+    pages' per-IP limit)."""
+    from idp_bridge.web.console import pages  # noqa: F401  (registers the org pages on bp)
+
+    settings = app.extensions["idp_bridge"].settings
+    app.register_blueprint(bp)
+    limiter = app.extensions["idp_bridge_limiter"]
+    limiter.limit(settings.console_rate_limit, key_func=_rate_key)(bp)
+
+
+def bridge() -> Bridge:
+    b: Bridge = current_app.extensions["idp_bridge"]
+    return b
+
+
+def _rate_key() -> str:
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    return "console:" + (token_hash(token) if token else f"ip:{request.remote_addr}")
+
+
+def headers() -> dict[str, str]:
+    """The console's response headers: no caching, no sniffing, framed only by the configured origins."""
+    ancestors = bridge().settings.console_frame_ancestors
+    out = {
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; img-src {image_sources()}; "
+                                   "form-action 'self'; base-uri 'none'; frame-ancestors "
+                                   + (" ".join(ancestors) if ancestors else "'none'"),
+    }
+    if not ancestors:
+        out["X-Frame-Options"] = "DENY"
+    return out
+
+
+def image_sources() -> str:
+    """CSP img-src: our own origin, and the hosts branding logos may come from."""
+    return " ".join(["'self'", "data:", *(f"https://{host}" for host in bridge().settings.branding_image_hosts)])
+
+
+def render(template: str, status: int = 200, **context: Any) -> Response:
+    """A console page with the console's headers (and the org's branding, on org pages)."""
+    context.setdefault("product_name", bridge().settings.product_name)
+    if context.get("org") is not None:
+        context.setdefault("look", orgs.look_of(bridge().settings, context["org"]))
+    resp = Response(render_template(f"console/{template}", **context), status=status, mimetype="text/html")
+    resp.headers.update(headers())
+    return resp
+
+
+def see_other(url: str) -> Response:
+    resp = redirect(url, 303)
+    resp.headers.update(headers())
+    return resp  # type: ignore[return-value]
+
+
+@bp.errorhandler(429)
+def too_many(_exc: Exception) -> Response:
+    return render("message.html", 429, title="Too many requests",
+                  message="Too many requests from this session. Wait a minute and try again.")
+
+
+def _csrf(signed_in: ConsoleSession, key: str) -> str:
+    return hmac.new(key.encode(), b"console-csrf:" + signed_in.token_hash.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_token(signed_in: ConsoleSession) -> str:
+    """The session's CSRF token, for the hidden field of every form."""
+    return _csrf(signed_in, bridge().settings.secret_key)
+
+
+def csrf_ok(signed_in: ConsoleSession) -> bool:
+    """The posted token is this session's (made with the current key or a fallback one)."""
+    field = (request.form.get(CSRF_FIELD) or "").encode()
+    return any(hmac.compare_digest(field, _csrf(signed_in, key).encode()) for key in bridge().secret_keys)
+
+
+def _cookie() -> str:
+    return request.cookies.get(SESSION_COOKIE) or ""
+
+
+def set_session_cookie(resp: Response, token: str) -> None:
+    settings = bridge().settings
+    resp.set_cookie(SESSION_COOKIE, token, max_age=settings.console_session_max_hours * 3600, httponly=True,
+                    samesite="Lax", secure=settings.public_url.startswith("https://"), path=COOKIE_PATH)
+
+
+def clear_session_cookie(resp: Response) -> None:
+    settings = bridge().settings
+    resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="Lax",
+                       secure=settings.public_url.startswith("https://"))
+
+
+def org_page(rule: str, *, permission: str = USERS_READ,
+             methods: tuple[str, ...] = ("GET",)) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Register an org page: signed in, an ACTIVE member of the org, the role's permission, CSRF on posts."""
+
+    def decorate(fn: Callable[..., Response]) -> Callable[..., Response]:
+        ROUTES.append(ConsoleRoute(fn.__name__, "/console/<org>" + rule, methods, permission))
+
+        @functools.wraps(fn)
+        def view(org: str, **path: Any) -> Response:
+            b = bridge()
+            with transaction(b.sessions) as session:
+                signed_in = console.open_session(session, b.settings, _cookie())
+                if signed_in is None:
+                    return _signed_out_answer()
+                me = console.membership(session, b.settings, signed_in, org)
+                if me is None:
+                    return render("message.html", 403, title="No access", signed_in=signed_in,
+                                  csrf_token=csrf_token(signed_in),
+                                  message="You are not an active member of this organization.")
+                page = Page(b, session, signed_in, me)
+                if request.method == "POST" and not csrf_ok(signed_in):
+                    return page.render("message.html", 400, title="Form expired",
+                                       message="This form has expired or did not come from this console. "
+                                               "Nothing was changed. Go back, reload the page and try again.")
+                if not me.may(permission):
+                    return forbidden(page, permission)
+                return fn(page, **path)
+
+        bp.add_url_rule("/console/<org>" + rule, fn.__name__, view, methods=list(methods))
+        return view
+
+    return decorate
+
+
+def forbidden(page: Page, permission: str) -> Response:
+    """The 403 page naming the permission the member's role lacks."""
+    return page.render("message.html", 403, title="Not allowed",
+                       message=f"Your role {page.me.member.role} does not have the permission {permission}.",
+                       permission=permission)
+
+
+def _signed_out_answer() -> Response:
+    if request.method == "GET":
+        return see_other("/console")
+    resp = render("message.html", 401, title="Signed out",
+                  message="Your session has ended. Nothing was changed. Sign in again to continue.",
+                  sign_in=True)
+    clear_session_cookie(resp)
+    return resp
+
+
+@bp.get("/console")
+def home() -> Response:
+    """Sign-in, or for a signed-in person the org picker (straight to the org when there is one)."""
+    b = bridge()
+    with transaction(b.sessions) as session:
+        signed_in = console.open_session(session, b.settings, _cookie())
+        if signed_in is None:
+            return _sign_in_page(b)
+        found = console.memberships(session, b.settings, signed_in)
+        if len(found) == 1:
+            return see_other(f"/console/{found[0].org.slug}/members")
+        status = 200 if found else 403
+        return render("picker.html", status, memberships=found, signed_in=signed_in,
+                      csrf_token=csrf_token(signed_in))
+
+
+def _sign_in_page(b: Bridge) -> Response:
+    providers = [(name, provider.label) for name, provider in b.providers.items()]
+    if len(providers) == 1 and request.args.get("signed_out") != "1":
+        return see_other(f"/console/login?provider={providers[0][0]}")
+    return render("sign_in.html", 200 if providers else 503, providers=providers,
+                  signed_out=request.args.get("signed_out") == "1")
+
+
+@bp.get("/console/login")
+def login() -> Response:
+    """Start a console sign-in at one provider: the same login states and browser binding as an invite's."""
+    b = bridge()
+    provider = b.provider(request.args.get("provider", ""))
+    if provider is None:
+        return render("message.html", 404, title="Unknown sign-in provider",
+                      message="That sign-in provider is not configured.", sign_in=True)
+    browser = login_browser.new_value()
+    with transaction(b.sessions) as session:
+        # Signing in again ends the session this browser held (the cookie reaches /console paths only).
+        console.sign_out(session, _cookie())
+        url = console.start(session, b.settings, provider, browser_secret=browser)
+    if url is None:
+        return render("message.html", 503, title="Sign-in unavailable", sign_in=True,
+                      message=f"{provider.label} cannot be reached right now. Try again in a few minutes.")
+    resp = see_other(url)
+    login_browser.remember(resp, browser)
+    return resp
+
+
+def signed_in(done: login_callback.Callback) -> Response:
+    """The callback's answer to a console sign-in: the session cookie and the console, or why not."""
+    assert done.sign_in is not None
+    if done.sign_in.kind != console.SIGNED_IN:
+        return render("message.html", 403, title="No access", sign_in=True,
+                      message=f"{done.sign_in.account or 'That account'} is not linked to an active member of any "
+                              "organization. Sign in with the account you accepted your invitation with.")
+    resp = see_other("/console")
+    set_session_cookie(resp, done.sign_in.token)
+    return resp
+
+
+@bp.post("/console/sign-out")
+def sign_out() -> Response:
+    """End the session (CSRF-checked: a cross-site post cannot sign anyone out)."""
+    b = bridge()
+    with transaction(b.sessions) as session:
+        signed = console.open_session(session, b.settings, _cookie())
+        if signed is None:
+            resp = see_other("/console?signed_out=1")
+            clear_session_cookie(resp)
+            return resp
+        if not csrf_ok(signed):
+            return render("message.html", 400, title="Form expired", signed_in=signed,
+                          csrf_token=csrf_token(signed),
+                          message="This form has expired or did not come from this console. Nothing was changed.")
+        console.sign_out(session, _cookie())
+    resp = see_other("/console?signed_out=1")
+    clear_session_cookie(resp)
+    return resp
+
+
+def stream_csv(lines: Iterator[str], filename: str) -> Response:
+    resp = Response(stream_with_context(lines), mimetype="text/csv")
+    resp.headers.update(headers())
+    resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return resp
+
+
+def field_errors(exc: BridgeError) -> dict[str, list[str]]:
+    return exc.errors if isinstance(exc, ValidationFailed) else {}
