@@ -14,8 +14,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from idp_bridge.store.db import migration_lock
-
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -36,14 +34,12 @@ def scripts() -> ScriptDirectory:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (default: the newest), one process at a time on a shared database."""
-    with migration_lock(engine):
-        command.upgrade(alembic_config(engine), revision)
+    command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the schema back to `revision` (`base` empties it; `-1` is one step)."""
-    with migration_lock(engine):
-        command.downgrade(alembic_config(engine), revision)
+    command.downgrade(alembic_config(engine), revision)
 
 
 def current_heads(engine: Engine) -> set[str]:

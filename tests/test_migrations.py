@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from idp_bridge.migrate import current_heads, scripts
 from idp_bridge.models import Base
-from idp_bridge.store.db import migration_lock
+from idp_bridge.store.db import MIGRATION_LOCK_KEY
 from tests.clirun import cli_env, invoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,8 @@ def test_on_postgresql_a_second_migration_waits_for_the_one_running(env: dict[st
     assert code == 0, err
     child_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     try:
-        with migration_lock(engine):
+        with engine.begin() as holder:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             upgrading = subprocess.Popen([sys.executable, "-m", "idp_bridge.cli", "db", "upgrade"], env=child_env,
                                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             waiting = False
@@ -146,3 +147,32 @@ def test_on_postgresql_a_second_migration_waits_for_the_one_running(env: dict[st
         assert heads_of(database_url) == {scripts().get_current_head()}
     finally:
         engine.dispose()
+
+
+def test_a_downgrade_keeps_the_rows_of_the_tables_it_changes_and_of_those_that_refer_to_them(
+        env: dict[str, str | None], database_url: str, tmp_path: Path) -> None:
+    """On SQLite a column is dropped by copying the table: with foreign keys on, dropping the old `organizations`
+    would have deleted (ON DELETE CASCADE) every member, invite and key of every org."""
+    assert invoke(env, "org", "create", "acme", "--name", "Acme")[0] == 0
+    team = tmp_path / "team.csv"
+    team.write_text("identifier,name\nada@example.com,Ada\ngrace@example.com,Grace\n")
+    code, _, err = invoke(env, "invite", "import", str(team), "--org", "acme")
+    assert code == 0, err
+
+    def counts() -> dict[str, int]:
+        engine = create_engine(database_url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                        for table in ("organizations", "members", "invites", "invite_links", "audit_events")}
+        finally:
+            engine.dispose()
+
+    before = counts()
+    assert before["members"] == 2 and before["invites"] == 2
+    code, _, err = invoke(env, "db", "downgrade", "0005_canonical_identifier_keys")
+    assert code == 0, err
+    assert counts() == before
+    code, _, err = invoke(env, "db", "upgrade")
+    assert code == 0, err
+    assert counts() == before

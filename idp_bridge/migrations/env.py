@@ -11,7 +11,7 @@ from alembic import context
 # Adapters own some tables (graph_subscriptions); importing them puts those on Base.metadata for autogenerate.
 import webhooks.inbound.microsoft_graph  # noqa: F401
 from idp_bridge.models import Base
-from idp_bridge.store.db import make_engine
+from idp_bridge.store.db import make_engine, migrating, migration_lock_sql
 
 config = context.config
 target_metadata = Base.metadata
@@ -42,10 +42,11 @@ def run_migrations_online() -> None:
         # Batch mode lets later migrations alter SQLite tables (copy-and-move).
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
                           compare_type=True)
-        with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                # Two processes upgrading at once (several `serve` starting) take turns.
-                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(774411)")
+        with migrating(connection), context.begin_transaction():
+            lock = migration_lock_sql(connection)
+            if lock is not None:
+                # Two processes upgrading at once (several `serve` starting, a migration Job) take turns.
+                connection.exec_driver_sql(lock)
             context.run_migrations()
 
 

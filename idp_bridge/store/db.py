@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -278,24 +278,34 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-# The key of the advisory lock every schema migration of a PostgreSQL database takes (any fixed 64-bit number).
-MIGRATION_LOCK_KEY = 0x1DB_B41D6E
+
+# The key of the transaction-scoped advisory lock every schema migration of a PostgreSQL database takes
+# (migrations/env.py), so processes started together (workers, servers, a migration Job) migrate one at a time.
+MIGRATION_LOCK_KEY = 774411
 
 
 @contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
-    """Let one process at a time migrate a shared database: a PostgreSQL session advisory lock, held on a
-    connection of its own for the block. Several `worker`s, `serve`s and a migration Job started together then
-    upgrade one after the other instead of racing over the same DDL. SQLite needs none: its DDL runs in one
-    writing transaction, behind the write gate."""
-    if is_sqlite(engine):
+def migrating(connection: Connection) -> Iterator[None]:
+    """What a schema migration on `connection` needs around its transaction.
+
+    SQLite: foreign keys off. Alembic's batch mode changes a SQLite table by copying it to a new one and dropping
+    the old, and dropping a parent table with foreign keys on would delete (ON DELETE CASCADE) every row that
+    refers to it: a downgrade that drops a column of `organizations` would empty `members`. The pragma works
+    only outside a transaction, so it is set on the driver connection before the migration begins and set back
+    after. PostgreSQL: nothing here; the migration's transaction takes the advisory lock (`migration_lock_sql`).
+    """
+    if not is_sqlite(connection):
         yield
         return
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            conn.commit()
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+def migration_lock_sql(connection: Connection) -> str | None:
+    """The statement that makes a migration's transaction wait for any other migration, where one is needed."""
+    return None if is_sqlite(connection) else f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
