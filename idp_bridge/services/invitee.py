@@ -46,6 +46,16 @@ class Start:
     tries_left: int = 0
 
 
+def choose_provider(choices: list[str], asked: str | None) -> str | Start:
+    """The provider a login goes to: the one asked for if it is a choice, else the only choice; or the Start that
+    says why there is none yet (not allowed, none at all, or a choice for the person to make)."""
+    if asked:
+        return asked if asked in choices else Start(NOT_ALLOWED, choices)
+    if len(choices) == 1:
+        return choices[0]
+    return Start(CHOOSE, choices) if choices else Start(NO_PROVIDER)
+
+
 def open_invite(session: Session, token: str, *, lock: bool = False) -> tuple[Invite, Organization]:
     """The invite and org behind an open link (its row locked when `lock`); raises DeadLink otherwise."""
     found = invites.by_token(session, token)
@@ -68,23 +78,17 @@ def start(session: Session, deps: WithProviders, invite: Invite, org: Organizati
           provider_name: str | None, browser_secret: str, select_account: bool) -> Start:
     """Record a login in flight for this browser and say where it goes (or why it cannot start)."""
     choices = redeem.login_providers(deps, invite, org)
-    if provider_name:
-        if provider_name not in choices:
-            return Start(NOT_ALLOWED, choices)
-    elif len(choices) == 1:
-        provider_name = choices[0]
-    elif not choices:
-        return Start(NO_PROVIDER)
-    else:
-        return Start(CHOOSE, choices)
-    provider = deps.providers[provider_name]
+    picked = choose_provider(choices, provider_name)
+    if isinstance(picked, Start):
+        return picked
+    provider = deps.providers[picked]
     state, nonce, verifier = redeem.start_login(session, deps.settings, invite, link_token=token,
-                                                provider=provider_name, browser_secret=browser_secret)
+                                                provider=picked, browser_secret=browser_secret)
     try:
         url = provider.authorization_url(invites.target_of(invite, org), state=state, nonce=nonce,
                                          code_verifier=verifier, select_account=select_account)
     except LoginFailed as exc:
-        log.warning("login at %s cannot start: %s", provider_name, exc)
+        log.warning("login at %s cannot start: %s", picked, exc)
         return Start(PROVIDER_DOWN, label=provider.label)
     return Start(REDIRECT, url=url)
 

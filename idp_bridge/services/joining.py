@@ -35,7 +35,7 @@ from idp_bridge.models import (
 from idp_bridge.pagination import Page, Sort, paginate
 from idp_bridge.security import same, token_hash
 from idp_bridge.services import domains, invites, orgs, redeem
-from idp_bridge.services.invitee import CHOOSE, NO_PROVIDER, NOT_ALLOWED, PROVIDER_DOWN, REDIRECT, Start
+from idp_bridge.services.invitee import PROVIDER_DOWN, REDIRECT, Start, choose_provider
 from idp_bridge.services.ports import WithProviders
 from idp_bridge.settings import Settings
 
@@ -91,24 +91,18 @@ def start(session: Session, deps: WithProviders, org: Organization, *, provider_
           browser_secret: str, select_account: bool) -> Start:
     """Record a join login in flight for this browser and say where it goes (or why it cannot start)."""
     choices = login_providers(deps, org)
-    if provider_name:
-        if provider_name not in choices:
-            return Start(NOT_ALLOWED, choices)
-    elif len(choices) == 1:
-        provider_name = choices[0]
-    elif not choices:
-        return Start(NO_PROVIDER)
-    else:
-        return Start(CHOOSE, choices)
-    provider = deps.providers[provider_name]
+    picked = choose_provider(choices, provider_name)
+    if isinstance(picked, Start):
+        return picked
+    provider = deps.providers[picked]
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(24), secrets.token_urlsafe(64)
     session.add(JoinLogin(state_hash=token_hash(state), browser_hash=token_hash(browser_secret), org_id=org.id,
-                          provider=provider_name, nonce=nonce, code_verifier=verifier, created_at=utcnow()))
+                          provider=picked, nonce=nonce, code_verifier=verifier, created_at=utcnow()))
     try:
         url = provider.authorization_url(_target(org, ""), state=state, nonce=nonce, code_verifier=verifier,
                                          select_account=select_account)
     except LoginFailed as exc:
-        log.warning("join login at %s cannot start: %s", provider_name, exc)
+        log.warning("join login at %s cannot start: %s", picked, exc)
         return Start(PROVIDER_DOWN, label=provider.label)
     return Start(REDIRECT, url=url)
 
