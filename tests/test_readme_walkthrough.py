@@ -1,5 +1,6 @@
 """The README's Quick start and HTTP API examples, every command run as written (bash, in a directory that stands
-for a fresh checkout) against `make run PORT=<a free port>`, a port other than the default.
+for a fresh checkout) against `make run PORT=<a free port>`, a port other than the default; and the Development
+block's commands, run as written in such a directory too (the tests, ruff and mypy over its linked sources).
 
 Each command is matched to exactly one expectation below, and each expectation to a command, so a command added to
 those sections fails here until it has one. `curl` commands run unchanged; a `.curlrc` (CURL_HOME) makes curl
@@ -8,7 +9,7 @@ the README's port 8080, which the test replaces by the port `make run` was given
 
 Three commands do not run here as such: `make run` is started in the background with `PORT=`; `make demo` runs in
 tests/e2e/test_demo.py (it needs Chromium to finish); `make test` is this very suite, so only its recipe is
-checked with `make -n`.
+checked with `make -n`. The README's other commands are claimed in tests/test_readme_commands.py.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from tests.workdir import ROOT, checkout_dir, child_env, free_ports
 
 README = ROOT / "README.md"
 SECTIONS = ("## Quick start", "## HTTP API")
+DEVELOPMENT = "## Development"
 README_PORT = "8080"
 COMMAND_TIMEOUT_S = 60.0
+# The Development block runs tests, ruff and mypy (with no cache yet): minutes at most on a loaded 2-core machine.
+DEVELOPMENT_TIMEOUT_S = 600.0
 SERVE_TIMEOUT_S = 90.0
 MAIL_TIMEOUT_S = 30.0
 STATUS_MARK = "curl-http-status:"
@@ -70,9 +74,9 @@ def split_commands(block: str) -> list[str]:
     return commands
 
 
-def readme_commands() -> list[str]:
+def readme_commands(headings: tuple[str, ...] = SECTIONS) -> list[str]:
     text = README.read_text()
-    return [command for heading in SECTIONS
+    return [command for heading in headings
             for block in re.findall(r"^```sh\n(.*?)^```", section(text, heading), re.MULTILINE | re.DOTALL)
             for command in split_commands(block)]
 
@@ -115,11 +119,11 @@ class Walkthrough:
     def as_run_here(self, command: str) -> str:
         return command.replace(f"127.0.0.1:{README_PORT}", f"127.0.0.1:{self.port}")
 
-    def run(self, command: str) -> Ran:
+    def run(self, command: str, timeout: float = COMMAND_TIMEOUT_S) -> Ran:
         dump = f"declare -p {' '.join(self.variables)} 2>/dev/null > {self.state}"
         script = f". {self.state}\n{self.as_run_here(command)}\n__status=$?\n{dump}\nexit $__status\n"
         done = subprocess.run(["bash", "-c", script], cwd=self.work, env=self.env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S, check=False)
+                              timeout=timeout, check=False)
         statuses = [int(code) for code in re.findall(rf"^{STATUS_MARK}(\d+)$", done.stderr, re.MULTILINE)]
         stderr = re.sub(rf"^{STATUS_MARK}\d+\n", "", done.stderr, flags=re.MULTILINE)
         values = dict(re.findall(r'^declare -\S+ (\w+)="(.*)"$', self.state.read_text(), re.MULTILINE))
@@ -138,6 +142,7 @@ class Step:
     statuses: tuple[int, ...] = ()
     check: Check | None = None
     special: str = ""
+    timeout: float = COMMAND_TIMEOUT_S
 
     def matches(self, command: str) -> bool:
         return re.match(self.pattern, command, re.DOTALL) is not None
@@ -275,10 +280,27 @@ def audited(ran: Ran) -> None:
     assert ran.variables["ID"] in {item["target_id"] for item in items}, ran.describe()
 
 
+def pytest_passed(count: int, deselected: int = 0) -> Check:
+    def check(ran: Ran) -> None:
+        summary = ran.stdout.strip().splitlines()[-1]
+        expected = f"{count} passed" + (f", {deselected} deselected" if deselected else "")
+        assert re.fullmatch(rf"=+ {expected} in [\d.]+s =+", summary), ran.describe()
+    return check
+
+
+def linted(ran: Ran) -> None:
+    out = ran.stdout
+    assert "All checks passed!" in out, ran.describe()
+    # mypy over the packages, then bench/, then scripts/: three runs, each clean (none found a module twice).
+    for run in ("-m mypy idp_bridge providers webhooks", "-m mypy --explicit-package-bases bench", "-m mypy scripts"):
+        assert run in out, ran.describe()
+    assert len(re.findall(r"^Success: no issues found in \d+ source files?$", out, re.MULTILINE)) == 3, ran.describe()
+
+
 STEPS = (
     Step(r"make demo\b", special="demo"),
     Step(r"make run\b", special="serve"),
-    Step(r"make test\b", special="make-test"),
+    Step(r"make test(?![-\w])", special="make-test"),
     Step(r"\.venv/bin/idp-bridge org create acme", check=created_org),
     Step(r"KEY=\$\(\.venv/bin/idp-bridge api-key create", check=made_key),
     Step(r"INVITE=\$\(curl -s -X POST \S+/api/v1/orgs/acme/invites", statuses=(201,)),
@@ -312,6 +334,12 @@ STEPS = (
     Step(r"curl -s -X PATCH \$API -H .*domain_join", statuses=(200,), check=joins_by("request")),
     Step(r'curl -s "\$API/join-requests\?status=PENDING', statuses=(200,), check=no_items),
     Step(r"curl -s \$API/domains -H .*DELETE", statuses=(200, 204), check=listed_then_deleted),
+    Step(r'make test-sqlite PYTEST_ARGS="tests/test_smoke_flow\.py -x"', check=pytest_passed(1),
+         timeout=DEVELOPMENT_TIMEOUT_S),
+    Step(r"IDP_BRIDGE_TEST_DB=postgres \.venv/bin/python -m pytest -m postgres tests/test_concurrency\.py \\\n"
+         r"\s+tests/pages/test_redeem_concurrency\.py\s", check=pytest_passed(2, deselected=5),
+         timeout=DEVELOPMENT_TIMEOUT_S),
+    Step(r"make lint\b", check=linted, timeout=DEVELOPMENT_TIMEOUT_S),
 )
 
 
@@ -327,7 +355,7 @@ def assigned_variables(commands: list[str]) -> list[str]:
 
 
 def test_every_readme_command_has_one_expectation_and_every_expectation_a_command() -> None:
-    commands = readme_commands()
+    commands = readme_commands((*SECTIONS, DEVELOPMENT))
     assert len(commands) >= len(STEPS)
     used = [step_of(command) for command in commands]
     assert [step.pattern for step in STEPS if step not in used] == []
@@ -423,3 +451,20 @@ def test_every_command_of_the_quick_start_and_the_http_api_runs_as_written_on_an
         assert ran.statuses == list(step.statuses), ran.describe()
         if step.check is not None:
             step.check(ran)
+
+
+@pytest.mark.slow
+def test_every_command_of_the_development_section_runs_as_written(walkthrough: Walkthrough, tmp_path: Path) -> None:
+    # The inner pytest runs keep their temporary directories apart from this run's.
+    walkthrough.env["PYTEST_ADDOPTS"] = f"--basetemp={tmp_path / 'inner-pytest'}"
+    commands = readme_commands((DEVELOPMENT,))
+    assert len(commands) == 4
+    for command in commands:
+        step = step_of(command)
+        if step.special:
+            run_special(walkthrough, step, command)
+            continue
+        ran = walkthrough.run(command, timeout=step.timeout)
+        assert ran.returncode == 0, ran.describe()
+        assert step.check is not None
+        step.check(ran)

@@ -1,7 +1,9 @@
 """A directory that stands for a fresh checkout after `make install`: this checkout's Makefile, pyproject.toml,
-config/ and scripts/, and a `.venv` whose bin/ is the running interpreter's (its `.installed` stamp is newer than
-pyproject.toml, so `make` installs nothing). `make run`, `make demo` and the README's `.venv/bin/idp-bridge` run
-there as written, and whatever they write (instance/, demo-instance/) stays in the temporary directory."""
+alembic.ini and source directories (linked), and a `.venv` made of the running interpreter's (its bin/, lib/ and
+pyvenv.cfg linked, so `.venv/bin/python` is that environment; its own `.installed` stamp is newer than
+pyproject.toml, so `make` installs nothing). `make run`, `make demo`, `make lint`, `make test-sqlite`, the README's
+`.venv/bin/idp-bridge` and `.venv/bin/python -m pytest` run there as written, and whatever they write (instance/,
+demo-instance/, tool caches) stays in the temporary directory."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINKED = ("Makefile", "pyproject.toml", "config", "scripts")
+LINKED = ("Makefile", "pyproject.toml", "alembic.ini", "config",
+          "idp_bridge", "providers", "webhooks", "tests", "bench", "scripts")
 
 
 def checkout_dir(parent: Path) -> Path:
@@ -22,7 +25,9 @@ def checkout_dir(parent: Path) -> Path:
         (work / name).symlink_to(ROOT / name)
     venv = work / ".venv"
     venv.mkdir()
-    (venv / "bin").symlink_to(Path(sys.prefix) / "bin")
+    for entry in Path(sys.prefix).iterdir():
+        if entry.name != ".installed":
+            (venv / entry.name).symlink_to(entry)
     (venv / ".installed").touch()
     return work
 
