@@ -293,8 +293,8 @@ def claims_of(span: str) -> list[Claim]:
 def covering_test(node: str) -> Callable[..., object]:
     path, name = node.split("::")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    function = getattr(module, name, None)
-    assert callable(function) and name.startswith("test_"), f"{node}: no such test"
+    function: object = getattr(module, name, None)
+    assert inspect.isfunction(function) and name.startswith("test_"), f"{node}: no such test"
     return function
 
 
