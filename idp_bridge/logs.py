@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
@@ -33,7 +33,8 @@ def request_id_from(header: str | None) -> str:
     """The request id to use: the client's X-Request-ID when it is acceptable, else a new one."""
     if header and _ACCEPTED_REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, as uuid4().hex reads, without building a UUID object per request.
+    return os.urandom(16).hex()
 
 
 def bind(**values: str | None) -> Callable[[], None]:
