@@ -51,7 +51,7 @@ def test_each_link_and_code_shown_once_has_a_copy_button_hidden_until_the_script
         as_text=True)
 
     buttons = re.findall(r'<button type="button" class="secondary" hidden data-copy="([^"]+)" '
-                         r'aria-label="Copy link for ([^"]+)"', html)
+                         r'aria-label="Copy link \(([^"]+)\)"', html)
     assert buttons == [("link-1", "ann@example.com"), ("link-2", "ben@example.com")]
     for target, _ in buttons:
         assert f'id="{target}" class="secret" value="http' in html
@@ -68,5 +68,6 @@ def test_an_api_key_shown_once_has_a_copy_button(owner: FlaskClient, acme: Org) 
 def test_the_members_table_has_a_select_all_checkbox_for_the_row_checkboxes(owner: FlaskClient, acme: Org) -> None:
     html = get(owner, "/console/acme/members").get_data(as_text=True)
 
-    assert '<input type="checkbox" id="select-all" data-select-all="ids" hidden aria-label="Select all">' in html
+    assert ('<input type="checkbox" id="select-all" data-select-all="ids" hidden aria-label="Select all"> '
+            '<label for="select-all" hidden>Select all</label>') in html
     assert html.count('type="checkbox" name="ids"') == 3
