@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from idp_bridge.bootstrap import build, create_app
-from idp_bridge.models import ApiKey, Invite, Member, Organization
+from idp_bridge.models import ApiKey, Invite, Member, Organization, OrgDomain
 from idp_bridge.settings import load_settings
 from idp_bridge.store.db import transaction
 from tests.console.test_console_accessibility import check
@@ -71,9 +71,13 @@ def accept(page: Page, live: Live, link: str, login: str) -> None:
     """Open an invite link and accept it at the OP (which may remember the account and not ask)."""
     page.goto(link)
     page.get_by_role("link", name="Sign in to accept").click()
-    page.locator(LOGIN_INPUT).or_(page.locator("body")).first.wait_for()
-    if page.url.startswith(live.op.issuer):
-        sign_in(page, login)
+    for _ in range(60):
+        if page.url == live.landing:
+            return
+        if page.locator(LOGIN_INPUT).is_visible():
+            sign_in(page, login)
+            break
+        page.wait_for_timeout(250)
     page.wait_for_url(live.landing)
 
 
@@ -154,7 +158,7 @@ def _owner_journey(live: Live, page: Page) -> None:
     capture(page, "picker")
     page.get_by_role("link", name="Acme").click()
     page.get_by_role("heading", name="Members").wait_for()
-    assert page.get_by_text("2 of 10 members").is_visible()
+    expect(page.get_by_text("2 of 10 members")).to_be_visible()
     capture(page, "members")
 
     # Two people at once, restricted to one Entra tenant; each link is shown once, with a Copy button.
@@ -180,7 +184,8 @@ def _owner_journey(live: Live, page: Page) -> None:
     rows = page.locator("tbody tr")
     for who in ("ann@example.com", "ben@example.com"):
         row = rows.filter(has_text=who)
-        assert row.get_by_text("Pending").is_visible() and row.get_by_text(f"tenant {TENANT}").is_visible()
+        expect(row.get_by_text("Pending")).to_be_visible()
+        expect(row.get_by_text(f"tenant {TENANT}")).to_be_visible()
     capture(page, "invites")
 
     page.get_by_role("link", name="Revoke ben@example.com").click()
@@ -197,6 +202,7 @@ def _owner_journey(live: Live, page: Page) -> None:
     _import(live, page)
     _members_page(live, page)
     _api_key(live, page)
+    _domains(live, page)
 
     page.get_by_role("link", name="Audit log").click()
     page.get_by_role("heading", name="Audit log").wait_for()
@@ -219,7 +225,7 @@ def _import(live: Live, page: Page) -> None:
     page.get_by_role("button", name="Preview").click()
     page.get_by_role("heading", name="Import preview").wait_for()
     assert "cara@example.com" not in _invites(live)
-    assert page.get_by_text("2 would be created").is_visible()
+    expect(page.get_by_text("2 would be created")).to_be_visible()
     capture(page, "import-preview")
     page.get_by_role("button", name="Confirm import").click()
     page.get_by_role("heading", name="Import results").wait_for()
@@ -237,11 +243,12 @@ def _members_page(live: Live, page: Page) -> None:
     """Filter by status, change two roles in bulk, deactivate and reactivate one; a post without its CSRF token
     changes nothing."""
     page.get_by_role("link", name="Members", exact=True).click()
-    assert page.get_by_text("5 of 10 members").is_visible()
+    expect(page.get_by_text("5 of 10 members")).to_be_visible()
     page.get_by_label("Status").select_option(label="Invited")
     page.get_by_role("button", name="Apply filters").click()
     rows = page.locator("tbody tr")
-    assert rows.count() == 3 and rows.filter(has_text="Invited").count() == 3
+    expect(rows.filter(has_text="Invited")).to_have_count(3)
+    expect(rows).to_have_count(3)
     select_all = page.get_by_label("Select all")
     select_all.check()
     assert all(box.is_checked() for box in page.locator('input[name="ids"]').all())
@@ -279,7 +286,7 @@ def _members_page(live: Live, page: Page) -> None:
     page.get_by_role("button", name="Confirm").click()
     page.get_by_text("The member was reactivated.").wait_for()
     assert _members(live)[BOB.email or ""][0] == "ACTIVE"
-    assert page.get_by_text("5 of 10 members").is_visible()
+    expect(page.get_by_text("5 of 10 members")).to_be_visible()
 
 
 def _api_key(live: Live, page: Page) -> None:
@@ -302,7 +309,22 @@ def _api_key(live: Live, page: Page) -> None:
     with transaction(live.bridge.sessions) as session:
         (key,) = session.scalars(select(ApiKey).where(ApiKey.name == "ci"))
         prefix = key.prefix
-    assert page.get_by_text(f"{prefix}…").is_visible()
+    expect(page.get_by_text(f"{prefix}…")).to_be_visible()
+
+
+def _domains(live: Live, page: Page) -> None:
+    """Settings → Domains: the TXT record to publish is shown; a failed verification is shown next to the domain."""
+    page.get_by_label("Domain name").fill("contoso.example")
+    page.get_by_role("button", name="Add domain").click()
+    page.get_by_text("The domain was added.").wait_for()
+    row = page.locator("tbody tr").filter(has_text="contoso.example")
+    expect(row.get_by_text("_idp-bridge-challenge.contoso.example")).to_be_visible()
+    capture(page, "settings-domains")
+    page.get_by_role("button", name="Verify contoso.example").click()
+    expect(row.get_by_text("values found: none")).to_be_visible()
+    capture(page, "domain-not-verified", 409)
+    with transaction(live.bridge.sessions) as session:
+        assert [d.status for d in session.scalars(select(OrgDomain))] == ["pending"]
 
 
 def _member_journey(live: Live, page: Page) -> None:
