@@ -282,10 +282,16 @@ def search_requests(session: Session, org: Organization, *, status: str | None, 
     return paginate(session, stmt, sort=NEWEST_FIRST, id_column=JoinRequest.id, limit=limit, cursor=cursor)
 
 
-def _pending(session: Session, org: Organization, request_id: str) -> JoinRequest:
+def get_request(session: Session, org: Organization, request_id: str) -> JoinRequest:
+    """One of the org's join requests."""
     row = session.scalar(select(JoinRequest).where(JoinRequest.org_id == org.id, JoinRequest.id == request_id))
     if row is None:
         raise NotFound(f"{org.slug} has no join request {request_id}")
+    return row
+
+
+def _pending(session: Session, org: Organization, request_id: str) -> JoinRequest:
+    row = get_request(session, org, request_id)
     if row.status != JoinRequestStatus.PENDING:
         raise InvalidState(f"join request {request_id} is {row.status}; only a pending one can be decided",
                            status=row.status)

@@ -11,9 +11,12 @@ from flask.testing import FlaskClient
 from idp_bridge.bridge import Bridge
 from tests.console.conftest import BASE, MEMBER, Org, get, join, post, sign_in
 from tests.console.test_import_page import _preview
+from tests.console.test_join_requests_page import asked
 from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import OPs
 from tests.pages.test_page_accessibility import check as check_structure
+
+__all__ = ["asked"]
 
 
 def check(name: str, resp: Any, status: int) -> None:
@@ -81,3 +84,22 @@ def test_every_console_page_has_one_heading_labelled_fields_and_fetches_nothing(
     sign_in(limited, ops.oidc, MEMBER)
     check("members read-only", get(limited, "/console/acme/members"), 200)
     check("missing permission", get(limited, "/console/acme/invites/new"), 403)
+
+
+def test_the_join_requests_and_domains_pages_hold_to_the_same_structure(
+        ops: OPs, owner: FlaskClient, asked: str, bridge: Bridge, app: Any) -> None:
+    check("join requests", get(owner, "/console/acme/join-requests"), 200)
+    check("decline a join request", get(owner, f"/console/acme/join-requests/{asked}/decline"), 200)
+    check("settings with domains", get(owner, "/console/acme/settings"), 200)
+    check("domain refused", post(owner, "/console/acme/settings/domains", {"domain": "contoso.com"}), 409)
+    assert post(owner, "/console/acme/settings/domains", {"domain": "fabrikam.com"}).status_code == 303
+    fabrikam = re.findall(r'/settings/domains/([^/]+)/verify', get(owner, "/console/acme/settings")
+                          .get_data(as_text=True))[0]
+    check("domain not verified", post(owner, f"/console/acme/settings/domains/{fabrikam}/verify"), 409)
+    check("remove a domain", get(owner, f"/console/acme/settings/domains/{fabrikam}/remove"), 200)
+    assert post(owner, f"/console/acme/join-requests/{asked}/approve").status_code == 303
+    check("join request approved", get(owner, "/console/acme/join-requests?done=approved"), 200)
+    check("approved twice", post(owner, f"/console/acme/join-requests/{asked}/approve"), 409)
+    limited = app.test_client()
+    sign_in(limited, ops.oidc, MEMBER)
+    check("join requests read-only", get(limited, "/console/acme/join-requests"), 200)

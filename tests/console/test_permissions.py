@@ -40,7 +40,8 @@ def test_the_registry_lists_every_org_page_of_the_console(app: Any) -> None:
 
 def _url(route: ConsoleRoute, ids: dict[str, str]) -> str:
     return (route.rule.replace("<org>", "acme").replace("<member_id>", ids["member"])
-            .replace("<invite_id>", ids["invite"]).replace("<key_id>", "no-such-key"))
+            .replace("<invite_id>", ids["invite"]).replace("<key_id>", "no-such-key")
+            .replace("<request_id>", "no-such-request").replace("<domain_id>", "no-such-domain"))
 
 
 def _request(client: FlaskClient, route: ConsoleRoute, ids: dict[str, str]) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -19,8 +19,10 @@ from idp_bridge.models import AuditEvent, Event, Member
 from idp_bridge.settings import load_settings
 from idp_bridge.store.db import transaction
 from tests.dnsserver import LoopbackDNS
-from tests.e2e.browser import sign_in
+from tests.e2e.browser import LOGIN_INPUT, sign_in
+from tests.e2e.conftest import PAGE_TIMEOUT_MS
 from tests.e2e.oidc_op import OPAccount, OPClient, OpenIDProvider, free_loopback_port
+from tests.e2e.test_console_flow import capture
 from tests.helpers import make_key, make_org
 
 pytestmark = pytest.mark.e2e
@@ -29,6 +31,7 @@ CLIENT_ID = "idp-bridge-e2e"
 CLIENT_SECRET = "e2e-secret-for-tests-only"
 ALICE = OPAccount(login="alice", sub="sub-alice", email="alice@contoso.test", name="Alice Contoso")
 MALLORY = OPAccount(login="mallory", sub="sub-mallory", email="mallory@contoso.test", email_verified=False)
+BOSS = OPAccount(login="boss", sub="sub-boss", email="boss@example.com", name="Boss Example")
 ADMIN = ["orgs:manage", "users:read", "users:invite"]
 
 
@@ -71,7 +74,7 @@ def live(settings_overrides: dict[str, Any], mail: Any, dns_server: LoopbackDNS)
     port = free_loopback_port()
     public = f"http://127.0.0.1:{port}"
     client = OPClient(CLIENT_ID, CLIENT_SECRET, [f"{public}/auth/callback/oidc"])
-    with OpenIDProvider(clients=[client], accounts=[ALICE, MALLORY]) as op:
+    with OpenIDProvider(clients=[client], accounts=[ALICE, MALLORY, BOSS]) as op:
         settings_overrides.update(
             public_url=public, redirect_allowlist=[f"{public}/healthz"],
             providers={"oidc": {"type": "oidc", "issuer": op.issuer, "client_id": CLIENT_ID,
@@ -122,7 +125,23 @@ def test_an_unverified_address_is_told_why_and_nothing_but_an_audit_event_is_sto
     assert reasons == ["email_not_verified"]
 
 
-def test_in_request_mode_the_request_waits_for_an_admin_who_approves_it(live: Live, new_page: Page) -> None:
+def _admin_in_the_console(live: Live, page: Page) -> None:
+    """Boss is invited as ADMIN, accepts, and signs in to the console (the OP may remember him)."""
+    invite = live.api("POST", "/invites", {"identifier": BOSS.email, "provider": "oidc", "role": "ADMIN"}).json()
+    page.goto(invite["link"])
+    page.get_by_role("link", name="Sign in to accept").click()
+    sign_in(page, BOSS.login)
+    page.wait_for_url(f"{live.url}/healthz")
+    page.goto(f"{live.url}/console")
+    members = page.get_by_role("heading", name="Members")
+    page.locator(LOGIN_INPUT).or_(members).first.wait_for()
+    if page.locator(LOGIN_INPUT).is_visible():
+        sign_in(page, BOSS.login)
+    members.wait_for()
+
+
+def test_in_request_mode_the_request_waits_for_an_admin_who_approves_it_in_the_console(
+        live: Live, new_page: Page, chromium: Browser) -> None:
     assert live.api("PATCH", "", {"domain_join": "request"}).status_code == 200
 
     new_page.goto(f"{live.url}/join/acme")
@@ -131,7 +150,27 @@ def test_in_request_mode_the_request_waits_for_an_admin_who_approves_it(live: Li
     new_page.get_by_role("heading", name="Your request to join Acme was sent").wait_for()
     assert live.members() == []
 
-    (request,) = live.api("GET", "/join-requests?status=PENDING").json()["items"]
-    assert live.api("POST", f"/join-requests/{request['id']}/approve").status_code == 200
-    assert live.members() == [("alice@contoso.test", "ACTIVE", "MEMBER")]
-    assert live.events() == ["join_request.created", "member.joined"]
+    admin_context = chromium.new_context()
+    admin_context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        admin = admin_context.new_page()
+        _admin_in_the_console(live, admin)
+        admin.get_by_role("link", name="Join requests").click()
+        row = admin.locator("tbody tr").filter(has_text="alice@contoso.test")
+        expect(row.get_by_text("Pending")).to_be_visible()
+        expect(row.get_by_text("Test OP")).to_be_visible()
+        capture(admin, "join-requests-pending")
+        admin.get_by_role("button", name="Approve alice@contoso.test").click()
+        admin.get_by_text("the person is now an active member").wait_for()
+        expect(row.get_by_text("Approved")).to_be_visible()
+        expect(admin.get_by_role("button", name="Approve alice@contoso.test")).to_have_count(0)
+    finally:
+        admin_context.close()
+
+    assert ("alice@contoso.test", "ACTIVE", "MEMBER") in live.members()
+    # The admin's own invitation added events of its own; these are the join's.
+    assert [e for e in live.events() if e.startswith(("join_request.", "member.joined"))] == [
+        "join_request.created", "member.joined"]
+    with transaction(live.bridge.sessions) as session:
+        (approved,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "join_request.approved"))
+        assert approved.details["actor"]["email"] == BOSS.email

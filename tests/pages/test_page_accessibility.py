@@ -15,6 +15,9 @@ from tests.helpers import Api, make_key, make_org
 from tests.pages.conftest import OPs, finish, start, token_of
 from tests.pages.test_redeem_rules import ALICE, login
 
+# Scripts a page may load: the console's own, served from this origin (the CSP allows no other script).
+OWN_SCRIPTS = "/console/static/"
+
 
 class Page(HTMLParser):
     """The parts of a page the checks look at."""
@@ -30,6 +33,7 @@ class Page(HTMLParser):
         self.open: list[str] = []
         self.named: list[tuple[str, str]] = []  # (tag, its text) for links and buttons
         self.fetches: list[str] = []
+        self.scripts: list[str] = []  # the console's own scripts, from this origin
         self.roles: list[str] = []
         self._text: list[str] | None = None
         self._in_title = False
@@ -49,7 +53,9 @@ class Page(HTMLParser):
             self.labels_for.add(a["for"])
         if tag == "input" and a.get("type") != "hidden":
             self.fields.append({**a, "wrapped": "label" if "label" in self.open else ""})
-        if tag in ("script", "link", "img", "iframe", "object", "embed") or "src" in a:
+        if tag == "script" and a.get("src", "").startswith(OWN_SCRIPTS):
+            self.scripts.append(a["src"])
+        elif tag in ("script", "link", "img", "iframe", "object", "embed") or "src" in a:
             self.fetches.append(tag)
         if tag in ("a", "button"):
             self._text = [a.get("aria-label", "")]

@@ -11,9 +11,21 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    stream_with_context,
+)
 from sqlalchemy.orm import Session
 
 from idp_bridge.audit import Actor
@@ -31,6 +43,11 @@ bp = Blueprint("console", __name__, template_folder="templates")
 SESSION_COOKIE = "ib_console"
 COOKIE_PATH = "/console"
 CSRF_FIELD = "csrf_token"
+STATIC_DIR = Path(__file__).parent / "static"
+# Static files are named with a digest of their content in the query string, so a year's cache never serves a
+# stale copy after an upgrade.
+STATIC_MAX_AGE = 365 * 24 * 3600
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8"}
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,12 @@ class Page:
 def install(app: Flask) -> None:
     """Register the console, with its own per-session rate limit (signed-in pages are not under the invite
     pages' per-IP limit)."""
-    from idp_bridge.web.console import pages  # noqa: F401  (registers the org pages on bp)
+    from idp_bridge.web.console import join_pages, pages  # noqa: F401  (register the org pages on bp)
 
     settings = app.extensions["idp_bridge"].settings
+    # replaced by Flask-Babel
+    app.jinja_env.globals.setdefault("_", lambda s, **kw: s % kw if kw else s)
+    app.jinja_env.globals["console_static"] = static_url
     app.register_blueprint(bp)
     limiter = app.extensions["idp_bridge_limiter"]
     limiter.limit(settings.console_rate_limit, key_func=_rate_key)(bp)
@@ -106,7 +126,8 @@ def headers() -> dict[str, str]:
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; img-src {image_sources()}; "
+        "Content-Security-Policy": f"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+                                   f"img-src {image_sources()}; "
                                    "form-action 'self'; base-uri 'none'; frame-ancestors "
                                    + (" ".join(ancestors) if ancestors else "'none'"),
     }
@@ -118,6 +139,26 @@ def headers() -> dict[str, str]:
 def image_sources() -> str:
     """CSP img-src: our own origin, and the hosts branding logos may come from."""
     return " ".join(["'self'", "data:", *(f"https://{host}" for host in bridge().settings.branding_image_hosts)])
+
+
+@functools.cache
+def static_url(name: str) -> str:
+    """The URL of one of the console's static files, versioned by its content."""
+    digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:16]
+    return f"/console/static/{name}?v={digest}"
+
+
+@bp.get("/console/static/<name>")
+def static_file(name: str) -> Response:
+    """The console's own scripts (the CSP allows scripts from this origin only), cached for a year."""
+    kind = STATIC_TYPES.get(Path(name).suffix)
+    if kind is None or not (STATIC_DIR / name).is_file():
+        abort(404)
+    resp = send_from_directory(STATIC_DIR, name, max_age=STATIC_MAX_AGE, conditional=True)
+    resp.headers["Content-Type"] = kind
+    resp.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE}, immutable"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
 
 
 def render(template: str, status: int = 200, **context: Any) -> Response:

@@ -1,4 +1,5 @@
-"""The console's org pages: Members (with per-row and bulk actions), Invite and Invites."""
+"""The console's org pages: Members (with per-row and bulk actions), Invite and Invites, Import, Audit log,
+Settings and webhooks."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from flask import Response, request
 from pydantic import ValidationError
 
 from idp_bridge import csvio, provisioning
+from idp_bridge.domain.joining import challenge_name
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.events import EVENT_TYPES
 from idp_bridge.inputs import Branding, InviteInput, Inviter, MemberBulk, OrgUpdate
 from idp_bridge.models import Invite, Member
 from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE, USERS_DELETE, USERS_EDIT, USERS_INVITE, WEBHOOKS_MANAGE
-from idp_bridge.services import api_keys, audit_trail, bulk, invites, members, orgs, webhooks
+from idp_bridge.services import api_keys, audit_trail, bulk, domains, invites, members, orgs, webhooks
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
 
@@ -279,6 +281,7 @@ def audit_page(page: Page) -> Response:
     except ValidationFailed as exc:
         items, next_cursor, error = [], None, exc
     return page.render("audit.html", 400 if error else 200, events=items, filters=filters, error=error,
+                       actors=audit_trail.shown_actors(page.session, items),
                        next_url=_query(**filters, cursor=next_cursor) if next_cursor else "")
 
 
@@ -321,6 +324,14 @@ def import_errors(page: Page) -> Response:
 
 
 BRANDING_FIELDS = ("display_name", "logo_url", "accent_color", "mail_sender_name")
+JOIN_POLICIES = {"off": "Off", "auto": "Automatic", "request": "On request"}
+SETTINGS_NOTICES = {
+    "saved": "The settings were saved.",
+    "deleted": "The API key was deleted.",
+    "domain_added": "The domain was added. Publish its TXT record, then choose Verify.",
+    "domain_verified": "The domain was verified.",
+    "domain_removed": "The domain was removed.",
+}
 
 
 @org_page("/settings", permission=ORGS_MANAGE, methods=("GET", "POST"))
@@ -328,7 +339,7 @@ def settings_page(page: Page) -> Response:
     """The org's settings (name, redirect URL, invite lifetime, invite code, providers) and its API keys."""
     org = page.org
     if request.method == "GET":
-        return _settings(page)
+        return settings_view(page)
     form = request.form
     look = {key: form.get(key, "").strip() or None for key in BRANDING_FIELDS}
     try:
@@ -336,22 +347,28 @@ def settings_page(page: Page) -> Response:
         data = OrgUpdate(name=form.get("name", ""), redirect_url=form.get("redirect_url") or None,
                          invite_ttl_hours=form.get("invite_ttl_hours") or None,  # type: ignore[arg-type]
                          require_invite_code=form.get("require_invite_code") == "1",
-                         allowed_providers=form.getlist("allowed_providers") or None, branding=branding)
+                         allowed_providers=form.getlist("allowed_providers") or None, branding=branding,
+                         domain_join=form.get("domain_join") or None)  # type: ignore[arg-type]
     except ValidationError as exc:
-        return _settings(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
+        return settings_view(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
     _, error = page.attempt(lambda: orgs.update(page.session, page.bridge, page.actor, org, data))
     if error is not None:
-        return _settings(page, status_for(error), errors=field_errors(error), error=error.detail)
+        return settings_view(page, status_for(error), errors=field_errors(error), error=error.detail)
     return see_other(f"/console/{org.slug}/settings?done=saved")
 
 
-def _settings(page: Page, status: int = 200, **context: Any) -> Response:
+def settings_view(page: Page, status: int = 200, **context: Any) -> Response:
     context.setdefault("errors", {})
+    context.setdefault("domain_problems", {})
+    # The settings form shows what was posted to it; after another form of the page, the org's values.
+    context.setdefault("form", request.form)
     return page.render("settings.html", status, keys=api_keys.list_for(page.session, page.org),
                        providers=[(n, p.label) for n, p in page.bridge.providers.items()],
-                       grantable=sorted(page.me.permissions - {ORGS_MANAGE}), form=request.form,
-                       notice={"saved": "The settings were saved.", "deleted": "The API key was deleted."}.get(
-                           request.args.get("done", ""), ""), **context)
+                       grantable=sorted(page.me.permissions - {ORGS_MANAGE}),
+                       domains=[(d, challenge_name(d.domain), domains.challenge_value(d))
+                                for d in domains.list_for(page.session, page.org)],
+                       join_policies=JOIN_POLICIES,
+                       notice=SETTINGS_NOTICES.get(request.args.get("done", ""), ""), **context)
 
 
 @org_page("/settings/api-keys", permission=ORGS_MANAGE, methods=("POST",))
@@ -362,7 +379,7 @@ def api_key_create(page: Page) -> Response:
         page.session, page.actor, org=page.org, permissions=form.getlist("permissions"),
         name=form.get("key_name", "").strip()[:200], grantor=page.me.grantor()))
     if error is not None:
-        return _settings(page, status_for(error), key_error=error.detail)
+        return settings_view(page, status_for(error), key_error=error.detail, form={})
     return page.render("api_key_shown.html", key=issued[0], secret=issued[1])
 
 
