@@ -32,6 +32,8 @@ CLIENT_SECRET = "e2e-secret-for-tests-only"
 ALICE = OPAccount(login="alice", sub="sub-alice", email="alice@contoso.test", name="Alice Contoso")
 MALLORY = OPAccount(login="mallory", sub="sub-mallory", email="mallory@contoso.test", email_verified=False)
 BOSS = OPAccount(login="boss", sub="sub-boss", email="boss@example.com", name="Boss Example")
+# A verified address on a subdomain of the verified domain: the parent's verification does not cover it.
+EVE = OPAccount(login="eve", sub="sub-eve", email="eve@mail.contoso.test", name="Eve Subdomain")
 ADMIN = ["orgs:manage", "users:read", "users:invite"]
 
 
@@ -74,7 +76,7 @@ def live(settings_overrides: dict[str, Any], mail: Any, dns_server: LoopbackDNS)
     port = free_loopback_port()
     public = f"http://127.0.0.1:{port}"
     client = OPClient(CLIENT_ID, CLIENT_SECRET, [f"{public}/auth/callback/oidc"])
-    with OpenIDProvider(clients=[client], accounts=[ALICE, MALLORY, BOSS]) as op:
+    with OpenIDProvider(clients=[client], accounts=[ALICE, MALLORY, BOSS, EVE]) as op:
         settings_overrides.update(
             public_url=public, redirect_allowlist=[f"{public}/healthz"],
             providers={"oidc": {"type": "oidc", "issuer": op.issuer, "client_id": CLIENT_ID,
@@ -123,6 +125,23 @@ def test_an_unverified_address_is_told_why_and_nothing_but_an_audit_event_is_sto
         reasons = [a.details["reason"] for a in session.scalars(
             select(AuditEvent).where(AuditEvent.action == "join.rejected"))]
     assert reasons == ["email_not_verified"]
+
+
+@pytest.mark.parametrize("account", [BOSS, EVE], ids=["another-domain", "subdomain"])
+def test_a_verified_address_off_the_verified_domain_does_not_join(live: Live, new_page: Page,
+                                                                   account: OPAccount) -> None:
+    assert live.api("PATCH", "", {"domain_join": "auto"}).status_code == 200
+
+    new_page.goto(f"{live.url}/join/acme")
+    new_page.get_by_role("link", name="Sign in with Test OP").click()
+    sign_in(new_page, account.login)
+    new_page.get_by_role("heading", name="You can't join Acme with this account").wait_for()
+
+    assert live.members() == [] and live.events() == []
+    with transaction(live.bridge.sessions) as session:
+        reasons = [a.details["reason"] for a in session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "join.rejected"))]
+    assert reasons == ["domain_not_verified"]
 
 
 def _admin_in_the_console(live: Live, page: Page) -> None:
