@@ -227,7 +227,7 @@ def test_a_member_redeeming_with_their_keycloak_account_joins_the_organization(
     assert api.get(f"/members/{gus['member_id']}").get_json()["status"] == "ACTIVE"
     drain(bridge, worker)
     assert keycloak.members_of(organization) == [user_id]
-    assert api.post(f"/members/bulk", {"action": "remove", "ids": [gus["member_id"]]}).status_code == 200
+    assert api.post("/members/bulk", {"action": "remove", "ids": [gus["member_id"]]}).status_code == 200
     drain(bridge, worker)
     assert keycloak.members_of(organization) == []
 
@@ -250,8 +250,8 @@ def test_under_thirty_percent_failures_the_organization_ends_with_exactly_the_ac
     # Some are removed before the worker ever ran their activation's job, some after.
     removed_early = rng.sample(activated, 3)
     for person in removed_early:
-        drain_once = api.delete(f"/members/{person['member_id']}")
-        assert drain_once.status_code == 200
+        removal = api.delete(f"/members/{person['member_id']}")
+        assert removal.status_code == 200
     drain(bridge, worker, time_limit=120)
     rest = [p for p in activated if p not in removed_early]
     removed_late = rng.sample(rest, 3)
