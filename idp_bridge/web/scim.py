@@ -306,10 +306,12 @@ def _body() -> Any:
     return data
 
 
-def _parameters() -> ResponseParameters[Any]:
-    return ResponseParameters[USER].model_validate(
-        {k: v for k, v in request.args.items() if k in ("attributes", "excludedAttributes")},
-        scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+def _parameters() -> ResponseParameters[Any] | None:
+    """`attributes` / `excludedAttributes` of the request; None when it has neither (nothing to restrict)."""
+    given = {k: v for k, v in request.args.items() if k in ("attributes", "excludedAttributes")}
+    if not given:
+        return None
+    return ResponseParameters[USER].model_validate(given, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
 
 
 def _meta(call: ScimCall, member: Member) -> dict[str, Any]:
