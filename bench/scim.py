@@ -105,8 +105,10 @@ def run(args: argparse.Namespace, work: Path, url: str) -> dict[str, Any]:
         resp = requests.post(f"{base}/api/v1/orgs/bulk/invites/bulk", data=csv_body(args.rows), timeout=300,
                              headers={"Authorization": f"Bearer {bulk_key}", "Content-Type": "text/csv"})
         bulk_seconds = time.perf_counter() - started
-        if resp.status_code != 200:
-            raise SystemExit(f"bulk import failed: {resp.status_code} {resp.text[:500]}")
+    if resp.status_code != 200:
+        raise SystemExit(f"bulk import failed: {resp.status_code} {resp.text[:500]}")
+    # A fresh server for the SCIM run, so its peak RSS is SCIM's own.
+    with serving(args, env, work) as (base, pids):
         reset_peak(pids)
         cpu_before = cpu_seconds(pids)
         scim_seconds, failures = create_users(base, scim_key, args.rows, args.clients, args.deadline)
