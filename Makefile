@@ -52,3 +52,4 @@ db-check: install
 
 bench: install
 	$(PY) bench/bulk_invite.py
+	$(PY) bench/scim.py

@@ -29,7 +29,7 @@ from idp_bridge.pagination import MAX_LIMIT, Page
 from idp_bridge.permissions import ALL_PERMISSIONS
 from idp_bridge.server import gunicorn_options, require_secret_key
 from idp_bridge.settings import ENV_PREFIX, Settings, load_settings, warn_unknown_environment
-from idp_bridge.store.db import embedded, transaction
+from idp_bridge.store.db import embedded, read_only, transaction
 from idp_bridge.supervisor import Heartbeat, WorkerSupervisor, heartbeat_path
 
 
@@ -746,8 +746,12 @@ def domain_verify(state: State, name_or_id: str, org_slug: str) -> None:
 
     bridge = state.bridge
     _upgrade(bridge)
+    with read_only(), transaction(bridge.sessions) as session:
+        org = orgs.get(session, org_slug)
+        challenge = domains.challenge_for(session, org, name_or_id)
+    finding = domains.look_up(bridge.txt_lookup, challenge)
     with transaction(bridge.sessions) as session:
-        row = domains.verify(session, bridge.txt_lookup, audit.CLI, orgs.get(session, org_slug), name_or_id)
+        row = domains.record(session, audit.CLI, org, challenge, finding)
         click.echo(f"domain {row.domain} verified")
 
 

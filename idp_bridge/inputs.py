@@ -193,6 +193,10 @@ class OrgCreate(Strict):
     scim_send_email: bool = Field(default=True, description="Mail an invitation to members a directory creates "
                                   "through SCIM.")
     branding: Branding | None = None
+    keycloak_organization: OneLine | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="A Keycloak organization (alias or id): ACTIVE members with a Keycloak identity are added to "
+                    "it, removed when DELETED (providers with `organizations = true`).")
 
 
 class OrgUpdate(Strict):
@@ -207,6 +211,10 @@ class OrgUpdate(Strict):
     scim_send_email: bool | None = None
     domain_join: Literal["off", "auto", "request"] | None = None
     branding: Branding | None = None
+    keycloak_organization: OneLine | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="A Keycloak organization (alias or id): ACTIVE members with a Keycloak identity are added to "
+                    "it, removed when DELETED (providers with `organizations = true`); null turns it off.")
 
 
 class DomainCreate(Strict):

@@ -74,6 +74,8 @@ class Organization(Base):
     scim_send_email: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     # {"display_name", "logo_url", "accent_color", "mail_sender_name"}: the console, invitee pages and mail.
     branding: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The Keycloak organization (alias or id) ACTIVE members with a Keycloak identity are added to.
+    keycloak_organization: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -294,6 +296,8 @@ class DirectoryGroupMember(Base):
     group_id: Mapped[str] = mapped_column(ForeignKey("directory_groups.id", ondelete="CASCADE"), primary_key=True)
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True,
                                            index=True)
+    # The member's `display` as the directory sent it (RFC 7643 §4.2), returned as given.
+    display: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class AuditEvent(Base):

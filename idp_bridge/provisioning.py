@@ -10,19 +10,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Row, Select, Update, bindparam, insert, select
+from sqlalchemy import Connection, Row, Select, Update, bindparam, exists, insert, select
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.core_jobs import SEALED_KEYS
-from idp_bridge.domain.providers import InviteTarget, Provisioner, ProvisionResult
+from idp_bridge.domain.providers import InviteTarget, OrganizationMembership, Pacing, Provisioner, ProvisionResult
 from idp_bridge.errors import InvalidState, ProviderError
 from idp_bridge.jobs import PermanentFailure, RetryLater
 from idp_bridge.models import (
     AuditEvent,
+    Identity,
     Invite,
     InviteStatus,
     Member,
@@ -33,7 +34,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.pacing import Pace
 from idp_bridge.services import invites, orgs
-from idp_bridge.services.members import DISABLE_ACCOUNT_JOB
+from idp_bridge.services.members import DISABLE_ACCOUNT_JOB, ORGANIZATION_JOB, accounts_of
 from idp_bridge.services.ports import Inviting, ProvisioningContext, WithSessions
 from idp_bridge.store.db import read_only, transaction
 from idp_bridge.store.group_commit import GroupCommit
@@ -48,6 +49,16 @@ PROVISIONED_BY = "provisioned_by_job"
 # The longest a worker thread waits out a provider's Retry-After before calling it (the job itself is retried
 # after the full Retry-After).
 MAX_PAUSE_SECONDS = 60.0
+# How often one run of an organization job goes round when the member changes while it calls the IdP.
+ORGANIZATION_ROUNDS = 3
+
+
+class Paced(Protocol):
+    """What a provider's pacer is built from: its name and its limits."""
+
+    name: str
+
+    def pacing(self) -> Pacing: ...
 
 
 class Pacer:
@@ -86,12 +97,13 @@ class Provisioning:
         self.bridge = bridge
         self._pacers: dict[str, Pacer] = {}
         self._provisioners: dict[str, Provisioner | None] = {}
+        self._memberships: dict[str, OrganizationMembership | None] = {}
         self._lock = threading.Lock()
         # Many provisioning threads stamp their invites before creating accounts: in shared transactions.
         self.stamper: GroupCommit[str] = GroupCommit(bridge.engine, _stamp_create_attempts,
                                                    name="provisioning-stamper")
 
-    def pacer(self, provider: Provisioner) -> Pacer:
+    def pacer(self, provider: Paced) -> Pacer:
         """The pacer of this provider (one per provider per process; its pace is the deployment's)."""
         found = self._pacers.get(provider.name)
         if found is not None:
@@ -112,8 +124,18 @@ class Provisioning:
             self._provisioners[name] = provider.provisioner() if provider is not None else None
         return self._provisioners[name]
 
+    def membership(self, name: str) -> OrganizationMembership | None:
+        """The configured provider by this name when it has IdP organizations turned on."""
+        if name not in self._memberships:
+            provider = self.bridge.provider(name)
+            self._memberships[name] = provider.organizations() if provider is not None else None
+        return self._memberships[name]
+
     def provision(self, bridge: object, job: JobView) -> jobs.Recorder | None:
         return provision_invite(self, job)
+
+    def sync_organization(self, bridge: object, job: JobView) -> jobs.Recorder | None:
+        return sync_organization(self, job)
 
     def deprovision(self, bridge: object, job: JobView) -> None:
         deprovision_invite(self, job)
@@ -128,10 +150,11 @@ class Provisioning:
                                            prefetch=prefetch_invites),
             invites.DEPROVISION_JOB: JobKind(run=self.deprovision),
             DISABLE_ACCOUNT_JOB: JobKind(run=self.set_enabled),
+            ORGANIZATION_JOB: JobKind(run=self.sync_organization),
         }
 
 
-def _call(state: Provisioning, provider: Provisioner, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(state: Provisioning, provider: Paced, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run one provider operation inside its pacing; ProviderError becomes retry-later or a permanent failure."""
     gate = state.pacer(provider)
     try:
@@ -396,6 +419,66 @@ def set_account_enabled(state: Provisioning, job: JobView) -> None:
         audit.record(session, audit.WORKER, "member.idp_account_" + ("enabled" if enabled else "disabled"),
                      org_id=org_id, target_type="member", target_id=member_id,
                      details={"idp_user_id": user_id, "outcome": outcome})
+
+
+LIVE_STATUSES = (MemberStatus.ACTIVE.value, MemberStatus.DEACTIVATED.value)
+
+
+def _belongs(session: Session, org_id: str, provider: str, subject: str) -> bool:
+    """Whether this account is bound to a live member of the org (ACTIVE, or DEACTIVATED and not yet removed)."""
+    live = (Member.org_id == org_id) & Member.status.in_(LIVE_STATUSES)
+    by_identity = exists().where(Identity.member_id == Member.id, Identity.provider == provider,
+                                 Identity.subject == subject)
+    by_invite = exists().where(Invite.member_id == Member.id, Invite.provider == provider,
+                               Invite.idp_user_id == subject)
+    return session.scalar(select(exists().where(live & (by_identity | by_invite)))) is True
+
+
+def _wanted(state: Provisioning, job: JobView) -> dict[tuple[str, str], bool]:
+    """Each account of the job's member that a provider with organizations knows: whether it belongs in."""
+    with read_only(), transaction(state.bridge.sessions) as session:
+        accounts = [(str(p), str(s)) for p, s in job.payload.get("accounts", [])]
+        member = session.get(Member, job.payload["member_id"])
+        if member is not None:
+            accounts += accounts_of(session, member)
+        return {(provider, subject): _belongs(session, str(job.org_id), provider, subject)
+                for provider, subject in dict.fromkeys(accounts) if state.membership(provider) is not None}
+
+
+def sync_organization(state: Provisioning, job: JobView) -> jobs.Recorder | None:
+    """Bring the org's IdP organization in line with one member: its accounts in while it is a live member of
+    the org, out once it is removed. Decided on the member as it is now (so jobs may run in any order), and
+    again after the IdP calls: a member that changed meanwhile is gone over once more."""
+    organization = str(job.payload["organization"])
+    entries: list[dict[str, Any]] = []
+    wanted = _wanted(state, job)
+    for _round in range(ORGANIZATION_ROUNDS):
+        for (name, subject), belongs in wanted.items():
+            membership = state.membership(name)
+            assert membership is not None
+            change = membership.add_member if belongs else membership.remove_member
+            outcome = str(_call(state, membership, change, organization, subject))
+            entries.append(audit.entry(
+                audit.WORKER, "member.idp_organization_" + ("added" if belongs else "removed"), org_id=job.org_id,
+                target_type="member", target_id=str(job.payload["member_id"]),
+                details={"provider": name, "organization": organization, "idp_user_id": subject,
+                         "outcome": outcome}))
+        now = _wanted(state, job)
+        if now == wanted:
+            return _audited(entries)
+        wanted = now
+    raise RetryLater("the member kept changing while its IdP organization membership was updated",
+                     record=_audited(entries))
+
+
+def _audited(entries: list[dict[str, Any]]) -> jobs.Recorder | None:
+    if not entries:
+        return None
+
+    def record(session: Session) -> None:
+        session.execute(_AUDIT, entries)
+
+    return record
 
 
 def retry(session: Session, bridge: Inviting, actor: Actor, org: Organization, invite_id: str) -> invites.IssuedInvite:

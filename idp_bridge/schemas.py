@@ -108,6 +108,7 @@ class OrgOut(BaseModel):
     domain_join: Literal["off", "auto", "request"]
     scim_send_email: bool
     branding: BrandingOut | None = None
+    keycloak_organization: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -272,6 +273,7 @@ def org_out(org: Organization, seats_used: int) -> OrgOut:
                   domain_join=org.domain_join,  # type: ignore[arg-type]
                   scim_send_email=org.scim_send_email,
                   branding=BrandingOut(**org.branding) if org.branding else None,
+                  keycloak_organization=org.keycloak_organization,
                   created_at=org.created_at, updated_at=org.updated_at)
 
 

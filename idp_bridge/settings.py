@@ -196,7 +196,9 @@ class Settings(BaseSettings):
 
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "`[providers.NAME]` tables with `type = \"keycloak\" | \"google\" | \"entra\" | \"oidc\"`; see the "
-        "README's Configuration section for each type's keys."))
+        "README's Configuration section for each type's keys. A keycloak provider's `organizations = true` "
+        "(default false; Keycloak 26+) adds the ACTIVE members of an org whose `keycloak_organization` is set to "
+        "that Keycloak organization and removes them when DELETED."))
     scim: ScimSettings = Field(default_factory=ScimSettings, description=(
         "`[scim]`: `group_roles`, a table of directory group displayName → role; a member of several mapped "
         "groups takes the role of the first one listed, of none the default role. SCIM Groups are served only "

@@ -11,6 +11,7 @@ from idp_bridge.domain.providers import (
     IdentityCheck,
     InviteTarget,
     LoginIdentity,
+    OrganizationMembership,
     Provisioner,
     RealmEventSource,
     SecurityEventSource,
@@ -71,6 +72,10 @@ class OIDCProviderBase:
         return None
 
     def security_events(self) -> SecurityEventSource | None:
+        return None
+
+    def organizations(self) -> OrganizationMembership | None:
+        """By default a provider has no organizations of its own for members to join."""
         return None
 
     def job_kinds(self) -> Mapping[str, object]:

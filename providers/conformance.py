@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from idp_bridge.domain.providers import (
     ChangeNotificationSource,
+    OrganizationMembership,
     Provider,
     Provisioner,
     RealmEventSource,
@@ -21,8 +22,8 @@ from providers.oidc import OIDCProvider
 PROVIDER_TYPES: tuple[ProviderType, ...] = (KeycloakProvider, GoogleProvider, EntraProvider, OIDCProvider)
 
 
-def _keycloak(p: KeycloakProvider) -> tuple[Provider, Provisioner, RealmEventSource]:
-    return p, p, p
+def _keycloak(p: KeycloakProvider) -> tuple[Provider, Provisioner, RealmEventSource, OrganizationMembership]:
+    return p, p, p, p
 
 
 def _entra(p: EntraProvider) -> tuple[Provider, Provisioner, ChangeNotificationSource]:

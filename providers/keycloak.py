@@ -12,6 +12,7 @@ from idp_bridge.domain.providers import (
     InviteTarget,
     LoginIdentity,
     MailPlan,
+    OrganizationMembership,
     Pacing,
     Provisioner,
     ProvisionResult,
@@ -19,7 +20,7 @@ from idp_bridge.domain.providers import (
 )
 from providers.base import OIDCProviderBase
 from providers.http import ProviderHTTP
-from providers.keycloak_admin import KeycloakAdmin, KeycloakProvisioner
+from providers.keycloak_admin import KeycloakAdmin, KeycloakOrganizations, KeycloakProvisioner
 from providers.settings import ca_bundle, flag, number, pacing_from, require, require_url, text
 
 _build_lock = threading.Lock()
@@ -33,7 +34,7 @@ class KeycloakProvider(OIDCProviderBase):
     OPTIONS = OIDCProviderBase.OPTIONS | {
         "server_url", "realm", "admin_client_id", "admin_client_secret", "timeout_seconds", "rate_limit_per_second",
         "max_concurrency", "ca_file", "provision", "webhook_secret", "webhook_username", "webhook_password",
-        "webhook_jwt", "webhook_jwt_audience", "webhook_jwt_issuer", "webhook_jwt_algorithms"}
+        "webhook_jwt", "webhook_jwt_audience", "webhook_jwt_issuer", "webhook_jwt_algorithms", "organizations"}
 
     def __init__(self, name: str, *, server_url: str, realm: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
@@ -45,6 +46,9 @@ class KeycloakProvider(OIDCProviderBase):
         self._pacing = pacing_from(self.options, name, rate=500.0, concurrency=8)
         self._timeout = number(self.options, name, "timeout_seconds", 10.0, minimum=0.1)
         self._admin: KeycloakProvisioner | None = None
+        self._organizations: KeycloakOrganizations | None = None
+        # Keycloak 26 Organizations: members of an org with `keycloak_organization` join that organization.
+        self._with_organizations = flag(self.options, name, "organizations", False)
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], *, public_url: str,
@@ -78,6 +82,22 @@ class KeycloakProvider(OIDCProviderBase):
 
     def pacing(self) -> Pacing:
         return self._pacing
+
+    def organizations(self) -> OrganizationMembership | None:
+        return self if self._with_organizations else None
+
+    def _organization_client(self) -> KeycloakOrganizations:
+        admin = self.admin()
+        with _build_lock:
+            if self._organizations is None:
+                self._organizations = KeycloakOrganizations(admin.admin)
+        return self._organizations
+
+    def add_member(self, organization: str, user_id: str) -> str:
+        return self._organization_client().add_member(organization, user_id)
+
+    def remove_member(self, organization: str, user_id: str) -> str:
+        return self._organization_client().remove_member(organization, user_id)
 
     def mail_plan(self, org_choice: str) -> MailPlan:
         # The org's keycloak_email: Keycloak's setup mail, ours, or both.

@@ -351,6 +351,50 @@ class KeycloakAdmin:
                    query={"client_id": client_id, "redirect_uri": redirect_uri, "lifespan": str(lifespan)})
 
 
+    def organization(self, organization_id: str) -> dict[str, Any] | None:
+        """An organization of the realm by id (Keycloak 26+), or None when there is none with that id."""
+        path = self._path(urls_patterns.URL_ADMIN_ORGANIZATION_BY_ID, organization_id=quote(organization_id, safe=""))
+        try:
+            found: dict[str, Any] = self._call("GET", path, (200,), "read organization").json()
+        except ProviderError as exc:
+            if exc.provider_code == "not_found":
+                return None
+            raise
+        return found
+
+    def organizations(self, *, search: str | None, first: int, count: int) -> list[dict[str, Any]]:
+        """One page of the realm's organizations, those whose name or domain contains `search` when given."""
+        query = {"briefRepresentation": "true", "first": str(first), "max": str(count)}
+        if search is not None:
+            query |= {"search": search, "exact": "false"}
+        found: list[dict[str, Any]] = self._call("GET", self._path(urls_patterns.URL_ADMIN_ORGANIZATIONS), (200,),
+                                                 "organization search", query=query).json()
+        return found
+
+    def add_organization_member(self, organization_id: str, user_id: str) -> bool:
+        """Add a user to an organization; False when it already was a member (Keycloak answers 409)."""
+        path = self._path(urls_patterns.URL_ADMIN_ORGANIZATION_MEMBERS, organization_id=quote(organization_id, safe=""))
+        try:
+            self._call("POST", path, (201, 204), "add organization member", body=user_id)
+        except ProviderError as exc:
+            if exc.provider_code == "conflict":
+                return False
+            raise
+        return True
+
+    def remove_organization_member(self, organization_id: str, user_id: str) -> bool:
+        """Remove a user from an organization; False when it was not a member (Keycloak answers 404)."""
+        path = self._path(urls_patterns.URL_ADMIN_ORGANIZATION_DEL_MEMBER_BY_ID,
+                          organization_id=quote(organization_id, safe=""), user_id=quote(user_id, safe=""))
+        try:
+            self._call("DELETE", path, (204,), "remove organization member")
+        except ProviderError as exc:
+            if exc.provider_code == "not_found":
+                return False
+            raise
+        return True
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -448,3 +492,63 @@ class KeycloakProvisioner:
         user["enabled"] = enabled
         self.admin.update(user_id, user)
         return "enabled" if enabled else "disabled"
+
+
+# Organizations a search may list before an alias counts as unknown: one realm rarely holds more.
+ORGANIZATION_PAGE = 100
+ORGANIZATION_PAGES = 50
+
+
+class KeycloakOrganizations:
+    """Members of the realm's organizations (Keycloak 26+), named by alias or id; ids are resolved once."""
+
+    def __init__(self, admin: KeycloakAdmin) -> None:
+        self.admin = admin
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, organization: str) -> str:
+        """The id of the organization with this id or alias; ProviderError `not_found` when the realm has none."""
+        with self._lock:
+            known = self._ids.get(organization)
+        if known is not None:
+            return known
+        found = self.admin.organization(organization)
+        org_id = str(found["id"]) if found is not None else self._by_alias(organization)
+        with self._lock:
+            self._ids[organization] = org_id
+        return org_id
+
+    def _by_alias(self, alias: str) -> str:
+        # `search` matches names and domains; an alias usually is the name. Otherwise every page is read.
+        for search in (alias, None):
+            for page in range(ORGANIZATION_PAGES):
+                batch = self.admin.organizations(search=search, first=page * ORGANIZATION_PAGE,
+                                                 count=ORGANIZATION_PAGE)
+                for org in batch:
+                    if org.get("alias") == alias:
+                        return str(org["id"])
+                if len(batch) < ORGANIZATION_PAGE:
+                    break
+        raise ProviderError(f"Keycloak has no organization with the alias or id {alias!r}", retryable=False,
+                            provider_code="not_found")
+
+    def forget(self, organization: str) -> None:
+        """Resolve this organization afresh next time (it was deleted, or recreated under the same alias)."""
+        with self._lock:
+            self._ids.pop(organization, None)
+
+    def add_member(self, organization: str, user_id: str) -> str:
+        org_id = self.resolve(organization)
+        try:
+            return "added" if self.admin.add_organization_member(org_id, user_id) else "already"
+        except ProviderError as exc:
+            if exc.provider_code == "not_found":
+                self.forget(organization)
+                raise ProviderError(f"{exc.detail} (the organization {organization!r} is gone; resolving it again)",
+                                    retryable=True, provider_code="organization_gone") from exc
+            raise
+
+    def remove_member(self, organization: str, user_id: str) -> str:
+        org_id = self.resolve(organization)
+        return "removed" if self.admin.remove_organization_member(org_id, user_id) else "not_member"

@@ -120,6 +120,7 @@ def dns_server(_loopback_dns: LoopbackDNS) -> LoopbackDNS:
         _loopback_dns.txt.clear()
         _loopback_dns.queries.clear()
         _loopback_dns.default = None
+        _loopback_dns.on_txt = None
     return _loopback_dns
 
 

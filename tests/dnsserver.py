@@ -2,7 +2,7 @@
 
 Names in `answers` get those addresses (A and AAAA picked by version, TTL 0 so nothing is cached); any other
 name gets `default`, or NXDOMAIN when default is None. TXT queries are answered from `txt` (NXDOMAIN for a name
-not in it). Tests change the tables while it runs.
+not in it), after `on_txt` (when set) has run with the name. Tests change the tables while it runs.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+from collections.abc import Callable
 
 import dns.exception
 import dns.flags
@@ -28,6 +29,7 @@ class LoopbackDNS:
         self.default: list[str] | None = ["127.0.0.1"]
         self.txt: dict[str, list[str]] = {}
         self.queries: dict[str, int] = {}
+        self.on_txt: Callable[[str], None] | None = None
         self.lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -72,6 +74,8 @@ class LoopbackDNS:
             question = query.question[0]
             name = question.name.to_text(omit_final_dot=True).lower()
             if question.rdtype == dns.rdatatype.TXT:
+                if self.on_txt is not None:
+                    self.on_txt(name)
                 with self.lock:
                     self.queries[name] = self.queries.get(name, 0) + 1
                     records = self.txt.get(name)

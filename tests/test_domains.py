@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from pathlib import Path
 
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import delete, select, text, update
 
 from idp_bridge.bootstrap import build, create_app
 from idp_bridge.bridge import Bridge
 from idp_bridge.models import AuditEvent, OrgDomain
 from idp_bridge.settings import load_settings
-from idp_bridge.store.db import transaction
+from idp_bridge.store.db import gate_of, transaction
+from idp_bridge.store.sql import is_sqlite
 from tests.clirun import cli_env, invoke
 from tests.dnsserver import LoopbackDNS
 from tests.helpers import Api, make_key, make_org
@@ -80,6 +82,82 @@ def test_verify_succeeds_when_the_txt_record_holds_the_value(bridge: Bridge, cli
     with transaction(bridge.sessions) as session:
         actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("domain.%"))))
     assert sorted(actions) == ["domain.added", "domain.verified"]
+
+
+def _open_transactions(bridge: Bridge) -> list[str]:
+    """What holds a transaction on the bridge's database right now, seen from outside the app's connections."""
+    if is_sqlite(bridge.engine):
+        gate = gate_of(bridge.engine)
+        held = ["the write gate"] if gate is not None and gate.locked() else []
+        probe = sqlite3.connect(str(bridge.engine.url.database), timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            held.append(f"a SQLite writer ({exc})")
+        finally:
+            probe.close()
+        return held
+    with bridge.engine.connect() as conn:
+        return list(conn.scalars(text(
+            "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND state LIKE 'idle in transaction%'")))
+
+
+def test_verify_looks_the_record_up_with_no_transaction_open(bridge: Bridge, client: FlaskClient,
+                                                             dns_server: LoopbackDNS) -> None:
+    api = org_api(bridge, client, "acme")
+    body = add(api, "acme.example")
+    challenge = body["challenge"]
+    assert isinstance(challenge, dict)
+    dns_server.txt[str(challenge["name"])] = [str(challenge["value"])]
+    seen: list[list[str]] = []
+    dns_server.on_txt = lambda _name: seen.append(_open_transactions(bridge))
+    resp = api.post(f"/domains/{body['id']}/verify")
+    assert resp.status_code == 200, resp.get_json()
+    assert seen == [[]]
+    assert api.get(f"/domains/{body['id']}").get_json()["status"] == "verified"
+
+
+def test_a_domain_deleted_during_the_lookup_is_not_found_and_nothing_is_written(
+        bridge: Bridge, client: FlaskClient, dns_server: LoopbackDNS) -> None:
+    api = org_api(bridge, client, "acme")
+    body = add(api, "acme.example")
+    challenge = body["challenge"]
+    assert isinstance(challenge, dict)
+    dns_server.txt[str(challenge["name"])] = [str(challenge["value"])]
+
+    def delete_meanwhile(_name: str) -> None:
+        with transaction(bridge.sessions) as session:
+            session.execute(delete(OrgDomain).where(OrgDomain.id == body["id"]))
+
+    dns_server.on_txt = delete_meanwhile
+    resp = api.post(f"/domains/{body['id']}/verify")
+    assert resp.status_code == 404
+    with transaction(bridge.sessions) as session:
+        assert session.scalar(select(OrgDomain.id)) is None
+        assert session.scalar(select(AuditEvent.id).where(AuditEvent.action == "domain.verified")) is None
+
+
+def test_a_domain_another_org_verified_during_the_lookup_stays_theirs(
+        bridge: Bridge, client: FlaskClient, dns_server: LoopbackDNS) -> None:
+    first, second = org_api(bridge, client, "acme"), org_api(bridge, client, "rival")
+    mine, theirs = add(first, "acme.example"), add(second, "acme.example")
+    for body in (mine, theirs):
+        challenge = body["challenge"]
+        assert isinstance(challenge, dict)
+        dns_server.txt.setdefault(str(challenge["name"]), []).append(str(challenge["value"]))
+
+    def rival_verifies_meanwhile(_name: str) -> None:
+        dns_server.on_txt = None
+        with transaction(bridge.sessions) as session:
+            session.execute(update(OrgDomain).where(OrgDomain.id == theirs["id"]).values(status="verified"))
+
+    dns_server.on_txt = rival_verifies_meanwhile
+    resp = first.post(f"/domains/{mine['id']}/verify")
+    assert resp.status_code == 409
+    assert "another organization" in resp.get_json()["detail"]
+    assert first.get(f"/domains/{mine['id']}").get_json()["status"] == "pending"
 
 
 def test_verify_fails_naming_the_wrong_values_found(bridge: Bridge, client: FlaskClient,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2
 import pytest
@@ -19,6 +20,12 @@ FAILED = (Status.ERROR, Status.CRITICAL)
 
 
 @pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    # Groups are served when they map to roles; the checker makes up its own group names.
+    return {**settings_overrides, "scim": {"group_roles": {"Admins": "ADMIN"}}}
+
+
+@pytest.fixture
 def served(app: Flask) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -30,13 +37,13 @@ def served(app: Flask) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def test_scim2_tester_finds_no_failure_in_discovery_and_users(bridge: Bridge, served: str) -> None:
+def test_scim2_tester_finds_no_failure_in_discovery_users_and_groups(bridge: Bridge, served: str) -> None:
     # The checker makes up userNames that are not email addresses: an org matching by link takes them.
     make_org(bridge, member_limit=1000, match="link", scim_send_email=False)
     key = make_key(bridge, "acme", ["scim:provision"])
     with httpx2.Client(base_url=f"{served}/scim/v2/acme/", headers={"Authorization": f"Bearer {key}"},
                        timeout=30) as http:
-        results = check_server(SyncSCIMClient(http), resource_types=["User"])
+        results = check_server(SyncSCIMClient(http), resource_types=["User", "Group"])
     ran = [r for r in results if r.status != Status.SKIPPED]
     failures = [f"{r.title} [{r.resource_type}]: {r.reason}" for r in ran if r.status in FAILED]
     assert not failures, "\n".join(failures)
@@ -44,3 +51,5 @@ def test_scim2_tester_finds_no_failure_in_discovery_and_users(bridge: Bridge, se
     tags = set().union(*(r.tags for r in ran))
     assert {"discovery", "crud:create", "crud:read", "crud:update", "crud:delete"} <= tags, sorted(tags)
     assert len(titles) >= 10
+    checked = {r.resource_type for r in ran}
+    assert {"User", "Group"} <= checked, sorted(map(str, checked))

@@ -83,3 +83,23 @@ def test_discovery_lists_groups_only_when_they_map_to_roles(scim: Scim) -> None:
     types = scim.call("GET", "/ResourceTypes").get_json()
     assert sorted(t["name"] for t in types["Resources"]) == ["Group", "User"]
     assert GROUP in {s["id"] for s in scim.call("GET", "/Schemas").get_json()["Resources"]}
+
+
+def test_a_members_display_is_kept_as_the_directory_sent_it_and_changes_with_it(bridge: Bridge, scim: Scim) -> None:
+    ann = scim.create(okta_user("ann@acme.com"))["id"]
+    bob = scim.create(okta_user("bob@acme.com"))["id"]
+    resp = scim.call("POST", "/Groups", {"schemas": [GROUP], "displayName": "Admins",
+                                         "members": [{"value": ann, "display": "Ann A."}, {"value": bob}]})
+    assert resp.status_code == 201, resp.get_json()
+    group = resp.get_json()
+    assert [(m["value"], m.get("display")) for m in group["members"]] == [(ann, "Ann A."), (bob, None)]
+    replace = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "members",
+                                                   "value": [{"value": ann, "display": "Ann Admin"}]}]}
+    out = scim.call("PATCH", f"/Groups/{group['id']}", replace).get_json()
+    assert [(m["value"], m.get("display")) for m in out["members"]] == [(ann, "Ann Admin")]
+    read = scim.call("GET", f"/Groups/{group['id']}").get_json()
+    assert read["members"] == out["members"]
+    too_long = {"schemas": [PATCH], "Operations": [{"op": "add", "path": "members",
+                                                    "value": [{"value": bob, "display": "b" * 257}]}]}
+    assert_scim_error(scim.call("PATCH", f"/Groups/{group['id']}", too_long), 400)
+    assert scim.call("GET", f"/Groups/{group['id']}").get_json()["members"] == out["members"]

@@ -2,7 +2,7 @@
 
 Every built-in provider module in `providers/` implements these protocols, checked statically by mypy
 (`providers/conformance.py`); the core asks a provider for a capability through a typed method
-(`provisioner()`, `realm_events()`…) and never inspects its type or attributes.
+(`provisioner()`, `realm_events()`, `organizations()`…) and never inspects its type or attributes.
 """
 
 from __future__ import annotations
@@ -238,6 +238,24 @@ class SecurityEventSource(Protocol):
         ...
 
 
+class OrganizationMembership(Protocol):
+    """Membership in the IdP's own organizations (Keycloak 26 Organizations), following the org's members."""
+
+    name: str
+
+    def pacing(self) -> Pacing:
+        """Rate and concurrency limits for this provider's calls."""
+        ...
+
+    def add_member(self, organization: str, user_id: str) -> str:
+        """Make the account a member of the organization (its alias or id): `added`, or `already` a member."""
+        ...
+
+    def remove_member(self, organization: str, user_id: str) -> str:
+        """Take the account out of the organization: `removed`, or `not_member` when it was not one."""
+        ...
+
+
 class Provider(LoginProvider, Protocol):
     """An identity provider configured under [providers.NAME]: login, and the capabilities it offers."""
 
@@ -255,6 +273,10 @@ class Provider(LoginProvider, Protocol):
 
     def security_events(self) -> SecurityEventSource | None:
         """The security event tokens sent about this provider's accounts, if any."""
+        ...
+
+    def organizations(self) -> OrganizationMembership | None:
+        """The IdP organizations members of an org are added to, when this provider has them turned on."""
         ...
 
     def job_kinds(self) -> Mapping[str, object]:

@@ -209,6 +209,8 @@ class DirectoryGroupInput:
     display_name: str
     external_id: str | None = None
     member_ids: list[str] = field(default_factory=list)
+    # The `display` the directory sent with a member, kept and returned as given.
+    displays: dict[str, str] = field(default_factory=dict)
 
 
 def groups_served(settings: Settings) -> bool:
@@ -243,6 +245,16 @@ def member_ids_of(session: Session, group: DirectoryGroup) -> list[str]:
         .order_by(Member.created_at, Member.id)))
 
 
+def members_of(session: Session, group: DirectoryGroup) -> list[tuple[str, str | None]]:
+    """The live members in a group with the display the directory gave each, oldest membership first."""
+    rows = session.execute(
+        select(DirectoryGroupMember.member_id, DirectoryGroupMember.display)
+        .join(Member, Member.id == DirectoryGroupMember.member_id)
+        .where(DirectoryGroupMember.group_id == group.id, Member.status != MemberStatus.DELETED)
+        .order_by(Member.created_at, Member.id))
+    return [(member_id, display) for member_id, display in rows]
+
+
 def create_group(session: Session, settings: Settings, actor: Actor, org: Organization,
                  data: DirectoryGroupInput) -> DirectoryGroup:
     """A new group; its members take the role it maps to."""
@@ -254,7 +266,7 @@ def create_group(session: Session, settings: Settings, actor: Actor, org: Organi
     session.flush()
     audit.record(session, actor, "directory_group.created", org_id=org.id, target_type="directory_group",
                  target_id=group.id, details={"display_name": group.display_name, "source": SOURCE})
-    _set_members(session, settings, actor, org, group, data.member_ids, renamed=False)
+    _set_members(session, settings, actor, org, group, data, renamed=False)
     return group
 
 
@@ -271,7 +283,7 @@ def replace_group(session: Session, settings: Settings, actor: Actor, org: Organ
                      target_id=group.id, details={"display_name": data.display_name, "source": SOURCE})
     group.display_name, group.external_id = data.display_name, data.external_id
     session.flush()
-    _set_members(session, settings, actor, org, group, data.member_ids, renamed=renamed)
+    _set_members(session, settings, actor, org, group, data, renamed=renamed)
     return group
 
 
@@ -296,20 +308,24 @@ def _refuse_taken_name(session: Session, org: Organization, name: str, own_id: s
 
 
 def _set_members(session: Session, settings: Settings, actor: Actor, org: Organization, group: DirectoryGroup,
-                 member_ids: list[str], *, renamed: bool) -> None:
-    wanted = list(dict.fromkeys(member_ids))
+                 data: DirectoryGroupInput, *, renamed: bool) -> None:
+    wanted = list(dict.fromkeys(data.member_ids))
     found = set(session.scalars(select(Member.id).where(Member.id.in_(wanted), Member.org_id == org.id,
                                                         Member.status != MemberStatus.DELETED))) if wanted else set()
     unknown = [m for m in wanted if m not in found]
     if unknown:
         raise ValidationFailed({"members": [f"no user {m} in {org.slug}" for m in unknown]})
-    current = set(session.scalars(select(DirectoryGroupMember.member_id)
-                                  .where(DirectoryGroupMember.group_id == group.id)))
-    added, dropped = [m for m in wanted if m not in current], [m for m in current if m not in found]
+    rows = {row.member_id: row for row in session.scalars(
+        select(DirectoryGroupMember).where(DirectoryGroupMember.group_id == group.id))}
+    added, dropped = [m for m in wanted if m not in rows], [m for m in rows if m not in found]
     if dropped:
         session.execute(delete(DirectoryGroupMember).where(DirectoryGroupMember.group_id == group.id,
                                                            DirectoryGroupMember.member_id.in_(dropped)))
-    session.add_all([DirectoryGroupMember(group_id=group.id, member_id=m) for m in added])
+    for member_id in wanted:
+        if member_id in rows and rows[member_id].display != data.displays.get(member_id):
+            rows[member_id].display = data.displays.get(member_id)
+    session.add_all([DirectoryGroupMember(group_id=group.id, member_id=m, display=data.displays.get(m))
+                     for m in added])
     if added or dropped:
         audit.record(session, actor, "directory_group.members_changed", org_id=org.id,
                      target_type="directory_group", target_id=group.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -110,24 +111,62 @@ def _shown(values: list[str]) -> str:
     return ", ".join(quoted) + more
 
 
-def verify(session: Session, lookup: TXTLookup, actor: Actor, org: Organization, domain_id: str) -> OrgDomain:
-    """Look the challenge's TXT record up; verified when it holds the expected value, else NotVerified naming
-    what was found. A domain another org verified stays theirs (409)."""
+@dataclass(frozen=True)
+class Challenge:
+    """What a verification looks up, read before any lookup so that no transaction waits on DNS."""
+
+    domain_id: str
+    domain: str
+    record: str
+    expected: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The TXT values a lookup found, or why no server answered."""
+
+    found: list[str]
+    failure: str | None = None
+
+
+def challenge_for(session: Session, org: Organization, domain_id: str) -> Challenge:
+    """The challenge of one of the org's domains (reads only); 409 when another org verified the domain."""
     row = get(session, org, domain_id)
+    if row.status != DomainStatus.VERIFIED and _held_elsewhere(session, org, row.domain):
+        raise AlreadyExists(f"{row.domain} is verified by another organization")
+    return Challenge(row.id, row.domain, challenge_name(row.domain), challenge_value(row),
+                     row.status == DomainStatus.VERIFIED)
+
+
+def look_up(lookup: TXTLookup, challenge: Challenge) -> Finding:
+    """The TXT record of a challenge, as found now; run with no transaction open."""
+    if challenge.verified:
+        return Finding([])
+    try:
+        return Finding(lookup.txt_records(challenge.record))
+    except DNSLookupFailed as exc:
+        return Finding([], exc.detail)
+
+
+def record(session: Session, actor: Actor, org: Organization, challenge: Challenge, finding: Finding) -> OrgDomain:
+    """Write what a lookup found, re-reading the domain: verified when the record holds the expected value, else
+    NotVerified naming what was found. A domain another org verified meanwhile stays theirs (409)."""
+    row = session.scalar(select(OrgDomain).where(OrgDomain.org_id == org.id, OrgDomain.id == challenge.domain_id)
+                         .with_for_update())
+    if row is None:
+        raise NotFound(f"{org.slug} has no domain {challenge.domain}")
     if row.status == DomainStatus.VERIFIED:
         return row
     if _held_elsewhere(session, org, row.domain):
         raise AlreadyExists(f"{row.domain} is verified by another organization")
-    name = challenge_name(row.domain)
-    expected = challenge_value(row)
-    try:
-        found = lookup.txt_records(name)
-    except DNSLookupFailed as exc:
-        raise NotVerified(f"{exc.detail}; values found: none", domain=row.domain, record=name,
-                          expected=expected, found=[]) from None
-    if expected not in found:
-        raise NotVerified(f"the TXT record {name} does not hold {expected!r}; values found: {_shown(found)}",
-                          domain=row.domain, record=name, expected=expected, found=found[:SHOWN_VALUES])
+    name, expected = challenge.record, challenge_value(row)
+    if finding.failure is not None:
+        raise NotVerified(f"{finding.failure}; values found: none", domain=row.domain, record=name,
+                          expected=expected, found=[])
+    if expected not in finding.found:
+        raise NotVerified(f"the TXT record {name} does not hold {expected!r}; values found: {_shown(finding.found)}",
+                          domain=row.domain, record=name, expected=expected, found=finding.found[:SHOWN_VALUES])
     row.status = DomainStatus.VERIFIED.value
     row.verified_at = row.checked_at = utcnow()
     try:

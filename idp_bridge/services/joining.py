@@ -24,6 +24,7 @@ from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitRe
 from idp_bridge.identifiers import InvalidDomain, canonical_email
 from idp_bridge.models import (
     Identity,
+    Job,
     JoinLogin,
     JoinRequest,
     MatchPolicy,
@@ -34,7 +35,7 @@ from idp_bridge.models import (
 )
 from idp_bridge.pagination import Page, Sort, paginate
 from idp_bridge.security import same, token_hash
-from idp_bridge.services import domains, invites, orgs, redeem
+from idp_bridge.services import domains, invites, members, orgs, redeem
 from idp_bridge.services.invitee import PROVIDER_DOWN, REDIRECT, Start, choose_provider
 from idp_bridge.services.ports import WithProviders
 from idp_bridge.settings import Settings
@@ -265,6 +266,8 @@ def admit(session: Session, settings: Settings, actor: Actor, org: Organization,
     audit.record(session, actor, "member.joined", org_id=org.id, target_type="member", target_id=member.id,
                  details={"via": via, "email": email, "provider": identity.provider, "subject": identity.subject,
                           "tenant_id": identity.tenant_id})
+    if (job := members.organization_job(org, member.id)) is not None:
+        session.add(Job(**job))
     events.emit(session, org, "member.joined", member=member, via=via,
                 identity={"provider": identity.provider, "issuer": identity.issuer, "subject": identity.subject,
                           "tenant_id": identity.tenant_id, "email": identity.email})

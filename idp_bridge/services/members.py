@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from idp_bridge.models import (
     Identity,
     Invite,
     InviteStatus,
+    Job,
     Member,
     MemberStatus,
     Organization,
@@ -34,6 +35,7 @@ from idp_bridge.services.textsearch import matches
 from idp_bridge.settings import Settings
 from idp_bridge.store.compiled import compiled
 from idp_bridge.store.db import read_only, transaction
+from idp_bridge.store.ids import new_id
 from idp_bridge.store.sql import table_of
 
 MEMBER_SORTS = {
@@ -45,6 +47,10 @@ MEMBER_SORTS = {
     "name": Member.name,
 }
 DISABLE_ACCOUNT_JOB = "set_idp_account_enabled"
+# Brings the org's IdP organization (Keycloak Organizations) in line with one member's accounts.
+ORGANIZATION_JOB = "sync_idp_organization"
+# Retried with the usual backoff (doubling up to job_backoff_max_seconds): about a day of IdP outage at the defaults.
+ORGANIZATION_JOB_ATTEMPTS = 25
 
 
 def get(session: Session, org: Organization, member_id: str) -> Member:
@@ -163,6 +169,32 @@ def change_role(session: Session, settings: Settings, actor: Actor, org: Organiz
     return member
 
 
+def organization_job(org: Organization, member_id: str,
+                     accounts: Sequence[tuple[str, str]] = ()) -> dict[str, Any] | None:
+    """The job row that brings the org's IdP organization in line with this member, when the org names one.
+
+    `accounts` are (provider, subject) pairs the member held when the job was written (a removal unbinds them);
+    the job adds the member's accounts it finds then.
+    """
+    if not org.keycloak_organization:
+        return None
+    now = utcnow()
+    return jobs.job_row(id=new_id(), kind=ORGANIZATION_JOB, org_id=org.id, dedupe_key=None,
+                        payload={"member_id": member_id, "organization": org.keycloak_organization,
+                                 "accounts": [list(account) for account in accounts]},
+                        max_attempts=ORGANIZATION_JOB_ATTEMPTS, run_after=now, now=now)
+
+
+def accounts_of(session: Session, member: Member) -> list[tuple[str, str]]:
+    """The IdP accounts of a member: its bound identities and the accounts provisioned for its invites."""
+    found = [(i.provider, i.subject) for i in session.scalars(select(Identity).where(Identity.member_id == member.id))]
+    for provider, user_id in session.execute(select(Invite.provider, Invite.idp_user_id).where(
+            Invite.member_id == member.id, Invite.idp_user_id.is_not(None))):
+        if user_id:
+            found.append((provider, user_id))
+    return list(dict.fromkeys(found))
+
+
 def _account_job(session: Session, org: Organization, member: Member, enabled: bool) -> None:
     """Ask the worker to disable/enable the IdP account idp-bridge bound to this member."""
     jobs.enqueue(session, DISABLE_ACCOUNT_JOB, {"member_id": member.id, "enabled": enabled}, org_id=org.id)
@@ -253,6 +285,8 @@ def write_activation(connection: Connection, actor: Actor, org: Organization, me
         events.build(org, "invite.accepted", sequence, member=member, invite=invite, **dict(accepted or {})),
         events.build(org, "member.activated", sequence + 1, member=member, invite=invite,
                      **dict(activated or {}))])
+    if (job := organization_job(org, member.id)) is not None:
+        _insert_rows(connection, Job, [job])
 
 
 def _write(connection: Connection, model: type[Member | Invite], row: Member | Invite, **values: Any) -> None:
@@ -278,13 +312,13 @@ def _update(model: type[Member | Invite]) -> Update:
     return update(table).where(table.c.id == bindparam("row_id"))
 
 
-def _insert_rows(connection: Connection, model: type[AuditEvent | Event], rows: list[dict[str, Any]]) -> None:
+def _insert_rows(connection: Connection, model: type[AuditEvent | Event | Job], rows: list[dict[str, Any]]) -> None:
     keys = tuple(rows[0])
     compiled(connection, ("insert", model, keys), lambda: _insert(model), keys).run_many(connection, rows)
 
 
 @functools.cache
-def _insert(model: type[AuditEvent | Event]) -> Insert:
+def _insert(model: type[AuditEvent | Event | Job]) -> Insert:
     return insert(table_of(model))
 
 
@@ -299,6 +333,8 @@ def remove(session: Session, settings: Settings, actor: Actor, org: Organization
                                  invite_status=invite.status if invite is not None else None,
                                  idp_user_id=invite.idp_user_id if invite is not None else None, now=utcnow())
     _guard_last_owner(session, settings, org, member)
+    if (job := organization_job(org, member.id, accounts_of(session, member))) is not None:
+        session.add(Job(**job))
     member.assign(removal.member)
     if invite is not None:
         invite.assign(removal.invite)

@@ -68,6 +68,10 @@ def _check_settings(deps: WithProviders, values: dict[str, Any]) -> None:
     url = values.get("redirect_url")
     if url and not redirect_allowed(deps.settings, url):
         errors["redirect_url"] = ["is not on the configured redirect allowlist (redirect_allowlist)"]
+    if values.get("keycloak_organization") and not any(
+            p.organizations() is not None for p in deps.providers.values()):
+        errors["keycloak_organization"] = ["no configured provider has Keycloak Organizations turned on "
+                                           "(organizations = true under [providers.NAME] of type keycloak)"]
     if errors:
         raise ValidationFailed(errors)
 
@@ -92,7 +96,7 @@ def create(session: Session, deps: WithProviders, actor: Actor, data: OrgCreate)
 def update(session: Session, deps: WithProviders, actor: Actor, org: Organization, data: OrgUpdate) -> Organization:
     """Change settings; only the fields given change."""
     changes = data.model_dump(exclude_unset=True)
-    nullable = {"allowed_providers", "redirect_url", "branding"}
+    nullable = {"allowed_providers", "redirect_url", "branding", "keycloak_organization"}
     changes = {k: v for k, v in changes.items() if v is not None or k in nullable}
     _check_settings(deps, changes)
     lock(session, org)

@@ -306,10 +306,12 @@ def _body() -> Any:
     return data
 
 
-def _parameters() -> ResponseParameters[Any]:
-    return ResponseParameters[USER].model_validate(
-        {k: v for k, v in request.args.items() if k in ("attributes", "excludedAttributes")},
-        scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+def _parameters() -> ResponseParameters[Any] | None:
+    """`attributes` / `excludedAttributes` of the request; None when it has neither (nothing to restrict)."""
+    given = {k: v for k, v in request.args.items() if k in ("attributes", "excludedAttributes")}
+    if not given:
+        return None
+    return ResponseParameters[USER].model_validate(given, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
 
 
 def _meta(call: ScimCall, member: Member) -> dict[str, Any]:
@@ -489,12 +491,17 @@ def delete_user(call: ScimCall, member_id: str) -> Answer:
     return Answer(None, 204)
 
 
+# As long as the column that keeps it.
+MAX_MEMBER_DISPLAY = 256
+
+
 def group_resource(call: ScimCall, group: DirectoryGroup) -> Any:
     """A directory group as a SCIM Group."""
     body: dict[str, Any] = {
         "schemas": [str(Group.__schema__)], "id": group.id, "displayName": group.display_name,
-        "members": [{"value": m, "type": "User", "$ref": f"{call.base}/Users/{m}"}
-                    for m in directory.member_ids_of(call.session, group)],
+        "members": [{"value": m, "type": "User", "$ref": f"{call.base}/Users/{m}",
+                     **({"display": display} if display is not None else {})}
+                    for m, display in directory.members_of(call.session, group)],
         "meta": {"resourceType": "Group", "created": group.created_at.isoformat(),
                  "lastModified": group.updated_at.isoformat(), "location": f"{call.base}/Groups/{group.id}"}}
     if group.external_id is not None:
@@ -505,8 +512,14 @@ def group_resource(call: ScimCall, group: DirectoryGroup) -> Any:
 def group_input(group: Any) -> directory.DirectoryGroupInput:
     if not group.display_name:
         raise ValidationFailed({"displayName": ["is required"]})
+    members = [m for m in group.members or [] if m.value]
+    too_long = [m.value for m in members if m.display is not None and len(m.display) > MAX_MEMBER_DISPLAY]
+    if too_long:
+        raise ValidationFailed({"members": [f"the display of {v} is longer than {MAX_MEMBER_DISPLAY} characters"
+                                            for v in too_long]})
     return directory.DirectoryGroupInput(display_name=group.display_name, external_id=group.external_id,
-                                         member_ids=[m.value for m in group.members or [] if m.value])
+                                         member_ids=[m.value for m in members],
+                                         displays={m.value: m.display for m in members if m.display is not None})
 
 
 def _group_dump(group: Any, parameters: ResponseParameters[Any] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A stateful fake of one Keycloak realm: client-credentials tokens and the Admin REST users API.
+"""A stateful fake of one Keycloak realm: client-credentials tokens, the Admin REST users API and Organizations.
 
 Status codes and bodies follow Keycloak 26 (UserResource/UsersResource sources and
 answers measured on quay.io/keycloak/keycloak:26.7.1); see the report in the PR.
@@ -207,6 +207,9 @@ class FakeKeycloak(FakeService):
             "account": RealmClient("account", None, ("/realms/" + realm + "/account/*",)),
         }
         self.users: dict[str, dict[str, Any]] = {}
+        # Keycloak 26 Organizations: id -> representation, and id -> member user ids in the order added.
+        self.organizations: dict[str, dict[str, Any]] = {}
+        self.organization_members: dict[str, list[str]] = {}
         self.action_emails: list[ActionEmail] = []
         self.tokens: dict[str, float] = {}
         self.smtp_error: str | None = None
@@ -263,6 +266,23 @@ class FakeKeycloak(FakeService):
             self.users[user["id"]] = user
         return str(user["id"])
 
+    def add_organization(self, name: str, *, alias: str | None = None, domains: Sequence[str] = ()) -> str:
+        """Pre-seed an organization (as an admin would create it) and return its id."""
+        org_id = str(uuid.uuid4())
+        with self._lock:
+            self.organizations[org_id] = {
+                "id": org_id, "name": name, "alias": alias or name, "enabled": True, "description": None,
+                "redirectUrl": None, "attributes": {},
+                "domains": [{"name": d, "verified": False} for d in domains],
+            }
+            self.organization_members[org_id] = []
+        return org_id
+
+    def members_of(self, org_id: str) -> list[str]:
+        """The user ids in an organization, in the order they were added."""
+        with self._lock:
+            return list(self.organization_members[org_id])
+
     def find_by_email(self, email: str) -> dict[str, Any] | None:
         """The stored user with this email (case-insensitive), if any."""
         wanted = email.lower()
@@ -294,7 +314,19 @@ class FakeKeycloak(FakeService):
         realm = r"/realms/(?P<realm>[^/]+)"
         admin = r"/admin/realms/(?P<realm>[^/]+)"
         user = admin + r"/users/(?P<user_id>[^/]+)"
+        org = admin + r"/organizations/(?P<org_id>[^/]+)"
         return [
+            route("GET", admin + r"/organizations", "GET /organizations", self._list_organizations),
+            route("POST", admin + r"/organizations", "POST /organizations", self._create_organization),
+            route("GET", org + r"/members", "GET /organizations/{id}/members", self._list_members),
+            route("POST", org + r"/members", "POST /organizations/{id}/members", self._add_member),
+            route(
+                "DELETE",
+                org + r"/members/(?P<user_id>[^/]+)",
+                "DELETE /organizations/{id}/members/{userId}",
+                self._remove_member,
+            ),
+            route("GET", org, "GET /organizations/{id}", self._get_organization),
             route("POST", realm + r"/protocol/openid-connect/token", "POST /token", self._token),
             route("GET", realm + r"/\.well-known/openid-configuration", "GET /.well-known", self._discovery),
             route("GET", realm + r"/protocol/openid-connect/certs", "GET /certs", self._certs),
@@ -803,4 +835,120 @@ class FakeKeycloak(FakeService):
         if len(kept) == len(user["federatedIdentities"]):
             return _message_error(404, "Link not found")
         user["federatedIdentities"] = kept
+        return FakeResponse.empty(204)
+
+    def _organization_rep(self, org: Mapping[str, Any], brief: bool) -> dict[str, Any]:
+        rep = {k: org[k] for k in ("id", "name", "alias", "enabled", "description", "redirectUrl")}
+        if not brief:
+            rep["attributes"] = {k: list(v) for k, v in org["attributes"].items()}
+            rep["domains"] = [dict(d) for d in org["domains"]]
+        return rep
+
+    def _organization_matches(self, org: Mapping[str, Any], search: str, exact: bool) -> bool:
+        # OrganizationsResource.search: `search` looks at the name and the domains (not the alias).
+        names = [str(org["name"]), *(str(d["name"]) for d in org["domains"])]
+        term = search.lower()
+        return any((n.lower() == term) if exact else (term in n.lower()) for n in names)
+
+    def _page(self, request: FakeRequest, items: list[Any]) -> list[Any] | FakeResponse:
+        try:
+            first = max(int(request.arg("first") or 0), 0)
+            limit = int(request.arg("max") or 10)
+        except ValueError:
+            return _message_error(404, "HTTP 404 Not Found")
+        return items[first : first + limit] if limit >= 0 else items[first:]
+
+    def _list_organizations(self, request: FakeRequest, realm: str) -> FakeResponse:
+        denied = self._admin_denied(request, realm)
+        if denied:
+            return denied
+        search = request.arg("search")
+        exact = _truthy(request.arg("exact")) or False
+        found = [
+            o
+            for o in self.organizations.values()
+            if not search or self._organization_matches(o, search, exact)
+        ]
+        page = self._page(request, sorted(found, key=lambda o: str(o["name"])))
+        if isinstance(page, FakeResponse):
+            return page
+        brief = _truthy(request.arg("briefRepresentation"))
+        reps = [self._organization_rep(o, True if brief is None else brief) for o in page]
+        return FakeResponse.json(200, reps, {"Cache-Control": "no-cache"})
+
+    def _create_organization(self, request: FakeRequest, realm: str) -> FakeResponse:
+        denied = self._admin_denied(request, realm)
+        if denied:
+            return denied
+        try:
+            rep = request.json()
+        except ValueError:
+            return _oauth_error(400, "invalid_request", "Cannot parse the JSON")
+        if not isinstance(rep, dict) or not str(rep.get("name") or "").strip():
+            return _message_error(400, "Name can not be null")
+        name, alias = str(rep["name"]).strip(), str(rep.get("alias") or rep["name"]).strip()
+        if any(o["name"] == name for o in self.organizations.values()):
+            return _message_error(409, "A organization with the same name already exists.")
+        if any(o["alias"] == alias for o in self.organizations.values()):
+            return _message_error(409, "A organization with the same alias already exists")
+        domains = [str(d.get("name")) for d in rep.get("domains") or [] if isinstance(d, dict)]
+        org_id = self.add_organization(name, alias=alias, domains=domains)
+        location = f"{request.root}/admin/realms/{realm}/organizations/{org_id}"
+        return FakeResponse.empty(201, {"Location": location})
+
+    def _organization_or_404(self, org_id: str) -> dict[str, Any] | FakeResponse:
+        org = self.organizations.get(org_id)
+        return org if org is not None else _message_error(404, "Organization not found")
+
+    def _get_organization(self, request: FakeRequest, realm: str, org_id: str) -> FakeResponse:
+        denied = self._admin_denied(request, realm)
+        if denied:
+            return denied
+        org = self._organization_or_404(org_id)
+        if isinstance(org, FakeResponse):
+            return org
+        return FakeResponse.json(200, self._organization_rep(org, False), {"Cache-Control": "no-cache"})
+
+    def _list_members(self, request: FakeRequest, realm: str, org_id: str) -> FakeResponse:
+        denied = self._admin_denied(request, realm)
+        if denied:
+            return denied
+        org = self._organization_or_404(org_id)
+        if isinstance(org, FakeResponse):
+            return org
+        users = [self.users[u] for u in self.organization_members[org_id] if u in self.users]
+        page = self._page(request, sorted(users, key=lambda u: str(u["username"])))
+        if isinstance(page, FakeResponse):
+            return page
+        brief = _truthy(request.arg("briefRepresentation")) or False
+        reps = [{**self._representation(u, brief, {"manage": True}), "membershipType": "MANAGED"} for u in page]
+        return FakeResponse.json(200, reps, {"Cache-Control": "no-cache"})
+
+    def _add_member(self, request: FakeRequest, realm: str, org_id: str) -> FakeResponse:
+        denied = self._admin_denied(request, realm)
+        if denied:
+            return denied
+        org = self._organization_or_404(org_id)
+        if isinstance(org, FakeResponse):
+            return org
+        # The body is the user id; Keycloak strips the quotes of a JSON string.
+        text = request.body.decode("utf-8", "replace").strip()
+        user_id = text[1:-1] if len(text) >= 2 and text.startswith('"') and text.endswith('"') else text
+        if user_id not in self.users:
+            return _message_error(400, "User does not exist")
+        if user_id in self.organization_members[org_id]:
+            return _message_error(409, "User is already a member of the organization.")
+        self.organization_members[org_id].append(user_id)
+        return FakeResponse.empty(201)
+
+    def _remove_member(self, request: FakeRequest, realm: str, org_id: str, user_id: str) -> FakeResponse:
+        denied = self._admin_denied(request, realm)
+        if denied:
+            return denied
+        org = self._organization_or_404(org_id)
+        if isinstance(org, FakeResponse):
+            return org
+        if user_id not in self.organization_members[org_id]:
+            return _message_error(404, f"Member [{user_id}] does not exist")
+        self.organization_members[org_id].remove(user_id)
         return FakeResponse.empty(204)

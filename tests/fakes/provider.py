@@ -21,6 +21,7 @@ from idp_bridge.domain.providers import (
     LoginFailed,
     LoginIdentity,
     MailPlan,
+    OrganizationMembership,
     Pacing,
     Provisioner,
     ProvisionResult,
@@ -114,6 +115,9 @@ class FakeProvider:
         return None
 
     def security_events(self) -> SecurityEventSource | None:
+        return None
+
+    def organizations(self) -> OrganizationMembership | None:
         return None
 
     def job_kinds(self) -> Mapping[str, object]:

@@ -7,7 +7,8 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,17 @@ class Call:
         assert self.org is not None
         return self.org
 
+    @contextmanager
+    def outside_transaction(self) -> Iterator[None]:
+        """End the transaction so far (it has only read), run the block with none open, then go on writing.
+
+        For a call that waits on the network (a DNS lookup): no transaction, and on SQLite no write lock, is
+        held while it waits; what the block learned is written in a transaction of its own, which re-reads.
+        """
+        self.session.commit()
+        yield
+        set_write_intent(True)
+
 
 def bridge() -> Bridge:
     b: Bridge = current_app.extensions["idp_bridge"]
@@ -284,8 +296,13 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
               body: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
               query: list[Query] | None = None, errors: tuple[int, ...] = (), body_required: bool = True,
               platform_only: bool = False, extra_responses: dict[str, Any] | None = None,
-              request_content: dict[str, Any] | None = None) -> Callable[[Handler], Handler]:
-    """Register an API operation: authenticate, authorize, run in one transaction, serialize."""
+              request_content: dict[str, Any] | None = None,
+              reads_first: bool = False) -> Callable[[Handler], Handler]:
+    """Register an API operation: authenticate, authorize, run in one transaction, serialize.
+
+    `reads_first`: the transaction begins as a reader (no SQLite write lock); the handler ends it with
+    `Call.outside_transaction` before it writes.
+    """
 
     def decorate(fn: Handler) -> Handler:
         op = Operation(method, rule, fn.__name__, summary, tag, permission, body, body_required, response,
@@ -298,7 +315,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                 return refused
             org_slug = path.get("org")
             write = method not in ("GET", "HEAD")
-            token = set_write_intent(write)
+            token = set_write_intent(write and not reads_first)
             denied: tuple[str, Principal | None] | None = None
             try:
                 with transaction(b.sessions) as session:

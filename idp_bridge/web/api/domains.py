@@ -46,10 +46,13 @@ def get_domain(call: Call, domain_id: str) -> DomainOut:
 
 @operation("POST", "/orgs/{org}/domains/{domain_id}/verify",
            summary="Look the TXT challenge up: verified, or 409 naming the values found", tag="domains",
-           permission=ORGS_MANAGE, response=DomainOut, errors=(404, 409))
+           permission=ORGS_MANAGE, response=DomainOut, errors=(404, 409), reads_first=True)
 def verify_domain(call: Call, domain_id: str) -> DomainOut:
     org = call.must_org()
-    row = domains.verify(call.session, call.bridge.txt_lookup, call.actor, org, domain_id)
+    challenge = domains.challenge_for(call.session, org, domain_id)
+    with call.outside_transaction():
+        finding = domains.look_up(call.bridge.txt_lookup, challenge)
+    row = domains.record(call.session, call.actor, org, challenge, finding)
     return domain_out(row, org.slug, domains.challenge_value(row))
 
 
