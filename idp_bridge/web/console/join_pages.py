@@ -83,8 +83,14 @@ def domain_verify(page: Page, domain_id: str) -> Response:
         row = domains.get(page.session, page.org, domain_id)
     except BridgeError as exc:
         return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
-    _, error = page.attempt(lambda: domains.verify(page.session, page.bridge.txt_lookup, page.actor, page.org,
-                                                   row.id))
+    try:
+        challenge = domains.challenge_for(page.session, page.org, row.id)
+    except BridgeError as exc:
+        return settings_view(page, status_for(exc), domain_problems={row.id: exc.detail}, form={})
+    # What was read so far is committed: no transaction, nor SQLite's write lock, is held while DNS answers.
+    page.session.commit()
+    finding = domains.look_up(page.bridge.txt_lookup, challenge)
+    _, error = page.attempt(lambda: domains.record(page.session, page.actor, page.org, challenge, finding))
     if error is not None:
         return settings_view(page, status_for(error), domain_problems={row.id: error.detail}, form={})
     return see_other(f"/console/{page.org.slug}/settings?done=domain_verified#domain-{row.id}")
