@@ -30,7 +30,7 @@ def api(bridge: Bridge, client: FlaskClient) -> Api:
 
 def stored_locales(bridge: Bridge) -> dict[str, str | None]:
     with transaction(bridge.sessions) as session:
-        return dict(session.execute(select(Invite.identifier, Invite.locale)).tuples())
+        return {identifier: locale for identifier, locale in session.execute(select(Invite.identifier, Invite.locale))}
 
 
 @pytest.mark.parametrize(("given", "kept"), [("de", "de"), ("de-at", "de-AT"), ("DE-CH", "de-CH"), ("fr", "fr"),
