@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale, get_timezone, refresh
 
 from idp_bridge import locales
@@ -21,7 +21,7 @@ TZ_SCRIPT = "/console/static/timezone.js"
 
 
 def install(app: Flask) -> None:
-    """Babel on the app, the date filters for the templates and the route of the time-zone script."""
+    """Babel on the app, and the date filters and globals the templates use."""
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(locales.TRANSLATIONS_DIR)
     app.config["BABEL_DEFAULT_LOCALE"] = locales.DEFAULT
     Babel(app, locale_selector=_language, timezone_selector=_zone)
@@ -35,11 +35,13 @@ def _language() -> str:
     chosen = g.get("invite_locale")
     if chosen:
         return locales.language_of(chosen)
+    if not has_request_context():
+        return locales.DEFAULT
     return request.accept_languages.best_match(locales.SHIPPED, default=locales.DEFAULT) or locales.DEFAULT
 
 
 def _zone() -> tzinfo:
-    return locales.zone(request.cookies.get(TZ_COOKIE))
+    return locales.zone(request.cookies.get(TZ_COOKIE) if has_request_context() else None)
 
 
 def speak(tag: str | None) -> None:
