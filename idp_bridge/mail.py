@@ -107,7 +107,8 @@ class Renderer:
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id or make_msgid(domain="idp-bridge")
         msg["Auto-Submitted"] = "auto-generated"
-        msg["Content-Language"] = language if language in self._envs else locales.DEFAULT
         msg.set_content(env.get_template(f"{template}.txt").render(**context))
         msg.add_alternative(env.get_template(f"{template}.html").render(**context), subtype="html")
+        # After the body: setting the content clears every Content-* header.
+        msg["Content-Language"] = language if language in self._envs else locales.DEFAULT
         return msg
