@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit, locales
-from idp_bridge.domain.providers import ANY
+from idp_bridge.domain.providers import ANY, InviteTarget, LoginProvider
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
@@ -38,9 +38,17 @@ def invite_email_context(bridge: WithProviders, org: Organization, invite: Invit
         "link": link,
         "code": code,
         "expires": locales.long_when(invite.expires_at, language),
-        "account_hint": provider.account_description(target) if provider is not None else "",
+        "account_hint": _described(provider, target, language),
         "support_contact": bridge.settings.support_contact,
     }
+
+
+def _described(provider: LoginProvider | None, target: InviteTarget, language: str) -> str:
+    """The provider's words for the account the invite needs, in the mail's language."""
+    if provider is None:
+        return ""
+    with locales.speaking(language):
+        return provider.account_description(target)
 
 
 def sender_of(deps: WithProviders, org: Organization) -> str:

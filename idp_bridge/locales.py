@@ -6,9 +6,13 @@ Framework-free: the web faces pick the language per request (Flask-Babel), the w
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import dates
@@ -73,6 +77,26 @@ def translations(language: str) -> NullTranslations:
     if language == DEFAULT or language not in SHIPPED:
         return NullTranslations()
     return Translations.load(str(TRANSLATIONS_DIR), [language], DOMAIN)
+
+
+# The language of the text being written now, for words that adapters (the providers) contribute to a page or mail.
+_speaking: ContextVar[str] = ContextVar("idp_bridge_language", default=DEFAULT)
+
+
+@contextmanager
+def speaking(language: str) -> Iterator[None]:
+    """Write in `language` (a shipped one) inside the block: `gettext` below translates into it."""
+    token = _speaking.set(language)
+    try:
+        yield
+    finally:
+        _speaking.reset(token)
+
+
+def gettext(message: str, **values: Any) -> str:
+    """`message` in the language being written (`speaking`; English outside one), with `values` put in."""
+    text = translations(_speaking.get()).gettext(message)
+    return text % values if values else text
 
 
 def zone(name: str | None) -> tzinfo:

@@ -64,12 +64,14 @@ def test_an_invite_without_a_shipped_language_is_mailed_in_english(bridge: Bridg
 def test_german_mail_keeps_its_language_over_smtp(settings_overrides: dict[str, Any],
                                                   smtp_sink: tuple[Sink, int]) -> None:
     sink, port = smtp_sink
-    settings_overrides.update(mail_transport="smtp", smtp_host="127.0.0.1", smtp_port=port)
+    settings_overrides.update(mail_transport="smtp", smtp_host="127.0.0.1", smtp_port=port,
+                              providers={"google": {"type": "google", "client_id": "c", "client_secret": "s"}})
     b = bridge_with(settings_overrides)
     try:
         make_org(b)
         api = Api(create_app(bridge=b).test_client(), make_key(b))
-        api.invite("ada@example.com", locale="de", inviter={"name": "Grace", "email": "grace@acme.test"})
+        api.invite("ada@example.com", locale="de", provider="google",
+                   inviter={"name": "Grace", "email": "grace@acme.test"})
         assert make_worker(b).run_once()["done"] == 1
     finally:
         b.close()
@@ -79,3 +81,4 @@ def test_german_mail_keeps_its_language_over_smtp(settings_overrides: dict[str, 
     assert str(message["Subject"]) == "Sie sind eingeladen, Acme beizutreten"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Grace (grace@acme.test) hat Sie eingeladen, Acme als Member beizutreten." in text
+    assert "Verwenden Sie zum Anmelden das Google-Konto ada@example.com." in text, "the provider's words too"

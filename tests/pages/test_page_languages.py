@@ -35,6 +35,13 @@ def test_an_invite_in_german_renders_a_german_page_whatever_the_browser_asks(api
     assert "Sign in to accept" not in html
 
 
+def test_the_providers_words_for_the_account_follow_the_page(api: Api, client: FlaskClient) -> None:
+    german = landing(client, api.invite("ada@example.com", provider="google", locale="de"))
+    assert "<dd>das Google-Konto ada@example.com</dd>" in german
+    english = landing(client, api.invite("bob@example.com", provider="google"))
+    assert "<dd>the Google account bob@example.com</dd>" in english
+
+
 def test_an_invite_in_a_language_not_shipped_renders_in_english(api: Api, client: FlaskClient) -> None:
     html = landing(client, api.invite("ada@example.com", locale="fr"), **{"Accept-Language": "de-DE,de;q=0.9"})
     assert '<html lang="en">' in html

@@ -20,6 +20,7 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp_bridge import locales
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import ANY
@@ -193,8 +194,10 @@ def _dead_link_page(found: invites.LinkLookup) -> Response:
 def _account(b: Bridge, invite: Invite, org: Organization) -> str:
     provider = b.provider(invite.provider) if invite.provider != ANY else None
     target = invites.target_of(invite, org)
-    return provider.account_description(target) if provider else gettext("an account for %(identifier)s",
-                                                                           identifier=invite.identifier)
+    if provider is None:
+        return str(gettext("an account for %(identifier)s", identifier=invite.identifier))
+    with locales.speaking(i18n.language()):
+        return provider.account_description(target)
 
 
 def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, again: bool = False,
