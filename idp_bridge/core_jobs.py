@@ -32,7 +32,7 @@ def invite_email_context(bridge: WithProviders, org: Organization, invite: Invit
         "accent_color": look.accent_color or "#1f5fd1",
         "logo_url": look.logo_url,
         "inviter": invites.inviter_text(invite, org, inviter,
-                                        unnamed=words.gettext("An admin of %(org)s") % {"org": look.display_name}),
+                                        unnamed=words.gettext("An admin of %(org)s") % {"org": org.name}),
         "role": invite.role.replace("_", " ").title(),
         "name": invite.name,
         "link": link,
