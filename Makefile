@@ -10,7 +10,7 @@ OP_PORT ?= 9080
 DEMO_DIR ?= demo-instance
 PYTEST_ARGS ?=
 
-.PHONY: run demo test test-sqlite test-postgres install system-deps lint db-check bench
+.PHONY: run demo test test-sqlite test-postgres install system-deps lint db-check bench translations
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,3 +53,16 @@ db-check: install
 bench: install
 	$(PY) bench/bulk_invite.py
 	$(PY) bench/scim.py
+
+# The translatable text of the invitee pages, the console and the mail (babel.cfg says where it is): extract it,
+# merge it into every catalog under idp_bridge/translations, and compile them (the .mo files ship in the package;
+# tests/test_translations.py fails while a catalog lags behind the code). A new language: `make translations NEW=fr`,
+# translate idp_bridge/translations/fr/LC_MESSAGES/messages.po, add "fr" to SHIPPED in idp_bridge/locales.py, and
+# run `make translations` again.
+POT := idp_bridge/translations/messages.pot
+translations: install
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k lazy_ngettext:1,2 --no-location --sort-output -o $(POT) .
+	$(if $(NEW),$(VENV)/bin/pybabel init -i $(POT) -d idp_bridge/translations -l $(NEW) -w 120)
+	$(VENV)/bin/pybabel update -i $(POT) -d idp_bridge/translations -w 120 --ignore-obsolete --ignore-pot-creation-date
+	$(VENV)/bin/pybabel compile -d idp_bridge/translations --statistics
+	rm -f $(POT)

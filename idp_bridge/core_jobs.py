@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from idp_bridge import audit
-from idp_bridge.domain.providers import ANY
+from idp_bridge import audit, locales
+from idp_bridge.domain.providers import ANY, InviteTarget, LoginProvider
 from idp_bridge.jobs import PermanentFailure, Recorder
 from idp_bridge.mail import stable_message_id
 from idp_bridge.models import Invite, InviteStatus, Organization
@@ -21,8 +21,9 @@ SEALED_KEYS = ("link", "code")
 
 
 def invite_email_context(bridge: WithProviders, org: Organization, invite: Invite, link: str, code: str | None,
-                         inviter: str) -> dict[str, Any]:
-    """Everything the invitation templates show."""
+                         inviter: str, language: str = locales.DEFAULT) -> dict[str, Any]:
+    """Everything the invitation templates show, in `language`."""
+    words = locales.translations(language)
     provider = bridge.provider(invite.provider) if invite.provider != ANY else None
     target = invites.target_of(invite, org, link)
     look = orgs.look_of(bridge.settings, org)
@@ -30,15 +31,24 @@ def invite_email_context(bridge: WithProviders, org: Organization, invite: Invit
         "org_name": look.display_name,
         "accent_color": look.accent_color or "#1f5fd1",
         "logo_url": look.logo_url,
-        "inviter": invites.inviter_text(invite, org, inviter),
+        "inviter": invites.inviter_text(invite, org, inviter,
+                                        unnamed=words.gettext("An admin of %(org)s") % {"org": org.name}),
         "role": invite.role.replace("_", " ").title(),
         "name": invite.name,
         "link": link,
         "code": code,
-        "expires": invite.expires_at.strftime("%d %B %Y, %H:%M UTC"),
-        "account_hint": provider.account_description(target) if provider is not None else "",
+        "expires": locales.long_when(invite.expires_at, language),
+        "account_hint": _described(provider, target, language),
         "support_contact": bridge.settings.support_contact,
     }
+
+
+def _described(provider: LoginProvider | None, target: InviteTarget, language: str) -> str:
+    """The provider's words for the account the invite needs, in the mail's language."""
+    if provider is None:
+        return ""
+    with locales.speaking(language):
+        return provider.account_description(target)
 
 
 def sender_of(deps: WithProviders, org: Organization) -> str:
@@ -63,13 +73,16 @@ def send_invite_email(bridge: Mailing, job: JobView) -> Recorder | None:
         org = session.get(Organization, invite.org_id)
         assert org is not None
         to = invite.notification_email or invite.identifier
+        # The invite's language, or English (the invitee's browser is not there to ask).
+        language = locales.language_of(invite.locale)
         context = invite_email_context(bridge, org, invite, bridge.link(link_token), code,
-                                       str(job.payload.get("inviter", "")))
+                                       str(job.payload.get("inviter", "")), language)
+        subject = locales.translations(language).gettext("You're invited to join %(org)s") % {
+            "org": context["org_name"]}
         # One job mails one link: a run that dies after the server's 250 but before the job is marked done sends
         # again with the same Message-ID, while a resend (a new link, so a new job) gets a new one.
         message = bridge.renderer.message("invite", sender=sender_of(bridge, org),
-                                          to=to, subject=f"You're invited to join {context['org_name']}",
-                                          context=context,
+                                          to=to, subject=subject, context=context, language=language,
                                           message_id=stable_message_id(f"invite.{job.id}", bridge.settings.mail_from))
         invite_id, org_id = invite.id, org.id
     bridge.mail.send(message)

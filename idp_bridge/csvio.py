@@ -14,7 +14,8 @@ from idp_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from idp_bridge.models import Member
 
 # Columns an import understands; any other column is an attribute.
-IMPORT_COLUMNS = ("identifier", "name", "role", "provider", "tenant_id", "hosted_domain", "notification_email")
+IMPORT_COLUMNS = ("identifier", "name", "role", "provider", "tenant_id", "hosted_domain", "notification_email",
+                  "locale")
 # Columns an export adds for reading that an import skips rather than storing as attributes.
 EXPORT_ONLY_COLUMNS = ("member_id", "status", "email", "created_at", "last_login_at")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

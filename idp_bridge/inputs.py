@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from idp_bridge import locales
 from idp_bridge.errors import ValidationFailed
 from idp_bridge.identifiers import InvalidDomain, canonical_domain
 from idp_bridge.jsontext import control_character
@@ -140,6 +141,9 @@ class InviteInput(Strict):
     send_email: bool = Field(default=True, description="Mail the invitation (false: the host delivers the link).")
     inviter: Inviter | None = Field(default=None, description="Who invites (the person who clicked in the host); "
                                                               "pages and mail show it, not 'An admin of {org}'.")
+    locale: str | None = Field(default=None, max_length=35,
+                               description="The invitee's language, a BCP 47 tag (en, de, de-AT); pages and mail "
+                                           "use it, falling back to English for a language not shipped.")
 
     @field_validator("notification_email")
     @classmethod
@@ -160,6 +164,11 @@ class InviteInput(Strict):
         if not DOMAIN.match(value):
             raise ValueError("must be a domain name like example.com")
         return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        return locales.normalize_tag(value) if value else None
 
     @field_validator("attributes")
     @classmethod
@@ -250,6 +259,12 @@ class InviteDefaults(Strict):
     attributes: dict[str, Any] = Field(default_factory=dict, description="Merged under each row's attributes.")
     ttl_hours: int | None = Field(default=None, ge=1, le=720)
     send_email: bool | None = None
+    locale: str | None = Field(default=None, max_length=35)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        return locales.normalize_tag(value) if value else None
 
 
 class BulkInviteBody(Strict):

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from idp_bridge import locales
 from idp_bridge.settings import Settings
 
 
@@ -79,15 +80,26 @@ def make_transport(settings: Settings) -> MailTransport:
 
 
 class Renderer:
-    """Renders mail templates (HTML + plain text) shipped with the package."""
+    """Renders mail templates (HTML + plain text) shipped with the package, in each shipped language."""
 
     def __init__(self) -> None:
-        self.env = Environment(loader=PackageLoader("idp_bridge", "templates/mail"),
-                               autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        # One environment per language: the translations are installed once, never swapped under a render.
+        self._envs = {language: self._environment(language) for language in locales.SHIPPED}
+
+    @staticmethod
+    def _environment(language: str) -> Environment:
+        env = Environment(loader=PackageLoader("idp_bridge", "templates/mail"), extensions=["jinja2.ext.i18n"],
+                          autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        env.install_gettext_translations(locales.translations(language), newstyle=True)  # type: ignore[attr-defined]
+        env.globals["language"] = language
+        return env
 
     def message(self, template: str, *, sender: str, to: str, subject: str,
-                context: dict[str, Any], message_id: str | None = None) -> EmailMessage:
-        """Build a multipart/alternative message from `<template>.txt` and `<template>.html`."""
+                context: dict[str, Any], message_id: str | None = None,
+                language: str = locales.DEFAULT) -> EmailMessage:
+        """Build a multipart/alternative message from `<template>.txt` and `<template>.html` in `language` (a
+        shipped one; the subject comes translated)."""
+        env = self._envs.get(language) or self._envs[locales.DEFAULT]
         msg = EmailMessage()
         msg["Subject"] = subject
         msg["From"] = sender
@@ -95,6 +107,8 @@ class Renderer:
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id or make_msgid(domain="idp-bridge")
         msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(self.env.get_template(f"{template}.txt").render(**context))
-        msg.add_alternative(self.env.get_template(f"{template}.html").render(**context), subtype="html")
+        msg.set_content(env.get_template(f"{template}.txt").render(**context))
+        msg.add_alternative(env.get_template(f"{template}.html").render(**context), subtype="html")
+        # After the body: setting the content clears every Content-* header.
+        msg["Content-Language"] = language if language in self._envs else locales.DEFAULT
         return msg

@@ -226,6 +226,8 @@ class Invite(Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     # The person who invited, as the host or the console names them ({"name", "email"}); shown on pages and mail.
     inviter: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The invitee's language (a BCP 47 tag) for the pages and the mail; None: the browser's, else English.
+    locale: Mapped[str | None] = mapped_column(String(35), nullable=True)
     send_email: Mapped[bool] = mapped_column(Boolean, default=True)
     send_count: Mapped[int] = mapped_column(Integer, default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)

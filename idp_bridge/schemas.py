@@ -41,6 +41,7 @@ class InviteOut(BaseModel):
     created_at: datetime
     created_by: str
     inviter: InviterOut | None = Field(default=None, description="Who invited, as pages and mail show it.")
+    locale: str | None = Field(default=None, description="The invitee's language (BCP 47) for pages and mail.")
     send_count: int
     last_sent_at: datetime | None
     accepted_at: datetime | None
@@ -240,7 +241,7 @@ def invite_out(invite: Invite, org_slug: str) -> InviteOut:
         hosted_domain=invite.hosted_domain, keycloak_idp=invite.keycloak_idp, role=invite.role, name=invite.name,
         attributes=invite.attributes or {}, status=effective_status(invite),  # type: ignore[arg-type]
         expires_at=invite.expires_at, created_at=invite.created_at, created_by=invite.created_by,
-        inviter=InviterOut(**invite.inviter) if invite.inviter else None,
+        inviter=InviterOut(**invite.inviter) if invite.inviter else None, locale=invite.locale,
         send_count=invite.send_count, last_sent_at=invite.last_sent_at, accepted_at=invite.accepted_at,
         revoked_at=invite.revoked_at, code_required=invite.code_hash is not None,
         provisioning=Provisioning(state=invite.provisioning_state,  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from idp_bridge import locales
 from idp_bridge.domain.providers import (
     ChangeNotificationSource,
     IdentityCheck,
@@ -59,7 +60,8 @@ class OIDCProviderBase:
         return errors
 
     def account_description(self, target: InviteTarget) -> str:
-        return f"your {self.label} account {target.identifier}"
+        return locales.gettext("your %(label)s account %(identifier)s", label=self.label,
+                               identifier=target.identifier)
 
     def provisioner(self) -> Provisioner | None:
         """By default a provider logs people in only; invites need no account made first."""

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from idp_bridge import locales
 from idp_bridge.domain.providers import (
     ChangeNotificationSource,
     IdentityCheck,
@@ -81,10 +82,11 @@ class EntraProvider(OIDCProviderBase):
 
     def account_description(self, target: InviteTarget) -> str:
         if target.tenant_id == PERSONAL_ACCOUNT_TENANT:
-            return f"the personal Microsoft account {target.identifier}"
+            return locales.gettext("the personal Microsoft account %(identifier)s", identifier=target.identifier)
         if target.tenant_id:
-            return f"a Microsoft work or school account of tenant {target.tenant_id} ({target.identifier})"
-        return f"the Microsoft account {target.identifier}"
+            return locales.gettext("a Microsoft work or school account of tenant %(tenant)s (%(identifier)s)",
+                                   tenant=target.tenant_id, identifier=target.identifier)
+        return locales.gettext("the Microsoft account %(identifier)s", identifier=target.identifier)
 
     def provisioner(self) -> Provisioner | None:
         return self if flag(self.options, self.name, "b2b_invite", False) else None

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from idp_bridge import locales
 from idp_bridge.domain.providers import InviteTarget, LoginIdentity, SecurityEventSource
 from providers.base import OIDCProviderBase
 from providers.http import ProviderHTTP
@@ -33,8 +34,9 @@ class GoogleProvider(OIDCProviderBase):
 
     def account_description(self, target: InviteTarget) -> str:
         if target.hosted_domain:
-            return f"a Google Workspace account of {target.hosted_domain} ({target.identifier})"
-        return f"the Google account {target.identifier}"
+            return locales.gettext("a Google Workspace account of %(domain)s (%(identifier)s)",
+                                   domain=target.hosted_domain, identifier=target.identifier)
+        return locales.gettext("the Google account %(identifier)s", identifier=target.identifier)
 
     def token_issuers(self, claims: Mapping[str, Any]) -> set[str]:
         return set(GOOGLE_TOKEN_ISSUERS)

@@ -125,6 +125,7 @@ def test_the_wheel_carries_the_default_config_the_roles_presets_and_the_migratio
     assert any(n.startswith("idp_bridge/migrations/versions/") for n in names)
     assert any(n.startswith("idp_bridge/web/pages/templates/") for n in names)
     assert "idp_bridge/web/console/templates/console/members.html" in names
+    assert {"idp_bridge/translations/de/LC_MESSAGES/messages.mo", "idp_bridge/web/console/static/timezone.js"} <= names
     assert "idp-bridge = idp_bridge.cli:main" in entry_points
 
 
@@ -184,5 +185,10 @@ def test_the_installed_wheel_serves_outside_the_checkout_with_the_platform_roles
         assert (status, body["role"]) == (201, "DEVOPS")
         status, body = invite({"identifier": "someone@example.com", "role": "MEMBER"})
         assert status == 422 and "SUPER_ADMIN" in json.dumps(body), "the preset replaces the default roles"
+        status, body = invite({"identifier": "de@example.com", "locale": "de"})
+        assert status == 201 and body["locale"] == "de"
+        with opener.open(str(body["link"]), timeout=10) as resp:
+            page = resp.read().decode()
+        assert '<html lang="de">' in page and "Eingeladen von" in page, "the wheel's compiled German catalog"
     finally:
         stop(proc)

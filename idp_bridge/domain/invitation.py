@@ -21,7 +21,8 @@ def new_invitation(*, member_id: str, invite_id: str, org_id: str, identifier: s
                    attributes: dict[str, Any], tenant_id: str | None, hosted_domain: str | None,
                    keycloak_idp: str | None, ttl_hours: int, expires_at: datetime, created_by: str,
                    send_email: bool, code_hash: str | None, provisioning_state: str,
-                   now: datetime, inviter: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                   now: datetime, inviter: dict[str, Any] | None = None,
+                   locale: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The INVITED member's row and its PENDING invite's row; the member's first event is `invite.created` (1)."""
     member = {"id": member_id, "org_id": org_id, "identifier": identifier, "identifier_key": key, "email": email,
               "name": name, "role": role, "status": _INVITED, "provider": provider,
@@ -33,5 +34,5 @@ def new_invitation(*, member_id: str, invite_id: str, org_id: str, identifier: s
               "expires_at": expires_at, "ttl_hours": ttl_hours, "created_by": created_by, "send_email": send_email,
               "send_count": 1 if send_email else 0, "last_sent_at": now if send_email else None,
               "code_hash": code_hash, "provisioning_state": provisioning_state, "created_at": now,
-              "updated_at": now, "inviter": inviter}
+              "updated_at": now, "inviter": inviter, "locale": locale}
     return member, invite

@@ -364,7 +364,7 @@ def _write(session: Session, deps: WithProviders, actor: Actor, org: Organizatio
                 tenant_id=data.tenant_id, hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp,
                 ttl_hours=ttl, expires_at=expires_at, created_by=created_by, send_email=data.send_email,
                 code_hash=code_hash, provisioning_state=provisioning, now=now,
-                inviter=data.inviter.model_dump() if data.inviter is not None else None)
+                inviter=data.inviter.model_dump() if data.inviter is not None else None, locale=data.locale)
             members.append(member)
             invite_rows.append(invite)
             links.append({"token_hash": token_hash(token), "invite_id": invite_id, "created_at": now})

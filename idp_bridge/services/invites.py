@@ -78,9 +78,9 @@ class IssuedInvite:
     warnings: list[str] = field(default_factory=list)
 
 
-def inviter_text(invite: Invite, org: Organization, fallback: str = "") -> str:
+def inviter_text(invite: Invite, org: Organization, fallback: str = "", *, unnamed: str = "") -> str:
     """Who invited, as pages and mail say it: the invite's inviter, else a person named by `fallback` (the
-    inviter text of older queued mail), else "An admin of {org}"."""
+    inviter text of older queued mail), else `unnamed` (the reader's words for "An admin of {org}")."""
     named = invite.inviter or {}
     name, email = str(named.get("name") or ""), str(named.get("email") or "")
     if name and email:
@@ -89,7 +89,7 @@ def inviter_text(invite: Invite, org: Organization, fallback: str = "") -> str:
         return name or email
     if fallback and not fallback.startswith(("api_key:", "cli", "worker", "member:")):
         return fallback
-    return f"An admin of {org.name}"
+    return unnamed or f"An admin of {org.name}"
 
 
 def effective_status(invite: Invite, now: datetime | None = None) -> str:
@@ -358,7 +358,7 @@ def insert(session: Session, deps: Inviting, actor: Actor, org: Organization, pr
         created_by=str(actor), send_email=data.send_email,
         code_hash=keyed_hash(deps.settings.secret_key, code) if code else None,
         provisioning_state=(ProvisioningState.PENDING if provisions else ProvisioningState.NONE).value, now=now,
-        inviter=data.inviter.model_dump() if data.inviter is not None else None)
+        inviter=data.inviter.model_dump() if data.inviter is not None else None, locale=data.locale)
     member = Member(**member_row)
     invite = Invite(**invite_row, member=member)
     session.add_all([member, invite])

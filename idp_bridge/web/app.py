@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.metrics import HANDLER_KEY
-from idp_bridge.web import api, console, headers, ops, pages, redact, scim
+from idp_bridge.web import api, console, headers, i18n, ops, pages, redact, scim
 
 # Largest request body any face accepts (bulk CSV imports are the big ones).
 MAX_CONTENT_LENGTH = 32 * 1024 * 1024
@@ -45,6 +45,7 @@ def assemble(bridge: Bridge, *, job_kinds: list[str]) -> Flask:
     scim.install(app)
     headers.install(app, public_url=bridge.settings.public_url)
     app.register_blueprint(ops.bp)
+    i18n.install(app)
     pages.install(app)
     console.install(app)
     redact.install(app)

@@ -127,7 +127,7 @@ def test_expired_revoked_unknown_and_tampered_links_get_the_same_page_and_status
     assert len({p.get_data() for p in pages}) == 1
 
 
-def test_invite_pages_carry_the_security_headers_and_no_script(api: Api, client: FlaskClient) -> None:
+def test_invite_pages_carry_the_security_headers_and_only_our_own_script(api: Api, client: FlaskClient) -> None:
     invite = api.invite("alice@example.com")
 
     resp = client.get(f"/invite/{token_of(invite['link'])}")
@@ -135,8 +135,11 @@ def test_invite_pages_carry_the_security_headers_and_no_script(api: Api, client:
     assert resp.headers["Referrer-Policy"] == "no-referrer"
     assert resp.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in resp.headers["Content-Security-Policy"]
     body = resp.get_data(as_text=True)
-    assert "<script" not in body and 'name="viewport"' in body
+    # One script, from our own origin, none inline: the page works without it (dates then show in UTC).
+    assert body.count("<script") == 1 and '<script src="/console/static/timezone.js" defer></script>' in body
+    assert 'name="viewport"' in body
     assert "Sign in to accept" in body
 
 

@@ -1,5 +1,6 @@
 """Every invitee page a person can meet holds to the same structure: one main landmark, one heading, a title,
-a language, labelled fields, named links and buttons, a mobile viewport, and nothing fetched from elsewhere."""
+a language, labelled fields, named links and buttons, a mobile viewport, and nothing fetched from elsewhere (the
+one script is our own)."""
 
 from __future__ import annotations
 

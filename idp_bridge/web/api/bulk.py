@@ -18,7 +18,8 @@ ATOMIC = Query("atomic", {"type": "boolean", "default": False},
 ROLE = Query("role", {"type": "string"}, "Role for rows that name none (CSV, or a plain list of identifiers).")
 CSV_BODY = {"schema": {"type": "string",
                        "description": "UTF-8 CSV with a header row: identifier or email, name, role, provider, "
-                                      "tenant_id, hosted_domain, notification_email; any other column becomes "
+                                      "tenant_id, hosted_domain, notification_email, locale; any other column "
+                                      "becomes "
                                       "an attribute. `,` `;` or tab separated. At most 10,000 rows."}}
 
 

@@ -26,6 +26,7 @@ from flask import (
     send_from_directory,
     stream_with_context,
 )
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from idp_bridge.audit import Actor
@@ -100,8 +101,6 @@ def install(app: Flask) -> None:
     from idp_bridge.web.console import join_pages, pages  # noqa: F401  (register the org pages on bp)
 
     settings = app.extensions["idp_bridge"].settings
-    # replaced by Flask-Babel
-    app.jinja_env.globals.setdefault("_", lambda s, **kw: s % kw if kw else s)
     app.jinja_env.globals["console_static"] = static_url
     app.register_blueprint(bp)
     limiter = app.extensions["idp_bridge_limiter"]
@@ -179,8 +178,8 @@ def see_other(url: str) -> Response:
 
 @bp.errorhandler(429)
 def too_many(_exc: Exception) -> Response:
-    return render("message.html", 429, title="Too many requests",
-                  message="Too many requests from this session. Wait a minute and try again.")
+    return render("message.html", 429, title=gettext("Too many requests"),
+                  message=gettext("Too many requests from this session. Wait a minute and try again."))
 
 
 def _csrf(signed_in: ConsoleSession, key: str) -> str:
@@ -230,14 +229,15 @@ def org_page(rule: str, *, permission: str = USERS_READ,
                     return _signed_out_answer()
                 me = console.membership(session, b.settings, signed_in, org)
                 if me is None:
-                    return render("message.html", 403, title="No access", signed_in=signed_in,
+                    return render("message.html", 403, title=gettext("No access"), signed_in=signed_in,
                                   csrf_token=csrf_token(signed_in),
-                                  message="You are not an active member of this organization.")
+                                  message=gettext("You are not an active member of this organization."))
                 page = Page(b, session, signed_in, me)
                 if request.method == "POST" and not csrf_ok(signed_in):
-                    return page.render("message.html", 400, title="Form expired",
-                                       message="This form has expired or did not come from this console. "
-                                               "Nothing was changed. Go back, reload the page and try again.")
+                    return page.render("message.html", 400, title=gettext("Form expired"),
+                                       message=gettext("This form has expired or did not come from this console. "
+                                                       "Nothing was changed. Go back, reload the page and try "
+                                                       "again."))
                 if not me.may(permission):
                     return forbidden(page, permission)
                 return fn(page, **path)
@@ -250,16 +250,17 @@ def org_page(rule: str, *, permission: str = USERS_READ,
 
 def forbidden(page: Page, permission: str) -> Response:
     """The 403 page naming the permission the member's role lacks."""
-    return page.render("message.html", 403, title="Not allowed",
-                       message=f"Your role {page.me.member.role} does not have the permission {permission}.",
+    return page.render("message.html", 403, title=gettext("Not allowed"),
+                       message=gettext("Your role %(role)s does not have the permission %(permission)s.",
+                                       role=page.me.member.role, permission=permission),
                        permission=permission)
 
 
 def _signed_out_answer() -> Response:
     if request.method == "GET":
         return see_other("/console")
-    resp = render("message.html", 401, title="Signed out",
-                  message="Your session has ended. Nothing was changed. Sign in again to continue.",
+    resp = render("message.html", 401, title=gettext("Signed out"),
+                  message=gettext("Your session has ended. Nothing was changed. Sign in again to continue."),
                   sign_in=True)
     clear_session_cookie(resp)
     return resp
@@ -295,16 +296,17 @@ def login() -> Response:
     b = bridge()
     provider = b.provider(request.args.get("provider", ""))
     if provider is None:
-        return render("message.html", 404, title="Unknown sign-in provider",
-                      message="That sign-in provider is not configured.", sign_in=True)
+        return render("message.html", 404, title=gettext("Unknown sign-in provider"),
+                      message=gettext("That sign-in provider is not configured."), sign_in=True)
     browser = login_browser.new_value()
     with transaction(b.sessions) as session:
         # Signing in again ends the session this browser held (the cookie reaches /console paths only).
         console.sign_out(session, _cookie())
         url = console.start(session, b.settings, provider, browser_secret=browser)
     if url is None:
-        return render("message.html", 503, title="Sign-in unavailable", sign_in=True,
-                      message=f"{provider.label} cannot be reached right now. Try again in a few minutes.")
+        return render("message.html", 503, title=gettext("Sign-in unavailable"), sign_in=True,
+                      message=gettext("%(label)s cannot be reached right now. Try again in a few minutes.",
+                                      label=provider.label))
     resp = see_other(url)
     login_browser.remember(resp, browser)
     return resp
@@ -314,9 +316,10 @@ def signed_in(done: login_callback.Callback) -> Response:
     """The callback's answer to a console sign-in: the session cookie and the console, or why not."""
     assert done.sign_in is not None
     if done.sign_in.kind != console.SIGNED_IN:
-        return render("message.html", 403, title="No access", sign_in=True,
-                      message=f"{done.sign_in.account or 'That account'} is not linked to an active member of any "
-                              "organization. Sign in with the account you accepted your invitation with.")
+        return render("message.html", 403, title=gettext("No access"), sign_in=True,
+                      message=gettext("%(account)s is not linked to an active member of any organization. Sign in "
+                                      "with the account you accepted your invitation with.",
+                                      account=done.sign_in.account or gettext("That account")))
     resp = see_other("/console")
     set_session_cookie(resp, done.sign_in.token)
     return resp
@@ -333,9 +336,10 @@ def sign_out() -> Response:
             clear_session_cookie(resp)
             return resp
         if not csrf_ok(signed):
-            return render("message.html", 400, title="Form expired", signed_in=signed,
+            return render("message.html", 400, title=gettext("Form expired"), signed_in=signed,
                           csrf_token=csrf_token(signed),
-                          message="This form has expired or did not come from this console. Nothing was changed.")
+                          message=gettext("This form has expired or did not come from this console. Nothing was "
+                                          "changed."))
         console.sign_out(session, _cookie())
     resp = see_other("/console?signed_out=1")
     clear_session_cookie(resp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, request
+from flask_babel import gettext, lazy_gettext
 
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.permissions import ORGS_MANAGE, USERS_INVITE, USERS_READ
@@ -13,10 +14,11 @@ from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, org_page, see_other
 from idp_bridge.web.console.pages import PAGE_SIZE, _query, settings_view
 
-REQUEST_STATUSES = {"PENDING": "Pending", "APPROVED": "Approved", "DECLINED": "Declined"}
+REQUEST_STATUSES = {"PENDING": lazy_gettext("Pending"), "APPROVED": lazy_gettext("Approved"),
+                    "DECLINED": lazy_gettext("Declined")}
 NOTICES = {
-    "approved": "The request was approved; the person is now an active member.",
-    "declined": "The request was declined.",
+    "approved": lazy_gettext("The request was approved; the person is now an active member."),
+    "declined": lazy_gettext("The request was declined."),
 }
 
 
@@ -37,7 +39,7 @@ def _requests(page: Page, status: int = 200, *, error: BridgeError | None = None
 @org_page("/join-requests", permission=USERS_READ)
 def join_requests_page(page: Page) -> Response:
     """The org's join requests, newest first, with "Approve" and "Decline" for roles that may invite."""
-    return _requests(page, notice=NOTICES.get(request.args.get("done", ""), ""))
+    return _requests(page, notice=str(NOTICES.get(request.args.get("done", ""), "")))
 
 
 @org_page("/join-requests/<request_id>/approve", permission=USERS_INVITE, methods=("POST",))
@@ -56,7 +58,7 @@ def join_request_decline(page: Page, request_id: str) -> Response:
     try:
         row = joining.get_request(page.session, page.org, request_id)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
     if request.method == "GET" or request.form.get("confirmed") != "1":
         return page.render("confirm_join_request.html", row=row, statuses=REQUEST_STATUSES)
     _, error = page.attempt(lambda: joining.decline(page.session, page.actor, page.org, request_id))
@@ -82,7 +84,7 @@ def domain_verify(page: Page, domain_id: str) -> Response:
     try:
         row = domains.get(page.session, page.org, domain_id)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
     try:
         challenge = domains.challenge_for(page.session, page.org, row.id)
     except BridgeError as exc:
@@ -102,7 +104,7 @@ def domain_remove(page: Page, domain_id: str) -> Response:
     try:
         row = domains.get(page.session, page.org, domain_id)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
     if request.method == "GET" or request.form.get("confirmed") != "1":
         return page.render("confirm_domain.html", domain=row)
     _, error = page.attempt(lambda: domains.delete(page.session, page.actor, page.org, row.id))

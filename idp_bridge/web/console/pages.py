@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, request
+from flask_babel import gettext, lazy_gettext
 from pydantic import ValidationError
 
 from idp_bridge import csvio, provisioning
@@ -22,19 +23,24 @@ from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
 
 PAGE_SIZE = 25
-MEMBER_STATUSES = {"INVITED": "Invited", "ACTIVE": "Active", "DEACTIVATED": "Deactivated"}
-INVITE_STATUSES = {"PENDING": "Pending", "ACCEPTED": "Accepted", "EXPIRED": "Expired", "REVOKED": "Revoked"}
+# The Invite form's "Language" choices, each named in its own language ("Default": the invitee's browser decides).
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+MEMBER_STATUSES = {"INVITED": lazy_gettext("Invited"), "ACTIVE": lazy_gettext("Active"),
+                   "DEACTIVATED": lazy_gettext("Deactivated")}
+INVITE_STATUSES = {"PENDING": lazy_gettext("Pending"), "ACCEPTED": lazy_gettext("Accepted"),
+                   "EXPIRED": lazy_gettext("Expired"), "REVOKED": lazy_gettext("Revoked")}
 # Columns the Members table sorts by: the heading and the service's sort key.
-MEMBER_COLUMNS = [("Name", "name"), ("Email", "identifier"), ("Role", "role"), ("Status", "status")]
+MEMBER_COLUMNS = [(lazy_gettext("Name"), "name"), (lazy_gettext("Email"), "identifier"), (lazy_gettext("Role"), "role"),
+                  (lazy_gettext("Status"), "status")]
 NOTICES = {
-    "role_changed": "The role was changed.",
-    "deactivated": "The member was deactivated.",
-    "reactivated": "The member was reactivated.",
-    "removed": "The member was removed.",
-    "bulk_done": "The selected members were updated.",
-    "resent": "The invitation was sent again.",
-    "revoked": "The invitation was revoked.",
-    "retried": "Provisioning was started again.",
+    "role_changed": lazy_gettext("The role was changed."),
+    "deactivated": lazy_gettext("The member was deactivated."),
+    "reactivated": lazy_gettext("The member was reactivated."),
+    "removed": lazy_gettext("The member was removed."),
+    "bulk_done": lazy_gettext("The selected members were updated."),
+    "resent": lazy_gettext("The invitation was sent again."),
+    "revoked": lazy_gettext("The invitation was revoked."),
+    "retried": lazy_gettext("Provisioning was started again."),
 }
 
 
@@ -80,7 +86,7 @@ def members_csv(page: Page) -> Response:
         lines = members.export_csv(page.bridge.sessions, page.org, sort=request.args.get("sort") or None,
                                    **filters)
     except ValidationFailed as exc:
-        return page.render("message.html", 400, title="Export failed", message=exc.detail)
+        return page.render("message.html", 400, title=gettext("Export failed"), message=exc.detail)
     return stream_csv(lines, f"{page.org.slug}-members.csv")
 
 
@@ -92,7 +98,7 @@ def _member_action(action: str, permission: str, title: str,
         try:
             member = members.get(page.session, page.org, member_id)
         except BridgeError as exc:
-            return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+            return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
         if request.method == "GET":
             return _confirm(page, action, title, member)
         _, error = page.attempt(lambda: run(page, member_id))
@@ -115,18 +121,19 @@ def _confirm(page: Page, action: str, title: str, member: Member, *, error: Brid
                        roles=page.bridge.settings.role_names(), statuses=MEMBER_STATUSES)
 
 
-_member_action("role", USERS_EDIT, "Change role",
+_member_action("role", USERS_EDIT, lazy_gettext("Change role"),
                lambda page, mid: members.change_role(page.session, page.bridge.settings, page.actor, page.org, mid,
                                                      request.form.get("role", "")))
-_member_action("deactivate", USERS_EDIT, "Deactivate",
+_member_action("deactivate", USERS_EDIT, lazy_gettext("Deactivate"),
                lambda page, mid: members.deactivate(page.session, page.bridge.settings, page.actor, page.org, mid))
-_member_action("reactivate", USERS_EDIT, "Reactivate",
+_member_action("reactivate", USERS_EDIT, lazy_gettext("Reactivate"),
                lambda page, mid: members.reactivate(page.session, page.bridge.settings, page.actor, page.org, mid))
-_member_action("remove", USERS_DELETE, "Remove",
+_member_action("remove", USERS_DELETE, lazy_gettext("Remove"),
                lambda page, mid: members.remove(page.session, page.bridge.settings, page.actor, page.org, mid))
 
-BULK_ACTIONS = {"change_role": ("Change role", USERS_EDIT), "deactivate": ("Deactivate", USERS_EDIT),
-                "remove": ("Remove", USERS_DELETE)}
+BULK_ACTIONS = {"change_role": (lazy_gettext("Change role"), USERS_EDIT),
+                "deactivate": (lazy_gettext("Deactivate"), USERS_EDIT),
+                "remove": (lazy_gettext("Remove"), USERS_DELETE)}
 
 
 @org_page("/members/bulk", permission=USERS_EDIT, methods=("POST",))
@@ -136,23 +143,23 @@ def members_bulk(page: Page) -> Response:
     action = form.get("action", "")
     ids = form.getlist("ids")
     if action not in BULK_ACTIONS:
-        return page.render("message.html", 400, title="Unknown action", message="Choose an action for the "
-                           "selected members.")
+        return page.render("message.html", 400, title=gettext("Unknown action"),
+                           message=gettext("Choose an action for the selected members."))
     title, permission = BULK_ACTIONS[action]
     if not page.me.may(permission):
         return forbidden(page, permission)
     chosen = [m for m in (page.session.get(Member, i) for i in ids[:1000]) if m is not None and m.org_id == page.org.id]
     role = form.get("role") or None
     if not chosen:
-        return page.render("message.html", 400, title="Nobody selected",
-                           message="Select at least one member, then choose the action again.")
+        return page.render("message.html", 400, title=gettext("Nobody selected"),
+                           message=gettext("Select at least one member, then choose the action again."))
     if form.get("confirmed") != "1":
         return page.render("confirm_bulk.html", action=action, title=title, chosen=chosen, role=role)
     try:
         data = MemberBulk(action=action, ids=[m.id for m in chosen], role=role)  # type: ignore[arg-type]
     except ValidationError:
         return page.render("confirm_bulk.html", 400, action=action, title=title, chosen=chosen, role=role,
-                           error="Choose a new role.")
+                           error=gettext("Choose a new role."))
     results, error = page.attempt(lambda: members.bulk(page.session, page.bridge.settings, page.actor, page.org,
                                                        data))
     if error is not None:
@@ -192,12 +199,12 @@ def invite_new(page: Page) -> Response:
     form = request.form
     context: dict[str, Any] = {"roles": b.settings.role_names(), "default_role": b.settings.default_role(),
                                "providers": [(n, p.label) for n, p in b.providers.items()], "form": form,
-                               "errors": {}, "error": None}
+                               "errors": {}, "error": None, "languages": LANGUAGES}
     if request.method == "GET":
         return page.render("invite_new.html", **context)
     identifiers = [line.strip() for line in form.get("identifiers", "").splitlines() if line.strip()]
     if not identifiers:
-        context["errors"] = {"identifiers": ["Enter at least one email address or username."]}
+        context["errors"] = {"identifiers": [gettext("Enter at least one email address or username.")]}
         return page.render("invite_new.html", 422, **context)
     member = page.me.member
     inviter = Inviter(name=member.name, email=member.email or member.identifier)
@@ -219,7 +226,8 @@ def _invite_input(identifier: str, form: Any, inviter: Inviter) -> InviteInput:
                            tenant_id=form.get("tenant_id") or None, hosted_domain=form.get("hosted_domain") or None,
                            role=form.get("role") or None, name=form.get("name") or "",
                            notification_email=form.get("notification_email") or None,
-                           send_email=form.get("send_email") == "1", inviter=inviter)
+                           send_email=form.get("send_email") == "1", inviter=inviter,
+                           locale=form.get("locale") or None)
     except ValidationError as exc:
         errors: dict[str, list[str]] = {}
         for item in exc.errors():
@@ -236,7 +244,7 @@ def _invite_action(action: str, title: str, run: Callable[[Page, str], Any], *, 
         try:
             invite = invites.get(page.session, page.org, invite_id)
         except BridgeError as exc:
-            return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+            return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
         if request.method == "GET" or (confirm and request.form.get("confirmed") != "1"):
             return _confirm_invite(page, action, title, invite)
         result, error = page.attempt(lambda: run(page, invite_id))
@@ -256,11 +264,11 @@ def _confirm_invite(page: Page, action: str, title: str, invite: Invite, *, erro
                        status_word=INVITE_STATUSES.get(invites.effective_status(invite), ""))
 
 
-_invite_action("resend", "Resend",
+_invite_action("resend", lazy_gettext("Resend"),
                lambda page, iid: invites.resend(page.session, page.bridge, page.actor, page.org, iid), confirm=False)
-_invite_action("revoke", "Revoke",
+_invite_action("revoke", lazy_gettext("Revoke"),
                lambda page, iid: invites.revoke(page.session, page.actor, page.org, iid), confirm=True)
-_invite_action("retry-provisioning", "Retry provisioning",
+_invite_action("retry-provisioning", lazy_gettext("Retry provisioning"),
                lambda page, iid: provisioning.retry(page.session, page.bridge, page.actor, page.org, iid),
                confirm=False)
 
@@ -295,7 +303,7 @@ def import_page(page: Page) -> Response:
     upload = request.files.get("file")
     data = upload.read() if upload is not None and not confirmed else request.form.get("csv", "").encode()
     if not data.strip():
-        return page.render("import.html", 422, error="Choose a CSV file to import.")
+        return page.render("import.html", 422, error=gettext("Choose a CSV file to import."))
     try:
         header, records = csvio.read(csvio.decode(data), max_rows=bulk.MAX_ROWS)
         rows = list(records)
@@ -324,13 +332,18 @@ def import_errors(page: Page) -> Response:
 
 
 BRANDING_FIELDS = ("display_name", "logo_url", "accent_color", "mail_sender_name")
-JOIN_POLICIES = {"off": "Off", "auto": "Automatic", "request": "On request"}
+# The kinds of actor the audit log names (services.audit_trail.ACTOR_KINDS), marked here for the catalog: the
+# template translates the kind it is given.
+ACTOR_KIND_NAMES = (lazy_gettext("Member"), lazy_gettext("API key"), lazy_gettext("Command line"),
+                    lazy_gettext("Background job"), lazy_gettext("Invitee"), lazy_gettext("Identity provider"),
+                    lazy_gettext("Anonymous"))
+JOIN_POLICIES = {"off": lazy_gettext("Off"), "auto": lazy_gettext("Automatic"), "request": lazy_gettext("On request")}
 SETTINGS_NOTICES = {
-    "saved": "The settings were saved.",
-    "deleted": "The API key was deleted.",
-    "domain_added": "The domain was added. Publish its TXT record, then choose Verify.",
-    "domain_verified": "The domain was verified.",
-    "domain_removed": "The domain was removed.",
+    "saved": lazy_gettext("The settings were saved."),
+    "deleted": lazy_gettext("The API key was deleted."),
+    "domain_added": lazy_gettext("The domain was added. Publish its TXT record, then choose Verify."),
+    "domain_verified": lazy_gettext("The domain was verified."),
+    "domain_removed": lazy_gettext("The domain was removed."),
 }
 
 
@@ -368,7 +381,7 @@ def settings_view(page: Page, status: int = 200, **context: Any) -> Response:
                        domains=[(d, challenge_name(d.domain), domains.challenge_value(d))
                                 for d in domains.list_for(page.session, page.org)],
                        join_policies=JOIN_POLICIES,
-                       notice=SETTINGS_NOTICES.get(request.args.get("done", ""), ""), **context)
+                       notice=str(SETTINGS_NOTICES.get(request.args.get("done", ""), "")), **context)
 
 
 @org_page("/settings/api-keys", permission=ORGS_MANAGE, methods=("POST",))
@@ -390,7 +403,7 @@ def _key_action(action: str, title: str) -> None:
         try:
             key = api_keys.get(page.session, page.org, key_id)
         except BridgeError as exc:
-            return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+            return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
         if request.form.get("confirmed") != "1":
             return page.render("confirm_key.html", action=action, title=title, key=key)
         if action == "rotate":
@@ -410,8 +423,8 @@ def _key_action(action: str, title: str) -> None:
     org_page(f"/settings/api-keys/<key_id>/{action}", permission=ORGS_MANAGE, methods=("POST",))(view)
 
 
-_key_action("rotate", "Rotate")
-_key_action("delete", "Delete")
+_key_action("rotate", lazy_gettext("Rotate"))
+_key_action("delete", lazy_gettext("Delete"))
 
 
 @org_page("/settings/webhooks", permission=WEBHOOKS_MANAGE, methods=("GET", "POST"))
@@ -436,8 +449,9 @@ def _webhooks(page: Page, status: int = 200, **context: Any) -> Response:
     context.setdefault("errors", {})
     found = webhooks.listing(page.session, page.org, limit=200, cursor=None)
     return page.render("webhooks.html", status, endpoints=found.items, event_types=EVENT_TYPES, form=request.form,
-                       notice={"enabled": "The endpoint was enabled.", "disabled": "The endpoint was disabled.",
-                               "deleted": "The endpoint was deleted."}.get(request.args.get("done", ""), ""),
+                       notice={"enabled": gettext("The endpoint was enabled."),
+                               "disabled": gettext("The endpoint was disabled."),
+                               "deleted": gettext("The endpoint was deleted.")}.get(request.args.get("done", ""), ""),
                        **context)
 
 
@@ -457,7 +471,7 @@ def webhook_delete(page: Page, endpoint_id: str) -> Response:
     try:
         endpoint = webhooks.get(page.session, page.org, endpoint_id)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
     if request.form.get("confirmed") != "1":
         return page.render("confirm_webhook.html", endpoint=endpoint)
     _, error = page.attempt(lambda: webhooks.delete(page.session, page.actor, page.org, endpoint_id))
@@ -474,10 +488,11 @@ def webhook_deliveries(page: Page, endpoint_id: str) -> Response:
         found = webhooks.deliveries(page.session, page.org, endpoint_id, limit=PAGE_SIZE,
                                     cursor=request.args.get("cursor") or None)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title="Not found", message=exc.detail)
+        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
     return page.render("deliveries.html", endpoint=endpoint, deliveries=found.items, reason=webhooks.shown_reason,
                        next_url=_query(cursor=found.next_cursor) if found.next_cursor else "",
-                       notice="The delivery was queued again." if request.args.get("done") == "redelivered" else "")
+                       notice=gettext("The delivery was queued again.") if request.args.get("done") == "redelivered"
+                       else "")
 
 
 @org_page("/settings/webhooks/<endpoint_id>/deliveries/<delivery_id>/redeliver", permission=WEBHOOKS_MANAGE,
@@ -487,5 +502,5 @@ def webhook_redeliver(page: Page, endpoint_id: str, delivery_id: str) -> Respons
     _, error = page.attempt(lambda: webhooks.redeliver(page.session, page.actor, page.org, endpoint_id,
                                                        delivery_id))
     if error is not None:
-        return page.render("message.html", status_for(error), title="Not redelivered", message=error.detail)
+        return page.render("message.html", status_for(error), title=gettext("Not redelivered"), message=error.detail)
     return see_other(f"/console/{page.org.slug}/settings/webhooks/{endpoint_id}/deliveries?done=redelivered")

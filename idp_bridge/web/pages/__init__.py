@@ -1,4 +1,5 @@
-"""Invitee pages: server-rendered HTML, no JavaScript, no external assets."""
+"""Invitee pages: server-rendered HTML that works without JavaScript, no external assets (one script of our own
+tells the server the reader's time zone)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request
+from flask_babel import gettext, lazy_gettext, ngettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
+from idp_bridge import locales
 from idp_bridge.audit import Actor
 from idp_bridge.bridge import Bridge
 from idp_bridge.domain.providers import ANY
@@ -27,7 +30,7 @@ from idp_bridge.models import Invite, InviteStatus, Organization
 from idp_bridge.services import callback as login_callback
 from idp_bridge.services import invitee, invites, joining, orgs, redeem
 from idp_bridge.store.db import read_only, transaction
-from idp_bridge.web import console, login_browser
+from idp_bridge.web import console, i18n, login_browser
 from idp_bridge.web.pages import ratelimit
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -40,7 +43,8 @@ SECURITY_HEADERS = {
     "Pragma": "no-cache",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+                               "img-src 'self' data:; "
                                "form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
 }
 # Expired, revoked, unknown and tampered links look the same from outside: one page, one status.
@@ -80,8 +84,11 @@ def bridge() -> Bridge:
     return b
 
 
-def page(template: str, status: int = 200, **context: Any) -> Response:
-    """Render an invitee page with the headers every invite page carries."""
+def page(template: str, status: int = 200, *, invite: Invite | None = None, **context: Any) -> Response:
+    """Render an invitee page with the headers every invite page carries, in the invite's language if it has one."""
+    if invite is not None:
+        i18n.speak(invite.locale)
+        context["invite"] = invite
     settings = bridge().settings
     context.setdefault("product_name", settings.product_name)
     context.setdefault("support_contact", settings.support_contact)
@@ -187,19 +194,24 @@ def _dead_link_page(found: invites.LinkLookup) -> Response:
 def _account(b: Bridge, invite: Invite, org: Organization) -> str:
     provider = b.provider(invite.provider) if invite.provider != ANY else None
     target = invites.target_of(invite, org)
-    return provider.account_description(target) if provider else f"an account for {invite.identifier}"
+    if provider is None:
+        return str(gettext("an account for %(identifier)s", identifier=invite.identifier))
+    with locales.speaking(i18n.language()):
+        return provider.account_description(target)
 
 
 def _landing_page(b: Bridge, invite: Invite, org: Organization, token: str, *, again: bool = False,
                   error: str = "", status: int = 200) -> Response:
+    i18n.speak(invite.locale)
     choices = redeem.login_providers(b, invite, org)
     needs_code = invitee.needs_code(invite, org)
     locked = needs_code and redeem.code_locked(invite)
     csrf = _csrf_secret() if needs_code else ""
     resp = page("landing.html", 403 if locked else status, org=org, invite=invite, account=_account(b, invite, org),
-                role=invite.role.replace("_", " ").title(),
-                expires=invite.expires_at.strftime("%d %B %Y, %H:%M UTC"),
-                inviter=invites.inviter_text(invite, org, invite.created_by), token=token, needs_code=needs_code,
+                role=invite.role.replace("_", " ").title(), expires=i18n.long_when(invite.expires_at),
+                inviter=invites.inviter_text(invite, org, invite.created_by,
+                                             unnamed=gettext("An admin of %(org)s", org=org.name)),
+                token=token, needs_code=needs_code,
                 locked=locked,
                 csrf=_csrf_token(csrf) if csrf else "", error=error, again=again,
                 providers=[(name, b.providers[name].label) for name in choices],
@@ -250,6 +262,7 @@ def _actor() -> Actor:
 def _started(b: Bridge, invite: Invite, org: Organization, token: str, again: bool, started: invitee.Start,
              browser: str) -> Response:
     """The page (or redirect to the IdP) for how starting the login ended."""
+    i18n.speak(invite.locale)
     providers = [(name, b.providers[name].label) for name in started.choices]
     if started.kind == invitee.NOT_ALLOWED:
         return page("choose.html", 400, org=org, token=token, again=again, needs_code=False, providers=providers)
@@ -264,7 +277,8 @@ def _started(b: Bridge, invite: Invite, org: Organization, token: str, again: bo
         return _landing_page(b, invite, org, token, again=again)
     if started.kind == invitee.WRONG_CODE:
         left = started.tries_left
-        message = f"That code is not right. {left} {'try' if left == 1 else 'tries'} left." if left > 0 else ""
+        message = ngettext("That code is not right. %(num)d try left.", "That code is not right. %(num)d tries left.",
+                           left) if left > 0 else ""
         return _landing_page(b, invite, org, token, again=again, error=message, status=400)
     return _to_provider(started.url, browser)
 
@@ -287,15 +301,18 @@ def mask(account: str) -> str:
 
 
 REASONS = {
-    "different_account": "That is not the account this invitation was sent to.",
-    "email_not_verified": "That account's email address is not verified by its provider.",
-    "no_email": "That account did not share an email address, so we cannot tell whether it is yours.",
-    "wrong_domain": "That account is not part of the required Google Workspace domain.",
-    "wrong_tenant": "That account belongs to a different Microsoft organization.",
-    "personal_account": "That is a personal Microsoft account; this invitation needs a work or school account.",
-    "wrong_provider": "That account is from a different sign-in provider than the invitation needs.",
-    "identity_bound_to_other_member": "That account is already linked to another member of this organization.",
-    "no_subject": "The provider did not identify that account.",
+    "different_account": lazy_gettext("That is not the account this invitation was sent to."),
+    "email_not_verified": lazy_gettext("That account's email address is not verified by its provider."),
+    "no_email": lazy_gettext("That account did not share an email address, so we cannot tell whether it is "
+                             "yours."),
+    "wrong_domain": lazy_gettext("That account is not part of the required Google Workspace domain."),
+    "wrong_tenant": lazy_gettext("That account belongs to a different Microsoft organization."),
+    "personal_account": lazy_gettext("That is a personal Microsoft account; this invitation needs a work or "
+                                     "school account."),
+    "wrong_provider": lazy_gettext("That account is from a different sign-in provider than the invitation needs."),
+    "identity_bound_to_other_member": lazy_gettext("That account is already linked to another member of this "
+                                                   "organization."),
+    "no_subject": lazy_gettext("The provider did not identify that account."),
 }
 
 
@@ -320,6 +337,8 @@ def callback(provider_name: str) -> Response:
 
 
 def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_name: str) -> Response:
+    if outcome.invite is not None:
+        i18n.speak(outcome.invite.locale)
     if outcome.kind in (redeem.ACCEPTED, redeem.CONTINUE):
         if outcome.redirect_url:
             resp = redirect(outcome.redirect_url, 303)
@@ -330,12 +349,14 @@ def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_na
         return page("used.html", 410, org=outcome.org)
     if outcome.kind == redeem.REJECTED:
         assert outcome.invite is not None and outcome.org is not None
-        used = mask(outcome.identity.account) if outcome.identity and outcome.identity.account else "an account"
+        used = (mask(outcome.identity.account) if outcome.identity and outcome.identity.account
+                else gettext("an account"))
         # For an `any` invite the person may want another provider: the choice page comes back if several.
         params = {"again": "1"}
         return page("wrong_account.html", 403, org=outcome.org, used=used,
                     expected=_account(b, outcome.invite, outcome.org),
-                    reason=REASONS.get(outcome.reason or "", "That account cannot accept this invitation."),
+                    reason=REASONS.get(outcome.reason or "",
+                                       lazy_gettext("That account cannot accept this invitation.")),
                     bound=outcome.reason == "identity_bound_to_other_member",
                     again_url=f"/invite/{token}/login?{urlencode(params)}")
     if outcome.reason == "superseded" and outcome.org is not None:
@@ -346,16 +367,20 @@ def _outcome_page(b: Bridge, outcome: redeem.Redemption, token: str, provider_na
 
 JOIN_REASONS = {
     **REASONS,
-    "no_email": "That account did not share an email address, so we cannot tell which domain it belongs to.",
-    "email_not_verified": "That account's email address is not verified by its provider (for a Microsoft work "
-                          "account: its organization has not verified the address's domain).",
-    "personal_account": "That is a personal Microsoft account; this organization needs a work or school account.",
-    "wrong_provider": "That sign-in provider is not one this organization accepts.",
-    "domain_not_verified": "That account's email address is not on a domain this organization has verified.",
-    "already_member": "That account or its email address already has a membership or an invitation here; "
-                      "use your invitation, or ask an admin.",
-    "seat_limit": "This organization has no free seats right now.",
-    "join_off": "This organization does not let people join by their email domain.",
+    "no_email": lazy_gettext("That account did not share an email address, so we cannot tell which domain it "
+                             "belongs to."),
+    "email_not_verified": lazy_gettext("That account's email address is not verified by its provider (for a "
+                                       "Microsoft work account: its organization has not verified the address's "
+                                       "domain)."),
+    "personal_account": lazy_gettext("That is a personal Microsoft account; this organization needs a work or "
+                                     "school account."),
+    "wrong_provider": lazy_gettext("That sign-in provider is not one this organization accepts."),
+    "domain_not_verified": lazy_gettext("That account's email address is not on a domain this organization has "
+                                        "verified."),
+    "already_member": lazy_gettext("That account or its email address already has a membership or an invitation "
+                                   "here; use your invitation, or ask an admin."),
+    "seat_limit": lazy_gettext("This organization has no free seats right now."),
+    "join_off": lazy_gettext("This organization does not let people join by their email domain."),
 }
 
 
@@ -408,15 +433,15 @@ def join_login(slug: str) -> Response:
         if started.kind == invitee.CHOOSE:
             return page("join.html", **common)
         if started.kind == invitee.NOT_ALLOWED:
-            return page("join.html", 400, error="That sign-in provider is not available here; pick one below.",
+            return page("join.html", 400, error=gettext("That sign-in provider is not available here; pick one below."),
                         **common)
-        label = started.label or "The sign-in provider"
-        return page("join.html", 503, error=f"{label} can't be reached right now; try again in a few minutes.",
-                    **common)
+        label = started.label or gettext("The sign-in provider")
+        return page("join.html", 503, error=gettext("%(label)s can't be reached right now; try again in a few minutes.",
+                                                    label=label), **common)
 
 
 def _join_outcome_page(outcome: joining.JoinOutcome) -> Response:
-    used = mask(outcome.identity.account) if outcome.identity and outcome.identity.account else "an account"
+    used = mask(outcome.identity.account) if outcome.identity and outcome.identity.account else gettext("an account")
     if outcome.kind in (joining.JOINED, joining.CONTINUE):
         if outcome.redirect_url:
             resp = redirect(outcome.redirect_url, 303)
@@ -426,5 +451,6 @@ def _join_outcome_page(outcome: joining.JoinOutcome) -> Response:
     if outcome.kind == joining.REQUESTED:
         return page("join_result.html", 202, org=outcome.org, used=used, requested=True)
     return page("join_refused.html", 403, org=outcome.org, used=used,
-                reason=JOIN_REASONS.get(outcome.reason or "", "That account cannot join this organization."),
+                reason=JOIN_REASONS.get(outcome.reason or "",
+                                        lazy_gettext("That account cannot join this organization.")),
                 again_url=f"/join/{outcome.org.slug}/login?again=1")
