@@ -3,6 +3,7 @@ reader's time zone when the browser names it; the Invite form sets an invite's l
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from flask.testing import FlaskClient
@@ -77,5 +78,9 @@ def test_times_show_in_the_readers_zone_when_the_browser_names_it(owner: FlaskCl
 def test_console_pages_load_only_our_own_script(owner: FlaskClient, acme: Org) -> None:
     resp = get(owner, "/console/acme/members")
     html = resp.get_data(as_text=True)
-    assert html.count("<script") == 1 and '<script src="/console/static/timezone.js" defer></script>' in html
+    sources = re.findall(r"<script([^>]*)>", html)
+    # The reader's time zone and the console's copy/select-all helpers, both from our origin, nothing inline.
+    assert len(sources) == html.count("<script") == 2
+    assert '<script src="/console/static/timezone.js" defer></script>' in html
+    assert all(re.fullmatch(r' src="/console/static/[a-z]+\.js(\?v=[0-9a-f]+)?" defer', attrs) for attrs in sources)
     assert "script-src 'self';" in resp.headers["Content-Security-Policy"]
