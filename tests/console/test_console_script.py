@@ -13,7 +13,10 @@ from tests.console.conftest import Org, get, post
 
 
 def _script_url(html: str) -> str:
-    (url,) = re.findall(r'<script src="([^"]+)" defer></script>', html)
+    """The console script's URL; the only other script a console page loads is the reader's time zone one."""
+    urls = re.findall(r'<script src="([^"]+)" defer></script>', html)
+    assert len(urls) == html.count("<script") == 2 and "/console/static/timezone.js" in urls
+    (url,) = (u for u in urls if u != "/console/static/timezone.js")
     return url
 
 
