@@ -157,9 +157,10 @@ class Settings(BaseSettings):
                                       description="Rows deleted per transaction by the retention task.")
 
     rate_limit_storage_url: str = Field("database://", description=(
-        "Where rate-limit counters live: `database://` (the deployment's database, shared by every process and "
-        "instance), `redis://host:port/db` (`pip install 'idp-bridge[redis]'`), or `memory://` (one process "
-        "only)."))
+        "Where rate-limit counters live: `database://` (shared by every process and instance: in PostgreSQL, or "
+        "with SQLite in the 0600 file `<database file>-ratelimits` beside it, shared memory of every process of "
+        "the host, or in the database when that file cannot be opened), `redis://host:port/db` "
+        "(`pip install 'idp-bridge[redis]'`), or `memory://` (one process only)."))
     invite_page_rate_limit: str = Field("120/minute", description="Per client IP on the invite pages.")
     invite_code_rate_limit: str = Field("20/minute", description="Per client IP on invite-code tries.")
     api_auth_failure_rate_limit: str = Field("30/minute", description=(

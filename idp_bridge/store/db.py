@@ -38,6 +38,7 @@ CHECKPOINT_INTERVAL_SECONDS = 1.0
 AUTOCHECKPOINT_FALLBACK_PAGES = 10000
 _checkpointers: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.WeakKeyDictionary()
 _gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+_files: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def json_dumps(value: Any) -> str:
@@ -67,6 +68,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         in_memory = path in ("", ":memory:") or path.startswith("file:") or "memory" in str(parsed.query)
         if not in_memory:
             _create_private(path)
+            _files[engine] = os.path.abspath(path)
         _configure_sqlite(engine, None if in_memory else WalCheckpointer(path), gate_for(None if in_memory else path))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -155,6 +157,11 @@ class WriteInReadTransaction(RuntimeError):
 def gate_of(engine: Engine) -> WriteGate | None:
     """The write gate of a SQLite engine made by make_engine (None for PostgreSQL)."""
     return _gates.get(engine)
+
+
+def database_file(engine: Engine) -> str | None:
+    """The database file of a file-backed SQLite engine made by make_engine (None for PostgreSQL and in-memory)."""
+    return _files.get(engine)
 
 
 def checkpointer_of(engine: Engine) -> WalCheckpointer | None:

@@ -1,8 +1,10 @@
 """The counters behind the invitee pages' rate limits: fixed windows that end and are forgotten, in this process
-(memory://) or in the database every process of the deployment shares (database://, the default)."""
+(memory://) or shared by every process of the deployment (database://, the default: the database itself on
+PostgreSQL, the counter file beside a SQLite database, tests/pages/test_host_rate_limits.py)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +21,7 @@ from idp_bridge.models import RateLimitCounter
 from idp_bridge.settings import load_settings
 from idp_bridge.store.db import make_engine
 from idp_bridge.web.pages import ratelimit
-from idp_bridge.web.pages.ratelimit import CounterStorage, DatabaseStorage, open_storage
+from idp_bridge.web.pages.ratelimit import CounterStorage, DatabaseStorage, HostStorage, open_storage
 from tests.conftest import RecordingMail
 
 
@@ -100,11 +102,20 @@ def database_storage(engine: Engine, clock: Clock) -> DatabaseStorage:
     return storage
 
 
-def test_the_pages_count_in_the_database_by_default(app: Any, client: Any, bridge: Any) -> None:
+def test_the_pages_count_for_the_whole_deployment_by_default(
+        app: Any, client: Any, bridge: Any, database_url: str) -> None:
     statuses = [client.get("/invite/unknown-token").status_code for _ in range(3)]
 
     assert statuses == [404] * 3
-    assert isinstance(app.extensions["idp_bridge_limiter"].storage, DatabaseStorage)
+    storage = app.extensions["idp_bridge_limiter"].storage
+    if database_url.startswith("sqlite"):
+        # A SQLite database is one host's: its processes share the counter file beside it, not a table.
+        assert isinstance(storage, HostStorage)
+        assert storage.table.path == database_url.removeprefix("sqlite:///") + "-ratelimits"
+        with bridge.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(RateLimitCounter)) == 0
+        return
+    assert isinstance(storage, DatabaseStorage)
     with bridge.sessions() as session:
         assert session.scalar(select(func.max(RateLimitCounter.count))) == 3
 
@@ -203,9 +214,11 @@ def test_a_storage_password_never_shows_in_the_error(engine: Engine, url: str) -
 
 def refusing_writes(database_url: str) -> str:
     """The same database, refusing every rate-limit write: a read-only session on PostgreSQL; on SQLite (which
-    the app cannot open read-only, its WAL needs writing) triggers that abort any write to the counters."""
+    the app cannot open read-only, its WAL needs writing) triggers that abort any write to the counters, and a
+    directory where the counter file beside it would be, so that the counters stay in the database."""
     if not database_url.startswith("sqlite"):
         return f"{database_url}?options=-c%20default_transaction_read_only%3Don"
+    os.mkdir(database_url.removeprefix("sqlite:///") + "-ratelimits")
     engine = make_engine(database_url)
     with engine.begin() as conn:
         for event in ("INSERT", "UPDATE"):

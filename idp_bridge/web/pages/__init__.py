@@ -55,17 +55,17 @@ COOKIE_MAX_AGE = login_browser.COOKIE_MAX_AGE
 
 
 def install(app: Flask) -> None:
-    """Register the invitee pages with their rate limits (in the database by default, shared by every process)."""
+    """Register the invitee pages with their rate limits (shared by every process of the deployment by default)."""
     b = bridge_of(app)
     url = b.settings.rate_limit_storage_url
     settings = b.settings
     # No X-RateLimit-* headers on every page (reading the window back costs a second storage round per
     # request); a refused request still says when to come back (too_many). When the storage cannot be written
-    # (database read-only, Redis down) the pages stay up, limited per process, with one warning, until the
-    # storage answers again.
-    limiter = Limiter(get_remote_address, app=app, storage_uri=ratelimit.storage_uri(url),
-                      storage_options=ratelimit.storage_options(url, b.engine), in_memory_fallback_enabled=True,
-                      default_limits=[], headers_enabled=False, key_prefix="pages")
+    # (database read-only, counter file gone, Redis down) the pages stay up, limited per process, with one
+    # warning, until the storage answers again.
+    storage_uri, storage_options = ratelimit.limiter_storage(url, b.engine)
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri, storage_options=storage_options,
+                      in_memory_fallback_enabled=True, default_limits=[], headers_enabled=False, key_prefix="pages")
     app.register_blueprint(bp)
     limiter.limit(settings.invite_page_rate_limit)(bp)
     # Code tries get a tighter limit on top of the per-invite lockout after five wrong codes.

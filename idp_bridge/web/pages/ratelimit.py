@@ -1,9 +1,11 @@
-"""Rate-limit counters for the invitee pages (Flask-Limiter's fixed windows): in the database, shared by every
-process of the deployment (the default), in this process only (memory://), or in Redis."""
+"""Rate-limit counters for the invitee pages (Flask-Limiter's fixed windows): shared by every process of the
+deployment (database://, the default: in a counter file beside a SQLite database, which is one host's, or in the
+PostgreSQL database), in this process only (memory://), or in Redis."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from typing import Any
@@ -16,33 +18,50 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from idp_bridge.errors import ConfigError
 from idp_bridge.models import RateLimitCounter
+from idp_bridge.store import hostcounters
 from idp_bridge.store.compiled import Step, run_now
-from idp_bridge.store.db import DATABASE_ERRORS, read_only
+from idp_bridge.store.db import DATABASE_ERRORS, database_file, read_only
 from idp_bridge.store.sql import flavor, table_of
 
 SCHEME = "idp-bridge-memory"
 DATABASE_SCHEME = "database"
+HOST_SCHEME = "idp-bridge-host"
 SWEEP_EVERY_SECONDS = 60.0
 SETTING = "rate_limit_storage_url"
 MAX_KEY_LENGTH = 255
 TABLE = table_of(RateLimitCounter)
 
-
-def storage_uri(url: str) -> str:
-    """The limits storage URI for the setting's value (memory:// is served by CounterStorage)."""
-    return f"{SCHEME}://" if url == "memory://" else url
+log = logging.getLogger(__name__)
 
 
-def storage_options(url: str, engine: Engine) -> dict[str, Any]:
-    """Constructor options for the setting's storage: the database storage writes through the bridge's engine."""
-    return {"engine": engine} if urlsplit(url).scheme == DATABASE_SCHEME else {}
+def limiter_storage(url: str, engine: Engine) -> tuple[str, dict[str, Any]]:
+    """The limits storage URI and constructor options for the setting's value.
+
+    memory:// is served by CounterStorage. database:// on a SQLite file counts in the counter file beside it
+    (HostStorage) when that file can be opened, and in the database otherwise (a read-only instance directory).
+    """
+    if url == "memory://":
+        return f"{SCHEME}://", {}
+    if urlsplit(url).scheme != DATABASE_SCHEME:
+        return url, {}
+    database = database_file(engine)
+    if database is not None:
+        path = hostcounters.path_beside(database)
+        try:
+            hostcounters.HostCounters(path).close()
+        except OSError as exc:
+            log.warning("rate-limit counters stay in the database: %s cannot be opened (%s)", path, exc.strerror)
+        else:
+            return f"{HOST_SCHEME}://", {"path": path}
+    return url, {"engine": engine}
 
 
 def open_storage(url: str, engine: Engine) -> Storage:
     """The storage the setting names, reachable now; a ConfigError naming the setting otherwise."""
     scheme = urlsplit(url).scheme
     try:
-        storage = storage_from_string(storage_uri(url), **storage_options(url, engine))
+        uri, options = limiter_storage(url, engine)
+        storage = storage_from_string(uri, **options)
     except ConfigurationError as exc:
         hint = (" (pip install 'idp-bridge[redis]')" if scheme.startswith("redis")
                 else "; use database://, memory:// or redis://host:port/db")
@@ -147,6 +166,50 @@ class CounterStorage(Storage):
         with self._lock:
             self._counts.pop(key, None)
             self._expiries.pop(key, None)
+
+
+class HostStorage(Storage):
+    """Fixed-window counters in a file every process of this host maps (store.hostcounters): database:// on a
+    SQLite database, whose deployment is one host, without a write transaction per hit."""
+
+    STORAGE_SCHEME = [HOST_SCHEME]
+    clock = staticmethod(time.time)
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, *, path: str | None = None,
+                 slots: int = hostcounters.SLOTS, **options: float | str | bool) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        if path is None:
+            raise ConfigurationError("host-shared rate limits need the path of their counter file")
+        try:
+            self.table = hostcounters.HostCounters(path, slots)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"the counter file {path} cannot be opened: {exc}") from None
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        # ValueError: a closed mapping.
+        return (OSError, ValueError)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.table.incr(key, self.clock(), expiry, amount)
+
+    def get(self, key: str) -> int:
+        window = self.table.window(key, self.clock())
+        return window[0] if window is not None else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = self.clock()
+        window = self.table.window(key, now)
+        return window[1] if window is not None else now
+
+    def check(self) -> bool:
+        return self.table.usable()
+
+    def reset(self) -> int | None:
+        return self.table.reset(self.clock())
+
+    def clear(self, key: str) -> None:
+        self.table.clear(key)
 
 
 class DatabaseStorage(Storage):
