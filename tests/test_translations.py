@@ -106,3 +106,36 @@ def test_language_tags_are_checked_and_put_in_their_conventional_case(tag: str, 
 def test_malformed_language_tags_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="BCP 47"):
         locales.normalize_tag(bad)
+
+
+@pytest.mark.slow
+def test_make_translations_runs_as_the_readme_writes_it(tmp_path: Path) -> None:
+    """`make translations NEW=fr` starts a catalog holding every message; `make translations` then leaves the shipped
+    catalogs byte for byte as they are (they are current). Run in a stand-in checkout whose package is a copy, so
+    the real catalogs are never written."""
+    import shutil
+    import subprocess
+
+    from tests.workdir import checkout_dir, child_env
+
+    work = checkout_dir(tmp_path)
+    # The catalogs are written and the sources walked: real directories here, not links.
+    for name in ("idp_bridge", "providers"):
+        (work / name).unlink()
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "babel.cfg").symlink_to(ROOT / "babel.cfg")
+    env = child_env()
+    catalogs = work / "idp_bridge" / "translations"
+    shipped = {path.relative_to(catalogs): path.read_bytes() for path in catalogs.rglob("messages.*")}
+
+    for command in ("make translations NEW=fr", "make translations"):
+        done = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0, f"$ {command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+
+    with open(catalogs / "fr" / "LC_MESSAGES" / "messages.po", "rb") as fh:
+        french = read_po(fh, locale="fr")
+    assert {m.id for m in french if m.id} == {m.id for m in po_of("de") if m.id}
+    assert (catalogs / "fr" / "LC_MESSAGES" / "messages.mo").is_file()
+    assert {path: (catalogs / path).read_bytes() for path in shipped} == shipped
+    assert not (catalogs / "messages.pot").exists()
