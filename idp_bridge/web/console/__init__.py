@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -39,6 +39,7 @@ from idp_bridge.services import callback as login_callback
 from idp_bridge.services import console, orgs
 from idp_bridge.store.db import transaction
 from idp_bridge.web import login_browser
+from idp_bridge.web.api import status_for
 
 bp = Blueprint("console", __name__, template_folder="templates")
 SESSION_COOKIE = "ib_console"
@@ -49,6 +50,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 # stale copy after an upgrade.
 STATIC_MAX_AGE = 365 * 24 * 3600
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,29 @@ class Page:
                 return action(), None
         except BridgeError as exc:
             return None, exc
+
+    def not_found(self, exc: BridgeError) -> Response:
+        """The page for a row that is missing or another org's."""
+        return self.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
+
+    def confirmed(self, load: Callable[[], T], step: Callable[[T, int, BridgeError | None], Response],
+                  act: Callable[[T], Any], done: Callable[[Any], Response], *, ask: bool = True) -> Response:
+        """A per-row action behind its confirmation step.
+
+        The row (or "Not found"); on GET, and on a POST without "Confirm" when `ask`, the step itself; then the
+        action behind a savepoint: its result goes to `done`, a refusal shows the step again with the problem
+        and leaves nothing changed.
+        """
+        try:
+            target = load()
+        except BridgeError as exc:
+            return self.not_found(exc)
+        if request.method == "GET" or (ask and request.form.get("confirmed") != "1"):
+            return step(target, 200, None)
+        result, error = self.attempt(lambda: act(target))
+        if error is not None:
+            return step(target, status_for(error), error)
+        return done(result)
 
 
 def install(app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, request
-from flask_babel import gettext, lazy_gettext
+from flask_babel import lazy_gettext
 
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.permissions import ORGS_MANAGE, USERS_INVITE, USERS_READ
@@ -55,17 +55,12 @@ def join_request_approve(page: Page, request_id: str) -> Response:
 @org_page("/join-requests/<request_id>/decline", permission=USERS_INVITE, methods=("GET", "POST"))
 def join_request_decline(page: Page, request_id: str) -> Response:
     """Decline, after the confirmation step."""
-    try:
-        row = joining.get_request(page.session, page.org, request_id)
-    except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
-    if request.method == "GET" or request.form.get("confirmed") != "1":
-        return page.render("confirm_join_request.html", row=row, statuses=REQUEST_STATUSES)
-    _, error = page.attempt(lambda: joining.decline(page.session, page.actor, page.org, request_id))
-    if error is not None:
-        return page.render("confirm_join_request.html", status_for(error), row=row, statuses=REQUEST_STATUSES,
-                           error=error)
-    return see_other(f"/console/{page.org.slug}/join-requests?done=declined")
+    return page.confirmed(
+        lambda: joining.get_request(page.session, page.org, request_id),
+        lambda row, status, error: page.render("confirm_join_request.html", status, row=row,
+                                               statuses=REQUEST_STATUSES, error=error),
+        lambda _: joining.decline(page.session, page.actor, page.org, request_id),
+        lambda _: see_other(f"/console/{page.org.slug}/join-requests?done=declined"))
 
 
 @org_page("/settings/domains", permission=ORGS_MANAGE, methods=("POST",))
@@ -84,7 +79,7 @@ def domain_verify(page: Page, domain_id: str) -> Response:
     try:
         row = domains.get(page.session, page.org, domain_id)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
+        return page.not_found(exc)
     try:
         challenge = domains.challenge_for(page.session, page.org, row.id)
     except BridgeError as exc:
@@ -101,16 +96,11 @@ def domain_verify(page: Page, domain_id: str) -> Response:
 @org_page("/settings/domains/<domain_id>/remove", permission=ORGS_MANAGE, methods=("GET", "POST"))
 def domain_remove(page: Page, domain_id: str) -> Response:
     """Remove a domain, after the confirmation step."""
-    try:
-        row = domains.get(page.session, page.org, domain_id)
-    except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
-    if request.method == "GET" or request.form.get("confirmed") != "1":
-        return page.render("confirm_domain.html", domain=row)
-    _, error = page.attempt(lambda: domains.delete(page.session, page.actor, page.org, row.id))
-    if error is not None:
-        return page.render("confirm_domain.html", status_for(error), domain=row, error=error)
-    return see_other(f"/console/{page.org.slug}/settings?done=domain_removed")
+    return page.confirmed(
+        lambda: domains.get(page.session, page.org, domain_id),
+        lambda row, status, error: page.render("confirm_domain.html", status, domain=row, error=error),
+        lambda row: domains.delete(page.session, page.actor, page.org, row.id),
+        lambda _: see_other(f"/console/{page.org.slug}/settings?done=domain_removed"))
 
 
 def _first_problem(error: BridgeError) -> str:

@@ -95,16 +95,11 @@ def _member_action(action: str, permission: str, title: str,
     """A per-row member action: GET shows the confirmation step, POST (with "Confirm") does it."""
 
     def view(page: Page, member_id: str) -> Response:
-        try:
-            member = members.get(page.session, page.org, member_id)
-        except BridgeError as exc:
-            return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
-        if request.method == "GET":
-            return _confirm(page, action, title, member)
-        _, error = page.attempt(lambda: run(page, member_id))
-        if error is not None:
-            return _confirm(page, action, title, member, error=error, status=status_for(error))
-        return see_other(f"/console/{page.org.slug}/members?done={_done(action)}")
+        return page.confirmed(
+            lambda: members.get(page.session, page.org, member_id),
+            lambda member, status, error: _confirm(page, action, title, member, error=error, status=status),
+            lambda _: run(page, member_id),
+            lambda _: see_other(f"/console/{page.org.slug}/members?done={_done(action)}"), ask=False)
 
     view.__name__ = f"member_{action}"
     org_page(f"/members/<member_id>/{action}", permission=permission, methods=("GET", "POST"))(view)
@@ -241,21 +236,19 @@ def _invite_action(action: str, title: str, run: Callable[[Page, str], Any], *, 
     """A per-row invite action; destructive ones go through the confirmation step first."""
 
     def view(page: Page, invite_id: str) -> Response:
-        try:
-            invite = invites.get(page.session, page.org, invite_id)
-        except BridgeError as exc:
-            return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
-        if request.method == "GET" or (confirm and request.form.get("confirmed") != "1"):
-            return _confirm_invite(page, action, title, invite)
-        result, error = page.attempt(lambda: run(page, invite_id))
-        if error is not None:
-            return _confirm_invite(page, action, title, invite, error=error, status=status_for(error))
-        if isinstance(result, invites.IssuedInvite):
-            return page.render("invite_done.html", issued=[result], again=True)
-        return see_other(f"/console/{page.org.slug}/invites?done={ {'revoke': 'revoked'}.get(action, action)}")
+        return page.confirmed(
+            lambda: invites.get(page.session, page.org, invite_id),
+            lambda invite, status, error: _confirm_invite(page, action, title, invite, error=error, status=status),
+            lambda _: run(page, invite_id), lambda result: _invite_done(page, action, result), ask=confirm)
 
     view.__name__ = f"invite_{action.replace('-', '_')}"
     org_page(f"/invites/<invite_id>/{action}", permission=USERS_INVITE, methods=("GET", "POST"))(view)
+
+
+def _invite_done(page: Page, action: str, result: Any) -> Response:
+    if isinstance(result, invites.IssuedInvite):
+        return page.render("invite_done.html", issued=[result], again=True)
+    return see_other(f"/console/{page.org.slug}/invites?done={ {'revoke': 'revoked'}.get(action, action)}")
 
 
 def _confirm_invite(page: Page, action: str, title: str, invite: Invite, *, error: BridgeError | None = None,
@@ -396,35 +389,27 @@ def api_key_create(page: Page) -> Response:
     return page.render("api_key_shown.html", key=issued[0], secret=issued[1])
 
 
-def _key_action(action: str, title: str) -> None:
+def _key_action(action: str, title: str, run: Callable[[Page, str], Any],
+                shown: Callable[[Page, Any], Response]) -> None:
     """Rotate (a new secret, shown once) or delete (after "Confirm") one API key of the org."""
 
     def view(page: Page, key_id: str) -> Response:
-        try:
-            key = api_keys.get(page.session, page.org, key_id)
-        except BridgeError as exc:
-            return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
-        if request.form.get("confirmed") != "1":
-            return page.render("confirm_key.html", action=action, title=title, key=key)
-        if action == "rotate":
-            issued, error = page.attempt(lambda: api_keys.rotate(page.session, page.actor, page.org, key_id,
-                                                                 caller=page.me.grantor()))
-            if error is None:
-                return page.render("api_key_shown.html", key=issued[0], secret=issued[1])
-        else:
-            _, error = page.attempt(lambda: api_keys.delete(page.session, page.actor, page.org, key_id,
-                                                            caller=page.me.grantor()))
-            if error is None:
-                return see_other(f"/console/{page.org.slug}/settings?done=deleted")
-        return page.render("confirm_key.html", status_for(error), action=action, title=title, key=key,
-                           error=error.detail)
+        return page.confirmed(
+            lambda: api_keys.get(page.session, page.org, key_id),
+            lambda key, status, error: page.render("confirm_key.html", status, action=action, title=title, key=key,
+                                                   error=error.detail if error else None),
+            lambda _: run(page, key_id), lambda result: shown(page, result))
 
     view.__name__ = f"api_key_{action}"
     org_page(f"/settings/api-keys/<key_id>/{action}", permission=ORGS_MANAGE, methods=("POST",))(view)
 
 
-_key_action("rotate", lazy_gettext("Rotate"))
-_key_action("delete", lazy_gettext("Delete"))
+_key_action("rotate", lazy_gettext("Rotate"),
+            lambda page, kid: api_keys.rotate(page.session, page.actor, page.org, kid, caller=page.me.grantor()),
+            lambda page, issued: page.render("api_key_shown.html", key=issued[0], secret=issued[1]))
+_key_action("delete", lazy_gettext("Delete"),
+            lambda page, kid: api_keys.delete(page.session, page.actor, page.org, kid, caller=page.me.grantor()),
+            lambda page, _: see_other(f"/console/{page.org.slug}/settings?done=deleted"))
 
 
 @org_page("/settings/webhooks", permission=WEBHOOKS_MANAGE, methods=("GET", "POST"))
@@ -468,16 +453,12 @@ def webhook_enabled(page: Page, endpoint_id: str) -> Response:
 @org_page("/settings/webhooks/<endpoint_id>/delete", permission=WEBHOOKS_MANAGE, methods=("POST",))
 def webhook_delete(page: Page, endpoint_id: str) -> Response:
     """Delete an endpoint after "Confirm"."""
-    try:
-        endpoint = webhooks.get(page.session, page.org, endpoint_id)
-    except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
-    if request.form.get("confirmed") != "1":
-        return page.render("confirm_webhook.html", endpoint=endpoint)
-    _, error = page.attempt(lambda: webhooks.delete(page.session, page.actor, page.org, endpoint_id))
-    if error is not None:
-        return page.render("confirm_webhook.html", status_for(error), endpoint=endpoint, error=error.detail)
-    return see_other(f"/console/{page.org.slug}/settings/webhooks?done=deleted")
+    return page.confirmed(
+        lambda: webhooks.get(page.session, page.org, endpoint_id),
+        lambda endpoint, status, error: page.render("confirm_webhook.html", status, endpoint=endpoint,
+                                                    error=error.detail if error else None),
+        lambda _: webhooks.delete(page.session, page.actor, page.org, endpoint_id),
+        lambda _: see_other(f"/console/{page.org.slug}/settings/webhooks?done=deleted"))
 
 
 @org_page("/settings/webhooks/<endpoint_id>/deliveries", permission=WEBHOOKS_MANAGE)
@@ -488,7 +469,7 @@ def webhook_deliveries(page: Page, endpoint_id: str) -> Response:
         found = webhooks.deliveries(page.session, page.org, endpoint_id, limit=PAGE_SIZE,
                                     cursor=request.args.get("cursor") or None)
     except BridgeError as exc:
-        return page.render("message.html", status_for(exc), title=gettext("Not found"), message=exc.detail)
+        return page.not_found(exc)
     return page.render("deliveries.html", endpoint=endpoint, deliveries=found.items, reason=webhooks.shown_reason,
                        next_url=_query(cursor=found.next_cursor) if found.next_cursor else "",
                        notice=gettext("The delivery was queued again.") if request.args.get("done") == "redelivered"
