@@ -39,7 +39,8 @@ Where each value comes from, the first that has it winning:
 Secrets belong in the environment or in files: any setting `x` (and any provider key) may be given as
 `x{SECRET_SUFFIX} = "/path"` in the TOML or `{ENV_PREFIX}X{SECRET_SUFFIX.upper()}=/path` in the environment, e.g.
 `{ENV_PREFIX}SECRET_KEY_FILE=/run/secrets/idp-bridge-key`; the file's content, without surrounding
-whitespace, is the value.
+whitespace, is the value. Two keys are paths themselves and are never read that way: `roles_file`, and a
+provider's `ca_file` (keycloak, entra: a PEM bundle of the private CA its sign-in and admin calls trust).
 
 An unknown key in the TOML is an error that names it and suggests the setting meant; an unknown
 `{ENV_PREFIX}*` environment variable (such as the `{ENV_PREFIX}PORT=tcp://…` Kubernetes injects for a

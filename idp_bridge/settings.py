@@ -34,6 +34,9 @@ ENV_PREFIX = "IDP_BRIDGE_"
 DEFAULT_CONFIG = Path("config") / DEFAULT_CONFIG_NAME
 # Keys whose values may be given as KEY_file = "/path" so the secret itself stays out of the TOML.
 SECRET_SUFFIX = "_file"
+# Keys ending in _file whose value is the path itself, never read into another key: the roles preset, and a
+# provider's private CA bundle.
+PATH_KEYS = frozenset({"roles_file", "ca_file"})
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +379,7 @@ def _resolve_secret_files(tree: Mapping[str, Any], where: str = "") -> dict[str,
     for key, value in tree.items():
         if isinstance(value, Mapping):
             out[key] = _resolve_secret_files(value, f"{where}{key}.")
-        elif key.endswith(SECRET_SUFFIX) and key != "roles_file" and isinstance(value, str):
+        elif key.endswith(SECRET_SUFFIX) and key not in PATH_KEYS and isinstance(value, str):
             target = key[: -len(SECRET_SUFFIX)]
             if not tree.get(target):
                 try:

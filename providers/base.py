@@ -89,9 +89,15 @@ class OIDCProviderBase:
         """The relying-party client; built once so discovery stays cached (keys live in the shared JWKS cache)."""
         return OIDCClient(issuer=self.issuer, client_id=self.client_id, client_secret=self.client_secret,
                           redirect_uri=self.redirect_uri, discovery_issuer_ok=self.discovery_issuer_ok,
-                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo, http=self.http)
+                          token_issuers=self.token_issuers, use_userinfo=self.use_userinfo, http=self.http,
+                          ca_file=self.login_ca_file())
 
     use_userinfo: ClassVar[bool] = True
+
+    def login_ca_file(self) -> str | None:
+        """The private CA the sign-in's discovery, token and key calls trust instead of the default bundle; only
+        the types that take `ca_file` have one."""
+        return None
 
     def discovery_issuer_ok(self, issuer: str) -> bool:
         """The discovery document must name exactly the configured issuer."""

@@ -106,6 +106,10 @@ class EntraProvider(OIDCProviderBase):
     def pacing(self) -> Pacing:
         return self._pacing
 
+    def login_ca_file(self) -> str | None:
+        ca = ca_bundle(self.options)
+        return ca if isinstance(ca, str) else None
+
     def mail_plan(self, org_choice: str) -> MailPlan:
         # Graph mails the invitation itself (b2b_send_invitation_message); the org's choice is about Keycloak.
         return MailPlan(idp_mails=True, we_mail_too=False)

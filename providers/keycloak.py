@@ -83,6 +83,10 @@ class KeycloakProvider(OIDCProviderBase):
     def pacing(self) -> Pacing:
         return self._pacing
 
+    def login_ca_file(self) -> str | None:
+        ca = ca_bundle(self.options)
+        return ca if isinstance(ca, str) else None
+
     def organizations(self) -> OrganizationMembership | None:
         return self if self._with_organizations else None
 

@@ -65,7 +65,7 @@ class OIDCClient:
                  discovery_issuer_ok: Callable[[str], bool] | None = None,
                  token_issuers: Callable[[Mapping[str, Any]], set[str]] | None = None,
                  scope: str = "openid email profile", use_userinfo: bool = True,
-                 http: ProviderHTTP | None = None) -> None:
+                 http: ProviderHTTP | None = None, ca_file: str | None = None) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
@@ -85,7 +85,9 @@ class OIDCClient:
         # no_proxy); netrc not at all, the credentials sent here are always explicit.
         self.http = shared.session(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
         self._headers = dict(self.http.headers)
-        self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        # The provider's own CA (its `ca_file` option) wins over the environment's bundle.
+        self._verify: str | bool = (ca_file or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                                    or True)
         self._prepared: dict[tuple[str, str, tuple[str, str] | None],
                              tuple[requests.PreparedRequest, dict[str, str]]] = {}
 

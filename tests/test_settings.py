@@ -9,6 +9,7 @@ import pytest
 
 from idp_bridge.bootstrap import build
 from idp_bridge.errors import ConfigError
+from idp_bridge.plugins import build_providers
 from idp_bridge.settings import load_settings, unknown_environment, warn_unknown_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +98,30 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     env = write_config(tmp_path, f'[providers.g]\ntype = "google"\nclient_id = "x"\n'
                                  f'client_secret_file = "{tmp_path / "secret"}"\n')
     assert load_settings(environ=env).providers["g"]["client_secret"] == "s3cret"
+
+
+def test_a_providers_ca_file_is_a_path_not_a_secret_read_into_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "private-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = write_config(tmp_path, f"""
+[providers.corp]
+type = "keycloak"
+server_url = "https://sso.example.com"
+realm = "acme"
+client_id = "idp-bridge"
+client_secret = "s"
+ca_file = "{ca}"
+[providers.entra]
+type = "entra"
+client_id = "c"
+client_secret = "s"
+""")
+    env["IDP_BRIDGE_PROVIDERS__ENTRA__CA_FILE"] = str(ca)
+    settings = load_settings(overrides={"instance_dir": str(tmp_path)}, environ=env)
+    assert settings.providers["corp"]["ca_file"] == str(ca) and "ca" not in settings.providers["corp"]
+    assert settings.providers["entra"]["ca_file"] == str(ca) and "ca" not in settings.providers["entra"]
+    # Both take the key: the deployment builds.
+    assert set(build_providers(settings.providers, public_url="https://join.example.com")) == {"corp", "entra"}
 
 
 def test_environment_variables_that_name_no_setting_are_warned_about_once_and_never_fatal(

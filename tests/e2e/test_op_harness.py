@@ -11,16 +11,18 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet, KeySetSerialization
 from joserfc.jws import JWSRegistry
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from tests.e2e.browser import LOGIN_INPUT, login_error, sign_in
-from tests.e2e.oidc_op import OPAccount, OPClient, OpenIDProvider
+from tests.e2e.conftest import PAGE_TIMEOUT_MS
+from tests.e2e.oidc_op import ORGANIZATIONS, EntraOP, OPAccount, OPClient, OpenIDProvider
 
 pytestmark = pytest.mark.e2e
 
@@ -231,3 +233,100 @@ def test_an_unknown_login_shows_an_error_and_does_not_redirect(
     assert new_page.url.startswith(op.issuer)
     assert new_page.locator(LOGIN_INPUT).is_visible()
     assert catcher.received.empty()
+
+
+CONTOSO = "3f2a6b1e-7c44-4d7a-9a51-0c3e5b9d2f10"
+FABRIKAM = "b7e1c0d2-58a9-4f6b-8e3d-91a4c2f7e605"
+CARA = OPAccount(login="cara", sub="pairwise-cara", name="Cara Contoso", extra_claims={
+    "tid": CONTOSO, "oid": "oid-cara", "email": "cara@contoso.test", "xms_edov": True})
+FRED = OPAccount(login="fred", sub="pairwise-fred", name="Fred Fabrikam", extra_claims={
+    "tid": FABRIKAM, "oid": "oid-fred", "email": "cara@contoso.test"})
+
+
+@pytest.fixture
+def entra(catcher: RedirectCatcher) -> Iterator[EntraOP]:
+    """Yield the OP acting as Entra for Contoso and Fabrikam, one client redirecting to the catcher."""
+    client = OPClient(CLIENT_ID, CLIENT_SECRET, [catcher.redirect_uri])
+    with EntraOP(clients=[client], accounts=[CARA, FRED], tenants=[CONTOSO, FABRIKAM]) as provider:
+        yield provider
+
+
+@pytest.fixture
+def tls_page(chromium: Browser) -> Iterator[Page]:
+    """A page that accepts the throwaway CA's certificate (the browser does not know that CA)."""
+    context = chromium.new_context(ignore_https_errors=True)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def test_the_entra_stand_in_serves_https_and_each_tenants_discovery_as_entra_does(entra: EntraOP) -> None:
+    assert entra.authority.startswith("https://127.0.0.1:")
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(entra.discovery_url_of(CONTOSO), timeout=5)
+    for tenant in (CONTOSO, FABRIKAM):
+        doc = requests.get(entra.discovery_url_of(tenant), timeout=5, verify=entra.ca_file).json()
+        assert doc["issuer"] == f"{entra.authority}/{tenant}/v2.0"
+        assert doc["authorization_endpoint"].startswith(f"{entra.authority}/{tenant}/v2.0/")
+        assert "authorization_response_iss_parameter_supported" not in doc
+    multi = requests.get(entra.discovery_url_of(ORGANIZATIONS), timeout=5, verify=entra.ca_file).json()
+    assert multi["issuer"] == f"{entra.authority}/{{tenantid}}/v2.0"
+    assert multi["token_endpoint"].startswith(f"{entra.authority}/{ORGANIZATIONS}/v2.0/")
+    assert "authorization_response_iss_parameter_supported" not in multi
+    # One signing key for every tenant, as Entra's.
+    keys = {requests.get(requests.get(entra.discovery_url_of(t), timeout=5, verify=entra.ca_file).json()["jwks_uri"],
+                         timeout=5, verify=entra.ca_file).text for t in (CONTOSO, FABRIKAM, ORGANIZATIONS)}
+    assert len(keys) == 1
+
+
+def entra_claims(entra: EntraOP, session: OAuth2Session, request: AuthRequest, callback: dict[str, str],
+                 token_endpoint: str) -> dict[str, Any]:
+    """Redeem the code; return the ID token's claims, its signature, nonce and audience checked."""
+    assert callback.get("state") == request.state
+    assert "iss" not in callback  # Entra does not send RFC 9207's iss
+    token = session.fetch_token(token_endpoint, code=callback["code"], code_verifier=request.code_verifier,
+                                verify=entra.ca_file)
+    keys = KeySet.import_key_set(cast(KeySetSerialization, entra.jwks()))
+    decoded = jwt.decode(token["id_token"], keys, registry=JWSRegistry(algorithms=["RS256"]))
+    assert decoded.claims["nonce"] == request.nonce
+    assert decoded.claims["aud"] == CLIENT_ID
+    return dict(decoded.claims)
+
+
+def test_signing_in_at_organizations_yields_an_id_token_of_the_accounts_own_tenant(
+    entra: EntraOP, catcher: RedirectCatcher, tls_page: Page
+) -> None:
+    session = oauth_session(catcher.redirect_uri)
+    for account, tenant in ((CARA, CONTOSO), (FRED, FABRIKAM)):
+        request = start_authorization(session, entra, prompt="select_account")
+        tls_page.goto(request.url)
+        sign_in(tls_page, account.login)
+        claims = entra_claims(entra, session, request, catcher.wait(), entra.token_endpoint)
+
+        assert claims["iss"] == f"{entra.authority}/{tenant}/v2.0"
+        assert (claims["sub"], claims["tid"], claims["oid"], claims["email"]) == (
+            account.sub, tenant, account.extra_claims["oid"], "cara@contoso.test")
+        assert "email_verified" not in claims
+        assert claims.get("xms_edov") == account.extra_claims.get("xms_edov")
+
+
+def test_a_tenants_own_endpoint_signs_in_only_its_accounts(
+    entra: EntraOP, catcher: RedirectCatcher, tls_page: Page
+) -> None:
+    session = oauth_session(catcher.redirect_uri)
+    contoso = requests.get(entra.discovery_url_of(CONTOSO), timeout=5, verify=entra.ca_file).json()
+    verifier, nonce = generate_token(64), generate_token(24)
+    url, state = session.create_authorization_url(contoso["authorization_endpoint"], state=generate_token(24),
+                                                  code_verifier=verifier, nonce=nonce)
+    tls_page.goto(url)
+    sign_in(tls_page, FRED.login)
+    tls_page.locator("#error").wait_for()
+    assert "Unknown account" in (login_error(tls_page) or "")
+    assert catcher.received.empty()
+
+    sign_in(tls_page, CARA.login)
+    claims = entra_claims(entra, session, AuthRequest(url, state, nonce, verifier), catcher.wait(),
+                          contoso["token_endpoint"])
+    assert (claims["iss"], claims["tid"]) == (f"{entra.authority}/{CONTOSO}/v2.0", CONTOSO)
