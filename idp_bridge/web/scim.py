@@ -515,10 +515,7 @@ def _create_directly(org: str) -> Answer | None:
         # IntegrityError: another writer took the identifier meanwhile; the handler answers that too.
         return None
     call = ScimCall(None, actor, cast(Organization, SimpleNamespace(slug=org)))
-    if parameters is None and _plain(dumped):
-        body = created_body(call, member, dumped)
-    else:
-        body = _dump(resource(call, member), parameters)
+    body = created_body(call, member, dumped) if parameters is None else _dump(resource(call, member), parameters)
     return Answer(body, 201, f"{call.base}/Users/{member.id}")
 
 
@@ -540,14 +537,6 @@ def created_body(call: ScimCall, member: Any, dumped: dict[str, Any]) -> dict[st
 
 _TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
-
-def _plain(value: Any) -> bool:
-    """Whether a dump holds only JSON's own values (no value a second validation could turn into another)."""
-    if isinstance(value, dict):
-        return all(_plain(item) for item in value.values())
-    if isinstance(value, list):
-        return all(_plain(item) for item in value)
-    return value is None or type(value) in (str, bool, int)
 
 
 @scim_operation("POST", "/Users", summary="Create a user: an INVITED member with its invitation",
