@@ -441,3 +441,13 @@ def test_a_create_answers_the_user_as_a_read_of_it_renders_it(bridge: Bridge, ap
         rendered = face._dump(face.resource(call, member))
     assert resp.get_data(as_text=True) == json.dumps(rendered, default=str)
     assert resp.headers["Location"] == rendered["meta"]["location"]
+
+
+def test_a_seat_freed_by_a_removal_takes_a_new_user_and_the_next_one_is_refused(bridge: Bridge, scim: Scim) -> None:
+    created = [scim.create(okta_user(f"user{n}@acme.com")) for n in range(5)]
+    assert scim.call("DELETE", f"/Users/{created[0]['id']}").status_code == 204
+    # Six member rows for five seats: the org is counted member by member, and one seat is free.
+    scim.create(okta_user("sixth@acme.com"))
+    before = snapshot(bridge)
+    assert_scim_error(scim.call("POST", "/Users", okta_user("seventh@acme.com")), 409)
+    assert snapshot(bridge) == before

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -55,7 +56,7 @@ from idp_bridge.services.bulk import Issuer
 from idp_bridge.services.ports import Inviting, WithProviders
 from idp_bridge.settings import Settings
 from idp_bridge.store.compiled import compiled
-from idp_bridge.store.sql import table_of
+from idp_bridge.store.sql import Flavor, flavor, table_of
 
 SOURCE = "scim"
 
@@ -119,8 +120,9 @@ def create_directly(connection: Connection, deps: WithProviders, actor: Actor, o
     prepared = invites.prepare(deps, org, _invite_input(org, user))
     # Read after the org row is locked (its own statement, so a fresh snapshot on PostgreSQL): the seats and the
     # identifier cannot change until commit.
-    due, taken, used = compiled(connection, "directory.create_checks", _checks_statement).first(
-        connection, {"org_id": org.id, "key": prepared.key, "now": utcnow()}) or (False, False, 0)
+    checks = compiled(connection, "directory.create_checks", lambda: _checks_statement(flavor(connection)))
+    due, taken, used = checks.first(connection, {"org_id": org.id, "key": prepared.key, "now": utcnow(),
+                                                 "member_limit": org.member_limit}) or (False, False, 0)
     if due or taken or seats_missing(member_limit=org.member_limit, used=int(used), needed=1):
         return None
     batch = Issuer(deps, actor, org, str(actor)).batch(1)
@@ -148,9 +150,13 @@ def _locked_org_statement() -> Select[Any]:
 
 
 @functools.cache
-def _checks_statement() -> Select[Any]:
+def _checks_statement(sql: Flavor) -> Select[Any]:
     """An invite of the org past its expiry (the sweep's work), the live member holding the identifier, and the
-    seats in use, as one row."""
+    seats in use, as one row.
+
+    The seats are counted member by member, so where the database has a cheap bound on the members table's rows
+    (Flavor.rows_bound) and it is below the org's limit, the bound stands in for the count: it decides the same
+    (a free seat), and the count runs only near the limit."""
     invite, member = table_of(Invite), table_of(Member)
     in_org = member.c.org_id == bindparam("org_id")
     # The statuses as literals, as the indexes name them: a partial index (live members by identifier) serves
@@ -160,7 +166,10 @@ def _checks_statement() -> Select[Any]:
     taken = exists().where(in_org, member.c.identifier_key == bindparam("key"),
                            member.c.status != _literal(MemberStatus.DELETED))
     seated = member.c.status.in_([_literal(status) for status in SEAT_STATUSES])
-    used = select(func.count()).select_from(member).where(in_org, seated).scalar_subquery()
+    used: ColumnElement[Any] = select(func.count()).select_from(member).where(in_org, seated).scalar_subquery()
+    bound = sql.rows_bound(member)
+    if bound is not None:
+        used = case((bound < bindparam("member_limit"), bound), else_=used)
     return select(due, taken, used)
 
 
