@@ -52,7 +52,9 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+@functools.lru_cache(maxsize=8)
 def _fernet(secret_key: str) -> Fernet:
+    # Cached: a directory's creates seal one link per request; the key is derived once.
     import base64
 
     from cryptography.fernet import Fernet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -97,3 +98,51 @@ def test_two_workers_side_by_side_send_each_invitation_exactly_once(app: Flask, 
     assert sum(c["done"] for c in counts) == 30
     recipients = [str(m["To"]) for m in mail.sent]
     assert len(recipients) == len(set(recipients)) == 30
+
+
+def fire_concurrent_scim_creates(app: Flask, bridge: Bridge, user_names: list[str]) -> list[tuple[int, Any]]:
+    """POST each userName to /scim/v2/rush/Users at once, each from its own thread, client and DB connection."""
+    key = make_key(bridge, "rush", ["scim:provision"])
+    start = threading.Barrier(len(user_names), timeout=30)
+
+    def one(user_name: str) -> tuple[int, Any]:
+        client = app.test_client()
+        start.wait()
+        resp = client.post("/scim/v2/rush/Users", headers={"Authorization": f"Bearer {key}"},
+                           data=json.dumps({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                            "userName": user_name, "active": True}),
+                           content_type="application/scim+json")
+        return resp.status_code, resp.get_json()
+
+    with ThreadPoolExecutor(max_workers=len(user_names)) as pool:
+        return list(pool.map(one, user_names))
+
+
+def assert_scim_creates_stop_at_the_limit(app: Flask, bridge: Bridge) -> None:
+    make_org(bridge, "rush", member_limit=LIMIT)
+    results = fire_concurrent_scim_creates(app, bridge, [f"p{i}@example.com" for i in range(REQUESTS)])
+    assert sorted(status for status, _ in results) == [201] * LIMIT + [409] * (REQUESTS - LIMIT)
+    assert all("seats" in body["detail"] for status, body in results if status == 409)
+    with transaction(bridge.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Invite)) == LIMIT
+        assert session.scalar(select(func.count()).select_from(Member)) == LIMIT
+
+
+@pytest.mark.postgres
+def test_25_concurrent_scim_creates_on_postgresql_create_exactly_10(app: Flask, bridge: Bridge) -> None:
+    assert bridge.engine.dialect.name == "postgresql"
+    assert_scim_creates_stop_at_the_limit(app, bridge)
+
+
+def test_25_concurrent_scim_creates_create_exactly_10_on_the_configured_database(app: Flask, bridge: Bridge) -> None:
+    assert_scim_creates_stop_at_the_limit(app, bridge)
+
+
+def test_concurrent_scim_creates_of_one_user_name_create_one_member(app: Flask, bridge: Bridge) -> None:
+    make_org(bridge, "rush", member_limit=50)
+    results = fire_concurrent_scim_creates(app, bridge, ["same@example.com", "SAME@example.com"] * 4)
+    assert sorted(status for status, _ in results) == [201] + [409] * 7
+    assert {body["scimType"] for status, body in results if status == 409} == {"uniqueness"}
+    with transaction(bridge.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == 1
+        assert session.scalar(select(func.count()).select_from(Invite)) == 1

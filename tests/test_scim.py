@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.models import AuditEvent, Event, Invite, Job, Member
+from idp_bridge.models import ApiKey, AuditEvent, Event, Invite, InviteLink, Job, Member
 from idp_bridge.services.invites import SEND_EMAIL_JOB
 from idp_bridge.store.db import transaction
 from tests.helpers import make_key, make_org
@@ -350,3 +351,103 @@ def test_groups_are_not_served_without_a_group_to_role_mapping(scim: Scim) -> No
     assert_scim_error(scim.call("GET", "/Groups"), 404)
     assert_scim_error(scim.call("POST", "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
                                                     "displayName": "Admins"}), 404)
+
+
+def test_a_scim_create_writes_the_rows_an_api_invite_writes(bridge: Bridge, client: FlaskClient) -> None:
+    from tests.test_bulk_invites import PER_INVITE, _columns
+
+    make_org(bridge, member_limit=5)
+    key = make_key(bridge, "acme", ["scim:provision", "users:invite"])
+    single = client.post("/api/v1/orgs/acme/invites", json={"identifier": "ada@example.com", "name": "Test User"},
+                         headers={"Authorization": f"Bearer {key}"}).get_json()
+    created = Scim(client, key).create({"schemas": [CORE], "userName": "bob@example.com", "displayName": "Test User",
+                                        "emails": [{"value": "bob@example.com", "type": "work"}]})
+    kept = {"external_id", "directory"}
+    with transaction(bridge.sessions) as session:
+        one = session.get(Invite, single["id"])
+        many = session.scalar(select(Invite).where(Invite.member_id == created["id"]))
+        assert one is not None and many is not None
+        assert _columns(one, PER_INVITE) == _columns(many, PER_INVITE)
+        assert _columns(one.member, PER_INVITE | kept) == _columns(many.member, PER_INVITE | kept)
+        assert many.member.directory == {"displayName": "Test User", "emails": [{"value": "bob@example.com",
+                                                                                "type": "work"}]}
+        for model, column in ((InviteLink, InviteLink.invite_id), (Event, Event.invite_id), (Job, None),
+                              (AuditEvent, AuditEvent.target_id)):
+            if column is None:
+                rows_of = [next(j for j in session.scalars(select(Job)) if j.payload["invite_id"] == i.id)
+                           for i in (one, many)]
+            else:
+                rows_of = [session.scalar(select(model).where(column == i.id)) for i in (one, many)]
+            assert _columns(rows_of[0], PER_INVITE) == _columns(rows_of[1], PER_INVITE), model
+        key_row = session.scalar(select(ApiKey))
+        assert key_row is not None and key_row.last_used_at is not None
+
+
+def test_a_user_name_whose_invite_expired_is_created_again(bridge: Bridge, scim: Scim) -> None:
+    first = scim.create(okta_user())
+    with transaction(bridge.sessions) as session:
+        invite = session.scalar(select(Invite).where(Invite.member_id == first["id"]))
+        assert invite is not None
+        invite.expires_at = invite.created_at - timedelta(hours=1)
+    again = scim.create(okta_user())
+    assert again["id"] != first["id"]
+    assert rows(bridge, Member, id=first["id"])[0].status == "DELETED"
+    assert rows(bridge, Invite, member_id=first["id"])[0].status == "EXPIRED"
+    assert rows(bridge, Member, id=again["id"])[0].status == "INVITED"
+
+
+def test_a_create_response_carries_only_the_attributes_asked_for(scim: Scim) -> None:
+    resp = scim.client.post("/scim/v2/acme/Users", query_string={"attributes": "userName"},
+                            data=json.dumps(okta_user()), content_type="application/scim+json",
+                            headers={"Authorization": f"Bearer {scim.key}"})
+    assert resp.status_code == 201
+    assert set(resp.get_json()) == {"schemas", "id", "userName"}
+    assert resp.headers["Location"].endswith(f"/scim/v2/acme/Users/{resp.get_json()['id']}")
+
+
+def enterprise_user() -> dict[str, Any]:
+    """A create with most of what a directory may send: the enterprise extension, several multi-valued
+    attributes, a primary flag given as a string and attribute names in other cases."""
+    return {
+        "schemas": [CORE, ENTERPRISE], "userName": "Ann.Example@Contoso.com", "externalId": "e-1",
+        "name": {"givenName": "Ann", "familyName": "Example", "middleName": "Q", "honorificPrefix": "Dr"},
+        "DisplayName": "Ann Example", "nickName": "ann", "title": "Engineer", "userType": "Employee",
+        "preferredLanguage": "de-DE", "locale": "de-DE", "timezone": "Europe/Berlin", "active": True,
+        "emails": [{"value": "ann@contoso.com", "type": "work", "primary": "true"},
+                   {"value": "ann@home.example", "type": "home"}],
+        "phoneNumbers": [{"value": "+49 30 1234", "type": "mobile"}],
+        "addresses": [{"streetAddress": "Main St 1", "locality": "Berlin", "country": "DE", "type": "work"}],
+        "roles": [{"value": "dev", "primary": True}],
+        ENTERPRISE: {"employeeNumber": "42", "department": "R&D", "costCenter": "7"},
+    }
+
+
+@pytest.mark.parametrize("body", [entra_user(), okta_user(), enterprise_user(),
+                                  {"schemas": [CORE], "userName": "plain@example.com"},
+                                  {"schemas": [CORE], "userName": "x@example.com", "displayName": "X", "active": "True",
+                                   "emails": [{"value": "X@Example.com"}]}],
+                         ids=["entra", "okta", "enterprise", "bare", "strings"])
+def test_a_create_answers_the_user_as_a_read_of_it_renders_it(bridge: Bridge, app: Any, scim: Scim,
+                                                              body: dict[str, Any]) -> None:
+    from idp_bridge.web import scim as face
+
+    resp = scim.call("POST", "/Users", body)
+    assert resp.status_code == 201, resp.get_json()
+    created = resp.get_json()
+    with transaction(bridge.sessions) as session, app.test_request_context():
+        member = session.get(Member, created["id"])
+        assert member is not None
+        call = face.ScimCall(session, face.Actor("test"), face.org_service.get(session, "acme"))
+        rendered = face._dump(face.resource(call, member))
+    assert resp.get_data(as_text=True) == json.dumps(rendered, default=str)
+    assert resp.headers["Location"] == rendered["meta"]["location"]
+
+
+def test_a_seat_freed_by_a_removal_takes_a_new_user_and_the_next_one_is_refused(bridge: Bridge, scim: Scim) -> None:
+    created = [scim.create(okta_user(f"user{n}@acme.com")) for n in range(5)]
+    assert scim.call("DELETE", f"/Users/{created[0]['id']}").status_code == 204
+    # Six member rows for five seats: the org is counted member by member, and one seat is free.
+    scim.create(okta_user("sixth@acme.com"))
+    before = snapshot(bridge)
+    assert_scim_error(scim.call("POST", "/Users", okta_user("seventh@acme.com")), 409)
+    assert snapshot(bridge) == before

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Select, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit
@@ -13,6 +16,8 @@ from idp_bridge.errors import Forbidden, NotFound, Unauthenticated, ValidationFa
 from idp_bridge.models import ApiKey, Organization, utcnow
 from idp_bridge.permissions import ALL_PERMISSIONS, ORGS_MANAGE
 from idp_bridge.security import API_KEY_PREFIX, new_api_key, same, token_hash
+from idp_bridge.store.compiled import compiled
+from idp_bridge.store.sql import table_of
 
 
 @dataclass(frozen=True)
@@ -65,25 +70,83 @@ def create(session: Session, actor: Actor, *, org: Organization | None, permissi
     return key, secret
 
 
-def authenticate(session: Session, presented: str | None) -> Principal:
-    """The principal for a presented key, or Unauthenticated."""
+def _digest(presented: str | None) -> str:
+    """The hash a presented key is stored under; Unauthenticated for what cannot be a key."""
     if not presented:
         raise Unauthenticated("send an API key as 'Authorization: Bearer ibk_…'")
     if not presented.startswith(API_KEY_PREFIX):
         raise Unauthenticated("the API key is not valid")
-    digest = token_hash(presented)
+    return token_hash(presented)
+
+
+def authenticate(session: Session, presented: str | None) -> Principal:
+    """The principal for a presented key, or Unauthenticated."""
+    digest = _digest(presented)
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if key is None or not same(key.key_hash, digest) or key.revoked_at is not None:
         raise Unauthenticated("the API key is not valid")
     return Principal(key_id=key.id, org_id=key.org_id, permissions=frozenset(key.permissions))
 
 
+@dataclass(frozen=True)
+class Presented:
+    """What authenticate_on() found: the key's principal, when the key was last used, and the id of the org
+    the request names (None when no org has that slug)."""
+
+    principal: Principal
+    last_used_at: datetime | None
+    named_org_id: str | None
+
+
+def authenticate_on(connection: Connection, presented: str | None, org_slug: str) -> Presented:
+    """authenticate() as one compiled statement on the caller's connection, in its transaction, which also
+    looks up the org `org_slug` names; Unauthenticated as there."""
+    digest = _digest(presented)
+    row = compiled(connection, "api_keys.authenticate_on", _authenticate_statement).first(
+        connection, {"key_hash": digest, "slug": org_slug})
+    if row is None:
+        raise Unauthenticated("the API key is not valid")
+    key_id, org_id, key_hash, permissions, revoked_at, last_used_at, named_org_id = row
+    if not same(key_hash, digest) or revoked_at is not None:
+        raise Unauthenticated("the API key is not valid")
+    return Presented(Principal(key_id=key_id, org_id=org_id, permissions=frozenset(permissions)), last_used_at,
+                     named_org_id)
+
+
+@functools.cache
+def _authenticate_statement() -> Select[Any]:
+    keys, orgs = table_of(ApiKey), table_of(Organization)
+    return (select(keys.c.id, keys.c.org_id, keys.c.key_hash, keys.c.permissions, keys.c.revoked_at,
+                   keys.c.last_used_at, orgs.c.id)
+            .select_from(keys).outerjoin(orgs, orgs.c.slug == bindparam("slug"))
+            .where(keys.c.key_hash == bindparam("key_hash")))
+
+
+def _stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether a use now is worth recording: at most once a minute per key, so reads do not turn into writes."""
+    return last_used_at is None or (now - last_used_at).total_seconds() > 60
+
+
 def touch(session: Session, key_id: str) -> None:
     """Record use, at most once a minute per key so reads do not turn into writes."""
     key = session.get(ApiKey, key_id)
     now = utcnow()
-    if key is not None and (key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60):
+    if key is not None and _stale(key.last_used_at, now):
         key.last_used_at = now
+
+
+def touch_on(connection: Connection, presented: Presented) -> None:
+    """touch() on the caller's connection for a key authenticate_on() found."""
+    now = utcnow()
+    if _stale(presented.last_used_at, now):
+        compiled(connection, "api_keys.touch_on", _touch_statement).run(
+            connection, {"key_id": presented.principal.key_id, "now": now})
+
+
+@functools.cache
+def _touch_statement() -> Update:
+    keys = table_of(ApiKey)
+    return update(keys).where(keys.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
 
 
 def get(session: Session, org: Organization | None, key_id: str) -> ApiKey:

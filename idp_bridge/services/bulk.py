@@ -10,7 +10,7 @@ from itertools import islice
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.orm import Session
 
 from idp_bridge import csvio
@@ -315,67 +315,104 @@ def _drop_existing(session: Session, org: Organization, fresh: list[_Valid],
 def _write(session: Session, deps: WithProviders, actor: Actor, org: Organization, valid: list[_Valid], inviter: str,
            progress: Progress | None) -> None:
     """Insert members, invites, links, outbox jobs, events and audit rows, a chunk at a time."""
-    seal = sealer(deps.settings.secret_key)
-    secret = deps.settings.secret_key
-    max_attempts = deps.settings.job_max_attempts
-    created_by = str(actor)
-    provisions = {name: p.provisioner() is not None for name, p in deps.providers.items()}
-    # Plain locals: this loop runs once per row, and ORM attribute and enum lookups add up at 10,000 rows.
-    org_id, slug, default_ttl, with_code = org.id, org.slug, org.invite_ttl_hours, org.require_invite_code
-    no_provisioning, provisioning_pending = ProvisioningState.NONE.value, ProvisioningState.PENDING.value
+    issuer = Issuer(deps, actor, org, inviter)
     for start in range(0, len(valid), CHUNK_ROWS):
         chunk = valid[start:start + CHUNK_ROWS]
-        now = utcnow()
-        members: list[dict[str, Any]] = []
-        invite_rows: list[dict[str, Any]] = []
-        links: list[dict[str, Any]] = []
-        job_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
-        audit_rows: list[dict[str, Any]] = []
-        ids = id_stream(5 * len(chunk))
-        expiry = {default_ttl: now + timedelta(hours=default_ttl)}
+        batch = issuer.batch(len(chunk))
         for v in chunk:
-            data, identifier = v.prepared.data, v.prepared.identifier
-            member_id, invite_id, job_id, audit_id = next(ids), next(ids), next(ids), next(ids)
-            token = new_token()
-            ttl = data.ttl_hours or default_ttl
-            expires_at = expiry.get(ttl) or expiry.setdefault(ttl, now + timedelta(hours=ttl))
-            email = identifier if looks_like_email(identifier) else data.notification_email
-            payload: dict[str, Any] = {"invite_id": invite_id, "link": seal(token), "inviter": inviter}
-            code_hash = None
-            if with_code:
-                code = new_invite_code()
-                code_hash = keyed_hash(secret, code)
-                payload["code"] = seal(code)
-            provisioning = no_provisioning
-            if provisions.get(data.provider, False):
-                provisioning = provisioning_pending
-                job_rows.append(job_row(id=job_id, kind=invites.PROVISION_JOB, payload=payload, org_id=org_id,
-                                        dedupe_key=f"provision:{invite_id}", max_attempts=max_attempts,
-                                        run_after=now, now=now))
-            elif data.send_email:
-                job_rows.append(job_row(id=job_id, kind=invites.SEND_EMAIL_JOB, payload=payload, org_id=org_id,
-                                        dedupe_key=None, max_attempts=max_attempts, run_after=now, now=now))
-            # The rows, event, audit and job of a single invite (services.invites.insert), from the same builders.
-            member, invite = new_invitation(
-                member_id=member_id, invite_id=invite_id, org_id=org_id, identifier=identifier,
-                key=v.prepared.key, email=email, notification_email=data.notification_email, name=data.name,
-                role=v.prepared.role, provider=data.provider, attributes=data.attributes,
-                tenant_id=data.tenant_id, hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp,
-                ttl_hours=ttl, expires_at=expires_at, created_by=created_by, send_email=data.send_email,
-                code_hash=code_hash, provisioning_state=provisioning, now=now,
-                inviter=data.inviter.model_dump() if data.inviter is not None else None, locale=data.locale)
-            members.append(member)
-            invite_rows.append(invite)
-            links.append({"token_hash": token_hash(token), "invite_id": invite_id, "created_at": now})
-            event_rows.append(event_row(event_id=event_id_of(next(ids)), org_id=org_id, org_slug=slug,
-                                        type_="invite.created", sequence=member["event_seq"], member=member,
-                                        invite=invite, now=now, data={}))
-            audit_rows.append(invites.created_audit(actor, invite, id=audit_id, at=now))
-            v.result.id = invite_id
-        connection = session.connection()
-        for table, table_rows in ((MEMBERS, members), (INVITES, invite_rows), (LINKS, links), (JOBS, job_rows),
-                                  (EVENTS, event_rows), (AUDIT, audit_rows)):
-            insert_rows(connection, table, table_rows)
+            v.result.id = batch.add(v.prepared)[1]["id"]
+        batch.write(session.connection())
         if progress is not None:
             progress(len(chunk))
+
+
+class Issuer:
+    """Issues new invitations as rows: what every row of a batch shares, worked out once (the sealing key, the
+    providers that provision, the org's columns as plain values). Bulk imports and a directory's creates
+    (services/directory.py) write their invitations through it."""
+
+    def __init__(self, deps: WithProviders, actor: Actor, org: Organization, inviter: str) -> None:
+        self.seal = sealer(deps.settings.secret_key)
+        self.secret = deps.settings.secret_key
+        self.max_attempts = deps.settings.job_max_attempts
+        self.actor = actor
+        self.created_by = str(actor)
+        self.inviter = inviter
+        self.provisions = {name: p.provisioner() is not None for name, p in deps.providers.items()}
+        # Plain values: add() runs once per row, and ORM attribute and enum lookups add up at 10,000 rows.
+        self.org_id, self.slug = org.id, org.slug
+        self.default_ttl, self.with_code = org.invite_ttl_hours, org.require_invite_code
+
+    def batch(self, count: int) -> Batch:
+        """Rows for up to `count` invitations stamped with one `now`."""
+        return Batch(self, count)
+
+
+class Batch:
+    """The rows of some new invitations: member, invite, link, outbox job, event and audit row each, built with
+    the builders a single invite uses (services.invites.insert), then written with one insert per table."""
+
+    def __init__(self, issuer: Issuer, count: int) -> None:
+        self.issuer = issuer
+        self.now = utcnow()
+        self.members: list[dict[str, Any]] = []
+        self.invites: list[dict[str, Any]] = []
+        self.links: list[dict[str, Any]] = []
+        self.jobs: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.audits: list[dict[str, Any]] = []
+        self._ids = id_stream(5 * count)
+        self._expiry = {issuer.default_ttl: self.now + timedelta(hours=issuer.default_ttl)}
+
+    def add(self, prepared: invites.Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Build one invitation's rows; returns its member and invite rows (the member's columns may still be
+        changed before write(): the event and audit row already hold what they report)."""
+        issuer, now, ids = self.issuer, self.now, self._ids
+        data, identifier = prepared.data, prepared.identifier
+        member_id, invite_id, job_id, audit_id = next(ids), next(ids), next(ids), next(ids)
+        token = new_token()
+        ttl = data.ttl_hours or issuer.default_ttl
+        expires_at = self._expiry.get(ttl) or self._expiry.setdefault(ttl, now + timedelta(hours=ttl))
+        email = identifier if looks_like_email(identifier) else data.notification_email
+        payload: dict[str, Any] = {"invite_id": invite_id, "link": issuer.seal(token), "inviter": issuer.inviter}
+        code_hash = None
+        if issuer.with_code:
+            code = new_invite_code()
+            code_hash = keyed_hash(issuer.secret, code)
+            payload["code"] = issuer.seal(code)
+        provisioning = _NO_PROVISIONING
+        if issuer.provisions.get(data.provider, False):
+            provisioning = _PROVISIONING_PENDING
+            self.jobs.append(job_row(id=job_id, kind=invites.PROVISION_JOB, payload=payload, org_id=issuer.org_id,
+                                     dedupe_key=f"provision:{invite_id}", max_attempts=issuer.max_attempts,
+                                     run_after=now, now=now))
+        elif data.send_email:
+            self.jobs.append(job_row(id=job_id, kind=invites.SEND_EMAIL_JOB, payload=payload, org_id=issuer.org_id,
+                                     dedupe_key=None, max_attempts=issuer.max_attempts, run_after=now, now=now))
+        # The rows, event, audit and job of a single invite (services.invites.insert), from the same builders.
+        member, invite = new_invitation(
+            member_id=member_id, invite_id=invite_id, org_id=issuer.org_id, identifier=identifier,
+            key=prepared.key, email=email, notification_email=data.notification_email, name=data.name,
+            role=prepared.role, provider=data.provider, attributes=data.attributes,
+            tenant_id=data.tenant_id, hosted_domain=data.hosted_domain, keycloak_idp=data.keycloak_idp,
+            ttl_hours=ttl, expires_at=expires_at, created_by=issuer.created_by, send_email=data.send_email,
+            code_hash=code_hash, provisioning_state=provisioning, now=now,
+            inviter=data.inviter.model_dump() if data.inviter is not None else None, locale=data.locale)
+        self.members.append(member)
+        self.invites.append(invite)
+        self.links.append({"token_hash": token_hash(token), "invite_id": invite_id, "created_at": now})
+        self.events.append(event_row(event_id=event_id_of(next(ids)), org_id=issuer.org_id, org_slug=issuer.slug,
+                                     type_="invite.created", sequence=member["event_seq"], member=member,
+                                     invite=invite, now=now, data={}))
+        self.audits.append(invites.created_audit(issuer.actor, invite, id=audit_id, at=now))
+        return member, invite
+
+    def write(self, connection: Connection) -> None:
+        """Insert every row built so far, one insert (COPY on PostgreSQL) per table, in the connection's
+        transaction."""
+        for table, table_rows in ((MEMBERS, self.members), (INVITES, self.invites), (LINKS, self.links),
+                                  (JOBS, self.jobs), (EVENTS, self.events), (AUDIT, self.audits)):
+            insert_rows(connection, table, table_rows)
+
+
+_NO_PROVISIONING, _PROVISIONING_PENDING = ProvisioningState.NONE.value, ProvisioningState.PENDING.value

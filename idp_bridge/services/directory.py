@@ -7,25 +7,56 @@ columns (userName, externalId, the work email, id); any other filter is evaluate
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from pydantic import ValidationError
 from scim2_models.path.expressions import AttrPath, Comparison, FilterNode, LogicalExpr, ValuePath
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.audit import Actor
 from idp_bridge.domain import transitions
+from idp_bridge.domain.invitation import seats_missing
 from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
 from idp_bridge.identifiers import identifier_key
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
-from idp_bridge.models import DirectoryGroup, DirectoryGroupMember, MatchPolicy, Member, MemberStatus, Organization
+from idp_bridge.models import (
+    SEAT_STATUSES,
+    DirectoryGroup,
+    DirectoryGroupMember,
+    Invite,
+    InviteStatus,
+    MatchPolicy,
+    Member,
+    MemberStatus,
+    Organization,
+    utcnow,
+)
 from idp_bridge.services import invites, members, orgs
-from idp_bridge.services.ports import Inviting
+from idp_bridge.services.bulk import Issuer
+from idp_bridge.services.ports import Inviting, WithProviders
 from idp_bridge.settings import Settings
+from idp_bridge.store.compiled import compiled
+from idp_bridge.store.sql import Flavor, flavor, table_of
 
 SOURCE = "scim"
 
@@ -50,20 +81,101 @@ def get(session: Session, org: Organization, member_id: str) -> Member:
     return member
 
 
-def create(session: Session, deps: Inviting, actor: Actor, org: Organization, user: DirectoryUser) -> Member:
-    """A member INVITED with its invite (mailed unless the org turned SCIM mail off), or DEACTIVATED at once."""
+def _invite_input(org: Organization, user: DirectoryUser) -> InviteInput:
+    """The invitation a directory's new user asks for."""
     notify = user.email if user.email and identifier_key(user.email) != identifier_key(user.user_name) else None
     try:
-        data = InviteInput(identifier=user.user_name, name=user.name, notification_email=notify,
+        return InviteInput(identifier=user.user_name, name=user.name, notification_email=notify,
                            send_email=org.scim_send_email)
     except ValidationError as exc:
         raise ValidationFailed(_errors(exc)) from None
-    issued = invites.create(session, deps, actor, org, data)
+
+
+def create(session: Session, deps: Inviting, actor: Actor, org: Organization, user: DirectoryUser) -> Member:
+    """A member INVITED with its invite (mailed unless the org turned SCIM mail off), or DEACTIVATED at once."""
+    issued = invites.create(session, deps, actor, org, _invite_input(org, user))
     member = issued.invite.member
     _keep(member, user)
     session.flush()
     members.set_active_from_directory(session, deps.settings, actor, org, member, active=user.active)
     return member
+
+
+def create_directly(connection: Connection, deps: WithProviders, actor: Actor, org_id: str,
+                    user: DirectoryUser) -> Any | None:
+    """create() in the common case, within the caller's transaction on `connection`: an active user with a free
+    identifier, a free seat, and no invite of the org past its expiry. Its rows are the ones a bulk import writes
+    (bulk.Issuer), inserted with compiled statements: no unit of work, no whole-org expiry sweep.
+
+    Returns the new member's columns (as attributes), or None, having written nothing, for every other case:
+    create() then decides as it always has (sweeps the org, refuses a taken identifier or a full org, deactivates
+    an inactive user). Input errors raise here as they would there.
+    """
+    if not user.active:
+        return None
+    row = compiled(connection, "directory.locked_org", _locked_org_statement).first(connection, {"org_id": org_id})
+    if row is None:
+        return None
+    org = cast(Organization, SimpleNamespace(**dict(zip(_ORG_COLUMNS, row, strict=True))))
+    prepared = invites.prepare(deps, org, _invite_input(org, user))
+    # Read after the org row is locked (its own statement, so a fresh snapshot on PostgreSQL): the seats and the
+    # identifier cannot change until commit.
+    checks = compiled(connection, "directory.create_checks", lambda: _checks_statement(flavor(connection)))
+    due, taken, used = checks.first(connection, {"org_id": org.id, "key": prepared.key, "now": utcnow(),
+                                                 "member_limit": org.member_limit}) or (False, False, 0)
+    if due or taken or seats_missing(member_limit=org.member_limit, used=int(used), needed=1):
+        return None
+    batch = Issuer(deps, actor, org, str(actor)).batch(1)
+    member, invite = batch.add(prepared)
+    # What _keep() sets on the member after invites.create() (whose event already holds the columns of then).
+    member.update(external_id=user.external_id, directory=user.attributes)
+    if user.name:
+        member["name"] = user.name
+    if user.email:
+        member["email"] = user.email
+    batch.write(connection)
+    invites.warn_unredeemable(deps, org, invite["id"], invite["provider"])
+    return SimpleNamespace(**member)
+
+
+_ORG_COLUMNS = ("id", "slug", "member_limit", "invite_ttl_hours", "require_invite_code", "allowed_providers",
+                "match", "scim_send_email")
+
+
+@functools.cache
+def _locked_org_statement() -> Select[Any]:
+    """The org's columns a create reads, its row locked until commit (left out on SQLite: writers take turns)."""
+    org = table_of(Organization)
+    return select(*(org.c[name] for name in _ORG_COLUMNS)).where(org.c.id == bindparam("org_id")).with_for_update()
+
+
+@functools.cache
+def _checks_statement(sql: Flavor) -> Select[Any]:
+    """An invite of the org past its expiry (the sweep's work), the live member holding the identifier, and the
+    seats in use, as one row.
+
+    The seats are counted member by member, so where the database has a cheap bound on the members table's rows
+    (Flavor.rows_bound) and it is below the org's limit, the bound stands in for the count: it decides the same
+    (a free seat), and the count runs only near the limit."""
+    invite, member = table_of(Invite), table_of(Member)
+    in_org = member.c.org_id == bindparam("org_id")
+    # The statuses as literals, as the indexes name them: a partial index (live members by identifier) serves
+    # only a condition that says what its own WHERE says.
+    due = exists().where(invite.c.status == _literal(InviteStatus.PENDING), invite.c.expires_at <= bindparam("now"),
+                         invite.c.org_id == bindparam("org_id"))
+    taken = exists().where(in_org, member.c.identifier_key == bindparam("key"),
+                           member.c.status != _literal(MemberStatus.DELETED))
+    seated = member.c.status.in_([_literal(status) for status in SEAT_STATUSES])
+    used: ColumnElement[Any] = select(func.count()).select_from(member).where(in_org, seated).scalar_subquery()
+    bound = sql.rows_bound(member)
+    if bound is not None:
+        used = case((bound < bindparam("member_limit"), bound), else_=used)
+    return select(due, taken, used)
+
+
+def _literal(status: InviteStatus | MemberStatus) -> ColumnElement[str]:
+    """A status as an SQL string literal (the values are fixed identifiers, never input)."""
+    return literal_column(f"'{status.value}'", String)
 
 
 def replace(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str,

@@ -334,10 +334,16 @@ def create(session: Session, deps: Inviting, actor: Actor, org: Organization, da
 
 def _warned(deps: WithProviders, org: Organization, issued: IssuedInvite) -> IssuedInvite:
     """The issued invite with the reasons nobody can redeem it yet, each logged."""
-    issued.warnings = redeem_warnings(deps, org, [issued.invite.provider])
-    if issued.warnings:
-        log.warning("invite %s in %s: %s", issued.invite.id, org.slug, "; ".join(issued.warnings))
+    issued.warnings = warn_unredeemable(deps, org, issued.invite.id, issued.invite.provider)
     return issued
+
+
+def warn_unredeemable(deps: WithProviders, org: Organization, invite_id: str, provider: str) -> list[str]:
+    """The reasons nobody can redeem a new invite naming `provider` yet, logged."""
+    warnings = redeem_warnings(deps, org, [provider])
+    if warnings:
+        log.warning("invite %s in %s: %s", invite_id, org.slug, "; ".join(warnings))
+    return warnings
 
 
 def insert(session: Session, deps: Inviting, actor: Actor, org: Organization, prepared: Prepared,

@@ -129,8 +129,17 @@ class Compiled:
 
     def insert_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
                     shared: Mapping[str, Any] | None = None) -> None:
-        """Insert the rows with one COPY (PostgreSQL) or one executemany, inside the connection's transaction."""
+        """Insert the rows with one COPY (PostgreSQL) or one executemany, inside the connection's transaction; a
+        single row with one plain execute."""
         if not rows:
+            return
+        if len(rows) == 1:
+            # One row (a single create): its values as parameters() processes them, no column-wise pass, no COPY.
+            values = {**rows[0], **(shared or {})}
+            for name, fill in self.defaults.items():
+                if name not in values:
+                    values[name] = fill()
+            self.run(connection, values)
             return
         if self.copy_sql is None:
             self.run_many(connection, rows, shared)

@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Executable, String, Table, Text, func, type_coerce
+from sqlalchemy import Connection, Engine, Executable, String, Table, Text, func, literal_column, select, type_coerce
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -73,6 +73,13 @@ class Flavor:
     def insert(self, table: Table) -> Any:
         """The backend's INSERT construct, the one that takes on_conflict_do_nothing() / on_conflict_do_update()."""
         return postgresql.insert(table) if self.name == "postgresql" else sqlite.insert(table)
+
+    def rows_bound(self, table: Table) -> ColumnElement[Any] | None:
+        """A number never below how many rows `table` holds, read in one index step: on SQLite its largest
+        rowid (rowids are distinct positive integers); None where the database has none as cheap."""
+        if self.name != "sqlite":
+            return None
+        return select(func.max(literal_column("rowid"))).select_from(table).scalar_subquery()
 
     def json_has_key(self, column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
         """Whether a JSON object column holds `key` (with a non-null value on SQLite)."""

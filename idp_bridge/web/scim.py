@@ -12,10 +12,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
 
 from flask import Blueprint, Flask, Response, request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from scim2_models import (
     AuthenticationScheme,
     Bulk,
@@ -40,6 +42,7 @@ from scim2_models import (
     Sort,
     User,
 )
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from idp_bridge import audit, jsontext
@@ -208,21 +211,44 @@ def _refused_over_limit() -> Response | None:
 
 def _authorize(session: Any, org_slug: str) -> tuple[Principal, Organization]:
     """The key's principal and the org it provisions; raises with the denial's reason attached."""
-    principal = key_service.authenticate(session, _presented_key())
+    try:
+        principal = key_service.authenticate(session, _presented_key())
+    except Unauthenticated as exc:
+        raise _Denied(exc, "invalid or missing API key", None) from None
+    _permitted(principal)
+    try:
+        org = org_service.get(session, org_slug)
+    except NotFound:
+        org = None
+    _reaches(principal, org.id if org is not None else None)
+    assert org is not None
+    return principal, org
+
+
+def _authorize_on(connection: Any, org_slug: str) -> key_service.Presented:
+    """_authorize() with one compiled statement on the caller's connection: the key and the named org's id."""
+    try:
+        presented = key_service.authenticate_on(connection, _presented_key(), org_slug)
+    except Unauthenticated as exc:
+        raise _Denied(exc, "invalid or missing API key", None) from None
+    _permitted(presented.principal)
+    _reaches(presented.principal, presented.named_org_id)
+    return presented
+
+
+def _permitted(principal: Principal) -> None:
     if principal.platform:
         raise _Denied(Forbidden("SCIM needs an API key of the organization"), "needs an org key", principal)
     if not principal.may(SCIM_PROVISION):
         raise _Denied(Forbidden(f"this API key lacks the permission {SCIM_PROVISION}"),
                       f"missing permission {SCIM_PROVISION}", principal)
-    try:
-        org = org_service.get(session, org_slug)
-    except NotFound:
-        org = None
-    if org is None or principal.org_id != org.id:
+
+
+def _reaches(principal: Principal, org_id: str | None) -> None:
+    if org_id is None or principal.org_id != org_id:
         # The same answer for another org's slug and for no org at all.
         raise _Denied(Forbidden("this API key belongs to another organization"), "key of another organization",
                       principal)
-    return principal, org
 
 
 class _Denied(Exception):
@@ -237,10 +263,18 @@ def _presented_key() -> str | None:
 
 
 Handler = Callable[..., Answer]
+# Answers the common case of an operation without a unit of work, or None (having written nothing) for the
+# operation's handler to answer.
+Direct = Callable[..., Answer | None]
 
 
-def scim_operation(method: str, rule: str, *, summary: str) -> Callable[[Handler], Handler]:
-    """Register a SCIM endpoint: authenticate, authorize, run in one transaction, answer SCIM."""
+def scim_operation(method: str, rule: str, *, summary: str,
+                   direct: Direct | None = None) -> Callable[[Handler], Handler]:
+    """Register a SCIM endpoint: authenticate, authorize, run in one transaction, answer SCIM.
+
+    `direct` is tried first with the org's slug and the path's values: it authenticates and authorizes with
+    _authorize_on() and answers the common case itself; when it returns None, the handler runs as always.
+    """
 
     def decorate(fn: Handler) -> Handler:
         op = ScimOperation(method, rule, fn.__name__, summary)
@@ -251,14 +285,9 @@ def scim_operation(method: str, rule: str, *, summary: str) -> Callable[[Handler
                 return refused
             token = set_write_intent(method not in ("GET", "HEAD"))
             try:
-                with transaction(bridge().sessions) as session:
-                    try:
-                        principal, org_row = _authorize(session, org)
-                    except Unauthenticated as exc:
-                        raise _Denied(exc, "invalid or missing API key", None) from None
-                    answer = fn(ScimCall(session, principal.actor(request.remote_addr), org_row), **path)
-                    if method not in ("GET", "HEAD"):
-                        key_service.touch(session, principal.key_id)
+                answer = direct(org, **path) if direct is not None else None
+                if answer is None:
+                    answer = _handled(fn, method, org, path)
             except _Denied as denied:
                 if denied.principal is None:
                     _count_auth_failure()
@@ -279,6 +308,16 @@ def scim_operation(method: str, rule: str, *, summary: str) -> Callable[[Handler
         return fn
 
     return decorate
+
+
+def _handled(fn: Handler, method: str, org: str, path: dict[str, Any]) -> Answer:
+    """The handler's answer, in one transaction with the key's authorization."""
+    with transaction(bridge().sessions) as session:
+        principal, org_row = _authorize(session, org)
+        answer = fn(ScimCall(session, principal.actor(request.remote_addr), org_row), **path)
+        if method not in ("GET", "HEAD"):
+            key_service.touch(session, principal.key_id)
+    return answer
 
 
 def _respond(answer: Answer) -> Response:
@@ -345,10 +384,9 @@ def _dump(user: Any, parameters: ResponseParameters[Any] | None = None) -> dict[
     return out
 
 
-def directory_user(user: Any) -> directory.DirectoryUser:
-    """What a member takes from a SCIM User."""
-    dumped = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, scim_provider=PROVIDER)
-    kept = {k: v for k, v in dumped.items() if k not in NOT_KEPT}
+def directory_user(user: Any, dumped: dict[str, Any] | None = None) -> directory.DirectoryUser:
+    """What a member takes from a SCIM User (`dumped`: its _dump(), when the caller has it)."""
+    kept = {k: v for k, v in (dumped if dumped is not None else _dump(user)).items() if k not in NOT_KEPT}
     if not user.user_name:
         raise ValidationFailed({"userName": ["is required"]})
     emails = user.emails or []
@@ -453,7 +491,56 @@ def search_everything(call: ScimCall) -> Answer:
     raise NotImplementedException(detail="search Users at /Users/.search")
 
 
-@scim_operation("POST", "/Users", summary="Create a user: an INVITED member with its invitation")
+class _Unusual(Exception):
+    """The direct create handed the request to the handler: roll back what its transaction did."""
+
+
+def _create_directly(org: str) -> Answer | None:
+    """POST /Users in the common case (directory.create_directly): one transaction of compiled statements, the
+    body validated once, and the answer built from its dump."""
+    b = bridge()
+    try:
+        with b.engine.begin() as connection:
+            presented = _authorize_on(connection, org)
+            actor = presented.principal.actor(request.remote_addr)
+            user = _parse_user(Context.RESOURCE_CREATION_REQUEST)
+            dumped = _dump(user)
+            member = directory.create_directly(connection, b, actor, presented.principal.org_id or "",
+                                               directory_user(user, dumped))
+            if member is None:
+                raise _Unusual
+            parameters = _parameters()
+            key_service.touch_on(connection, presented)
+    except (_Unusual, IntegrityError):
+        # IntegrityError: another writer took the identifier meanwhile; the handler answers that too.
+        return None
+    call = ScimCall(None, actor, cast(Organization, SimpleNamespace(slug=org)))
+    body = created_body(call, member, dumped) if parameters is None else _dump(resource(call, member), parameters)
+    return Answer(body, 201, f"{call.base}/Users/{member.id}")
+
+
+def created_body(call: ScimCall, member: Any, dumped: dict[str, Any]) -> dict[str, Any]:
+    """_dump(resource(call, member)) of a member just created, INVITED, from the user whose _dump() is `dumped`,
+    without validating the resource again: its attributes in their order, with the ones the service provider
+    sets (id, meta, userName) in theirs. tests/test_scim.py holds the two equal."""
+    body: dict[str, Any] = {"schemas": dumped["schemas"], "id": member.id}
+    if member.external_id is not None:
+        body["externalId"] = member.external_id
+    # As the dump of the validated meta writes them (JSON mode: pydantic's own form of a time).
+    body["meta"] = {"resourceType": "User", "created": _TIME.dump_python(member.created_at, mode="json"),
+                    "lastModified": _TIME.dump_python(member.updated_at, mode="json"),
+                    "location": f"{call.base}/Users/{member.id}"}
+    body["userName"] = member.identifier
+    body.update((k, v) for k, v in dumped.items() if k not in NOT_KEPT)
+    return body
+
+
+_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+
+@scim_operation("POST", "/Users", summary="Create a user: an INVITED member with its invitation",
+                direct=_create_directly)
 def create_user(call: ScimCall) -> Answer:
     user = _parse_user(Context.RESOURCE_CREATION_REQUEST)
     member = directory.create(call.session, bridge(), call.actor, call.org, directory_user(user))

@@ -54,6 +54,25 @@ def test_left_out_columns_get_their_python_defaults_per_row(bridge: Bridge) -> N
     assert stored[1].details == {}
 
 
+def test_a_single_row_is_stored_as_a_batch_of_it_would_be(bridge: Bridge) -> None:
+    org_id = make_org(bridge)
+    now = datetime.now(UTC).replace(microsecond=654321)
+    with transaction(bridge.sessions) as session:
+        insert_rows(session.connection(), table_of(Job), [{"id": "one", "kind": "k", "payload": {"é": [1, None]},
+                                                           "org_id": org_id, "run_after": now, "created_at": now}],
+                    {"status": "queued"})
+        insert_rows(session.connection(), table_of(AuditEvent),
+                    [{"id": "a-one", "actor": "cli", "action": "x", "at": now}])
+    with transaction(bridge.sessions) as session:
+        job = session.get(Job, "one")
+        entry = session.get(AuditEvent, "a-one")
+        assert job is not None and entry is not None
+        assert (job.payload, job.status, job.attempts, job.max_attempts, job.dedupe_key) == ({"é": [1, None]}, "queued",
+                                                                                          0, 8, None)
+        assert job.run_after == now and job.run_after.tzinfo is not None
+        assert entry.details == {} and entry.at == now
+
+
 def test_unknown_columns_are_refused(bridge: Bridge) -> None:
     with pytest.raises(ValueError, match="no column"), transaction(bridge.sessions) as session:
         insert_rows(session.connection(), table_of(Job), [{"id": "j", "colour": "blue"}])
