@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from idp_bridge import jsontext
-from idp_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed
+from idp_bridge.errors import BadRequest, PayloadTooLarge, ValidationFailed, lazy_gettext
 from idp_bridge.models import Member
 
 # Columns an import understands; any other column is an attribute.
@@ -109,7 +109,8 @@ class CsvHeader:
         """What is wrong with the row's shape, before its values are checked."""
         extra = row.cells[len(self.columns):]
         if any(extra):
-            return {"row": [f"has {len(row.cells)} cells but the header names {len(self.columns)} columns"]}
+            return {"row": [lazy_gettext("has %(cells)s cells but the header names %(columns)s columns",
+                                         cells=len(row.cells), columns=len(self.columns))]}
         return {}
 
     def column_of(self, field: str) -> str:
@@ -136,8 +137,9 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"the CSV is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                         "save it as 'CSV UTF-8' and send it again", encoding="utf-8") from None
+        raise BadRequest(lazy_gettext("the CSV is not UTF-8 text (byte 0x%(byte)02x at offset %(offset)s); save it as "
+                                      "'CSV UTF-8' and send it again", byte=data[exc.start], offset=exc.start),
+                         encoding="utf-8") from None
 
 
 def sniff_delimiter(text: str) -> str:
@@ -158,10 +160,10 @@ def _header(cells: list[str]) -> CsvHeader:
     repeated = sorted({c for c in named if named.count(c) > 1})
     errors: dict[str, list[str]] = {}
     if repeated:
-        errors["header"] = [f"column {c!r} appears more than once" for c in repeated]
+        errors["header"] = [lazy_gettext("column %(column)r appears more than once", column=c) for c in repeated]
     id_column = next((c for c in ID_COLUMNS if c in columns), "")
     if not id_column:
-        errors["identifier"] = ["the header row needs an identifier or an email column"]
+        errors["identifier"] = [lazy_gettext("the header row needs an identifier or an email column")]
     if errors:
         raise ValidationFailed(errors)
     return CsvHeader(columns, id_column)
@@ -173,9 +175,9 @@ def read(text: str, *, max_rows: int) -> tuple[CsvHeader, Iterator[CsvRow]]:
     try:
         first = next(reader, None)
     except csv.Error as exc:
-        raise BadRequest(f"the CSV header cannot be read: {exc}") from None
+        raise BadRequest(lazy_gettext("the CSV header cannot be read: %(problem)s", problem=str(exc))) from None
     if first is None or not any(c.strip() for c in first):
-        raise ValidationFailed({"header": ["the file is empty; the first row must name the columns"]})
+        raise ValidationFailed({"header": [lazy_gettext("the file is empty; the first row must name the columns")]})
     header = _header(first)
 
     def rows() -> Iterator[CsvRow]:
@@ -185,7 +187,8 @@ def read(text: str, *, max_rows: int) -> tuple[CsvHeader, Iterator[CsvRow]]:
             try:
                 cells = next(reader, None)
             except csv.Error as exc:
-                raise BadRequest(f"row {number + 1}: the CSV cannot be read: {exc}") from None
+                raise BadRequest(lazy_gettext("row %(row)s: the CSV cannot be read: %(problem)s", row=number + 1,
+                                              problem=str(exc))) from None
             if cells is None:
                 return
             number += 1
@@ -193,7 +196,8 @@ def read(text: str, *, max_rows: int) -> tuple[CsvHeader, Iterator[CsvRow]]:
                 continue
             count += 1
             if count > max_rows:
-                raise PayloadTooLarge(f"the file has more than {max_rows} rows; split it into several imports",
+                raise PayloadTooLarge(lazy_gettext("the file has more than %(most)s rows; split it into several "
+                                                   "imports", most=max_rows),
                                       max_rows=max_rows)
             yield CsvRow(number, [unescape_cell(c.strip()) for c in cells])
 

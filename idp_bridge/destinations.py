@@ -18,6 +18,7 @@ import dns.nameserver
 import dns.resolver
 import idna
 
+from idp_bridge.errors import lazy_gettext
 from idp_bridge.settings import Settings, nameserver_address
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -27,12 +28,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ADDRESS_NOT_ALLOWED = "address not allowed"
 NAME_NOT_RESOLVED = "name not resolved"
 
-NOT_HTTPS = "must be an absolute https URL"
-HTTP_NOT_LISTED = "must use https (plain http only to networks listed in webhook_allow_networks)"
-CREDENTIALS = "must not carry credentials"
-BAD_PORT = "has an invalid port"
-BAD_HOST = "has an invalid host name"
-UNRESOLVED = "has a host name that does not resolve"
+NOT_HTTPS = lazy_gettext("must be an absolute https URL")
+HTTP_NOT_LISTED = lazy_gettext("must use https (plain http only to networks listed in webhook_allow_networks)")
+CREDENTIALS = lazy_gettext("must not carry credentials")
+BAD_PORT = lazy_gettext("has an invalid port")
+BAD_HOST = lazy_gettext("has an invalid host name")
+UNRESOLVED = lazy_gettext("has a host name that does not resolve")
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
@@ -70,25 +71,25 @@ def category(address: Address) -> str | None:
         if embedded is not None:
             return category(embedded)
     if address in _METADATA:
-        return "the cloud metadata address"
+        return lazy_gettext("the cloud metadata address")
     if address.is_loopback:
-        return "a loopback address"
+        return lazy_gettext("a loopback address")
     if address.is_unspecified:
-        return "an unspecified address"
+        return lazy_gettext("an unspecified address")
     if address.is_link_local:
-        return "a link-local address"
+        return lazy_gettext("a link-local address")
     if address.is_multicast:
-        return "a multicast address"
+        return lazy_gettext("a multicast address")
     if address in _CGNAT:
-        return "a shared (CGNAT) address"
+        return lazy_gettext("a shared (CGNAT) address")
     if address in _UNIQUE_LOCAL:
-        return "a unique-local address"
+        return lazy_gettext("a unique-local address")
     if address.is_reserved or any(address in net for net in _RELAYS):
-        return "a reserved address"
+        return lazy_gettext("a reserved address")
     if address.is_private:
-        return "a private address"
+        return lazy_gettext("a private address")
     if not address.is_global:
-        return "a reserved address"
+        return lazy_gettext("a reserved address")
     return None
 
 
@@ -227,7 +228,8 @@ class Destinations:
                 continue
             why = category(address)
             if why is not None:
-                raise Refused(f"points to {why}; webhooks go to public addresses only")
+                raise Refused(lazy_gettext("points to %(category)s; webhooks go to public addresses only",
+                                           category=why))
         if scheme == "http" and not all(self.listed(a) for a in found):
             raise Refused(HTTP_NOT_LISTED)
         return found

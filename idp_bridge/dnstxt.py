@@ -8,7 +8,7 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
-from idp_bridge.errors import DNSLookupFailed
+from idp_bridge.errors import DNSLookupFailed, lazy_gettext
 from idp_bridge.settings import nameserver_address
 
 _TIMEOUT = 3.0
@@ -33,7 +33,8 @@ class TXTResolver:
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except dns.exception.DNSException as exc:
-            raise DNSLookupFailed(f"the DNS lookup of {name} failed ({type(exc).__name__})") from None
+            raise DNSLookupFailed(lazy_gettext("the DNS lookup of %(name)s failed (%(error)s)", name=name,
+                                               error=type(exc).__name__)) from None
         found = []
         for record in answer:
             found.append(b"".join(record.strings).decode("utf-8", "replace"))

@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import idna
 
+from idp_bridge.errors import lazy_gettext
+
 MAX_DOMAIN_CHARS = 1024
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -40,18 +42,18 @@ def canonical_domain(domain: str) -> str:
         return domain.lower()
     if len(domain) > MAX_DOMAIN_CHARS:
         # idna's Punycode work grows faster than linearly; no real domain is this long even before mapping.
-        raise InvalidDomain("the domain is too long")
+        raise InvalidDomain(lazy_gettext("the domain is too long"))
     try:
         return idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError) as exc:
-        raise InvalidDomain(f"the domain is not valid IDNA ({exc})") from exc
+        raise InvalidDomain(lazy_gettext("the domain is not valid IDNA (%(problem)s)", problem=str(exc))) from exc
 
 
 def canonical_email(address: str) -> str:
     """local@domain in canonical form; InvalidDomain when there is no @ or the domain is not valid IDNA."""
     local, at, domain = address.rpartition("@")
     if not at or not local:
-        raise InvalidDomain("an email address needs a local part, an @ and a domain")
+        raise InvalidDomain(lazy_gettext("an email address needs a local part, an @ and a domain"))
     return f"{ascii_lower(local)}@{canonical_domain(domain)}"
 
 

@@ -17,9 +17,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from idp_bridge import locales
-from idp_bridge.errors import ValidationFailed
+from idp_bridge.errors import Message, ValidationFailed, lazy_gettext
 from idp_bridge.identifiers import InvalidDomain, canonical_domain
 from idp_bridge.jsontext import control_character
 
@@ -57,7 +58,7 @@ def normalize_email(value: str) -> str:
         checked = validate_email(value, check_deliverability=False)
         canonical_domain(checked.domain)
     except (EmailNotValidError, InvalidDomain) as exc:
-        raise ValueError(str(exc)) from exc
+        raise ValueError(exc.args[0] if isinstance(exc, InvalidDomain) and exc.args else str(exc)) from exc
     return f"{value.rpartition('@')[0]}@{checked.domain}"
 
 
@@ -65,20 +66,27 @@ def looks_like_email(value: str) -> bool:
     return "@" in value
 
 
+def message_of(err: ErrorDetails) -> str:
+    """One pydantic error's message: a validator's message of ours stays one (the faces translate it), pydantic's
+    own text is English."""
+    cause = (err.get("ctx") or {}).get("error")
+    ours = cause.args[0] if isinstance(cause, ValueError) and cause.args else None
+    return ours if isinstance(ours, Message) else str(err["msg"]).removeprefix("Value error, ")
+
+
 def errors_from(exc: ValidationError, prefix: str = "") -> dict[str, list[str]]:
     """Pydantic errors as field → messages."""
     out: dict[str, list[str]] = {}
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if p != "__root__") or "body"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        out.setdefault(prefix + loc, []).append(msg)
+        out.setdefault(prefix + loc, []).append(message_of(err))
     return out
 
 
 def parse(model: type[M], data: Any) -> M:
     """Validate data into model or raise ValidationFailed with per-field messages."""
     if not isinstance(data, dict):
-        raise ValidationFailed({"body": ["must be a JSON object"]})
+        raise ValidationFailed({"body": [lazy_gettext("must be a JSON object")]})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -89,7 +97,8 @@ def single_line(value: str) -> str:
     """Refuse text with control characters or line separators: it ends up in mail headers and page titles."""
     found = control_character(value)
     if found is not None:
-        raise ValueError(f"must not contain control characters or line breaks (found {found})")
+        raise ValueError(lazy_gettext("must not contain control characters or line breaks (found %(found)s)",
+                                      found=found))
     return value
 
 
@@ -114,7 +123,7 @@ class Inviter(Strict):
     @model_validator(mode="after")
     def _named(self) -> Inviter:
         if not self.name and not self.email:
-            raise ValueError("give the inviter's name, email or both")
+            raise ValueError(lazy_gettext("give the inviter's name, email or both"))
         return self
 
 
@@ -162,7 +171,7 @@ class InviteInput(Strict):
             return None
         value = value.strip().lower()
         if not DOMAIN.match(value):
-            raise ValueError("must be a domain name like example.com")
+            raise ValueError(lazy_gettext("must be a domain name like example.com"))
         return value
 
     @field_validator("locale")
@@ -174,7 +183,7 @@ class InviteInput(Strict):
     @classmethod
     def _attributes_size(cls, value: dict[str, Any]) -> dict[str, Any]:
         if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
-            raise ValueError(f"must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+            raise ValueError(lazy_gettext("must be at most %(most)s bytes of JSON", most=MAX_ATTRIBUTES_BYTES))
         return value
 
 

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import dates
 from babel.support import NullTranslations, Translations
 
+from idp_bridge.errors import Message, lazy_gettext
+
 # Languages with a complete catalog; the first is the fallback for every other tag.
 SHIPPED = ("en", "de")
 DEFAULT = SHIPPED[0]
@@ -41,7 +43,7 @@ def normalize_tag(tag: str) -> str:
     value = tag.strip()
     lowered = value.lower()
     if not value or len(value) > MAX_TAG_LENGTH or not _LANGTAG.match(lowered):
-        raise ValueError("must be a BCP 47 language tag like en, de or de-AT")
+        raise ValueError(lazy_gettext("must be a BCP 47 language tag like en, de or de-AT"))
     parts = lowered.split("-")
     out = [parts[0]]
     singleton = parts[0] == "x"
@@ -97,6 +99,11 @@ def gettext(message: str, **values: Any) -> str:
     """`message` in the language being written (`speaking`; English outside one), with `values` put in."""
     text = translations(_speaking.get()).gettext(message)
     return text % values if values else text
+
+
+def in_language(text: str, language: str) -> str:
+    """A refusal's text (a `Message`) in a shipped language; text that is no message stays as it is."""
+    return text.translated(translations(language)) if isinstance(text, Message) else text
 
 
 def zone(name: str | None) -> tzinfo:

@@ -13,7 +13,7 @@ from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from idp_bridge import jsontext
-from idp_bridge.errors import ValidationFailed
+from idp_bridge.errors import ValidationFailed, lazy_gettext
 
 T = TypeVar("T")
 MAX_LIMIT = 200
@@ -43,7 +43,8 @@ def parse_sort(raw: str | None, allowed: Mapping[str, InstrumentedAttribute[Any]
     name = value[1:] if descending else value
     if name not in allowed:
         choices = ", ".join(sorted(allowed))
-        raise ValidationFailed({"sort": [f"must be one of {choices} (prefix - for descending)"]})
+        raise ValidationFailed({"sort": [lazy_gettext("must be one of %(choices)s (prefix - for descending)",
+                                                    choices=choices)]})
     return Sort(name, allowed[name], descending)
 
 
@@ -53,9 +54,9 @@ def parse_limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise ValidationFailed({"limit": ["must be an integer"]}) from None
+        raise ValidationFailed({"limit": [lazy_gettext("must be an integer")]}) from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed({"limit": [f"must be between 1 and {MAX_LIMIT}"]})
+        raise ValidationFailed({"limit": [lazy_gettext("must be between 1 and %(most)s", most=MAX_LIMIT)]})
     return limit
 
 
@@ -75,7 +76,7 @@ def _decode(sort: Sort, cursor: str) -> tuple[Any, str]:
         if (name, descending) != (sort.name, sort.descending) or not isinstance(id_, str):
             raise ValueError
     except (ValueError, TypeError, KeyError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ValidationFailed({"cursor": ["is not a cursor from this listing and sort order"]}) from None
+        raise ValidationFailed({"cursor": [lazy_gettext("is not a cursor from this listing and sort order")]}) from None
     return value, id_
 
 

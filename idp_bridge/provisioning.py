@@ -19,7 +19,7 @@ from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.core_jobs import SEALED_KEYS
 from idp_bridge.domain.providers import InviteTarget, OrganizationMembership, Pacing, Provisioner, ProvisionResult
-from idp_bridge.errors import InvalidState, ProviderError
+from idp_bridge.errors import InvalidState, ProviderError, lazy_gettext
 from idp_bridge.jobs import PermanentFailure, RetryLater
 from idp_bridge.models import (
     AuditEvent,
@@ -487,8 +487,9 @@ def retry(session: Session, bridge: Inviting, actor: Actor, org: Organization, i
     invite = invites.get_for_update(session, org, invite_id)
     status = invites.effective_status(invite)
     if status != InviteStatus.PENDING or invite.provisioning_state != ProvisioningState.FAILED:
-        raise InvalidState(f"invite {invite.id} is {status} with provisioning {invite.provisioning_state}; only a "
-                           "pending invite whose provisioning failed can be retried",
+        raise InvalidState(lazy_gettext("invite %(id)s is %(status)s with provisioning %(provisioning)s; only a "
+                                        "pending invite whose provisioning failed can be retried", id=invite.id,
+                                        status=status, provisioning=invite.provisioning_state),
                            status=status, provisioning=invite.provisioning_state)
     invites.supersede_links(session, invite)
     token = invites._new_link(session, invite)

@@ -17,6 +17,7 @@ from idp_bridge.domain.providers import (
     RealmEventSource,
     SecurityEventSource,
 )
+from idp_bridge.errors import lazy_gettext
 from idp_bridge.identifiers import same_email
 from providers.http import ProviderHTTP
 from providers.oidc_login import OIDCClient
@@ -49,14 +50,18 @@ class OIDCProviderBase:
         """By default a provider takes neither an Entra tenant, nor a Google domain, nor any provider option."""
         errors: dict[str, list[str]] = {}
         if tenant_id:
-            errors["tenant_id"] = [f"only for Microsoft Entra ID providers, not {self.name} ({self.kind})"]
+            errors["tenant_id"] = [lazy_gettext("only for Microsoft Entra ID providers, not %(name)s (%(kind)s)",
+                                                name=self.name, kind=self.kind)]
         if hosted_domain:
-            errors["hosted_domain"] = [f"only for Google providers, not {self.name} ({self.kind})"]
+            errors["hosted_domain"] = [lazy_gettext("only for Google providers, not %(name)s (%(kind)s)",
+                                                    name=self.name, kind=self.kind)]
         for key, value in extra.items():
             if value:
                 owner = OPTION_OWNERS.get(key)
-                errors[key] = [f"only for {owner} providers, not {self.name} ({self.kind})" if owner
-                               else f"not an option of {self.name} ({self.kind})"]
+                errors[key] = [lazy_gettext("only for %(owner)s providers, not %(name)s (%(kind)s)", owner=owner,
+                                            name=self.name, kind=self.kind) if owner
+                               else lazy_gettext("not an option of %(name)s (%(kind)s)", name=self.name,
+                                                 kind=self.kind)]
         return errors
 
     def account_description(self, target: InviteTarget) -> str:

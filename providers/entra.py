@@ -20,7 +20,7 @@ from idp_bridge.domain.providers import (
     Provisioner,
     ProvisionResult,
 )
-from idp_bridge.errors import ConfigError
+from idp_bridge.errors import ConfigError, lazy_gettext
 from providers.base import OIDCProviderBase
 from providers.entra_graph import GraphGuests
 from providers.http import ProviderHTTP
@@ -75,9 +75,10 @@ class EntraProvider(OIDCProviderBase):
                       extra: Mapping[str, str]) -> dict[str, list[str]]:
         errors = super().invite_errors(tenant_id=None, hosted_domain=hosted_domain, extra=extra)
         if tenant_id is not None and not GUID.match(tenant_id):
-            errors["tenant_id"] = ["must be a tenant GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47"]
+            errors["tenant_id"] = [lazy_gettext("must be a tenant GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47")]
         elif tenant_id and self.tenant not in MULTI_TENANT and tenant_id.lower() != self.tenant.lower():
-            errors["tenant_id"] = [f"provider {self.name} only signs in tenant {self.tenant}"]
+            errors["tenant_id"] = [lazy_gettext("provider %(name)s only signs in tenant %(tenant)s", name=self.name,
+                                                tenant=self.tenant)]
         return errors
 
     def account_description(self, target: InviteTarget) -> str:

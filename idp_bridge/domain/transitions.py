@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from idp_bridge.domain.states import InviteStatus, MemberStatus, ProvisioningState
-from idp_bridge.errors import InvalidState
+from idp_bridge.errors import InvalidState, lazy_gettext
 
 
 def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
@@ -40,7 +40,8 @@ def accept(*, invite_status: str, member_status: str, activated_at: datetime | N
            now: datetime) -> Acceptance:
     """The one owner of invite acceptance with member activation; invite_status is the effective status."""
     if not may_accept(invite_status, member_status):
-        raise InvalidState(f"an invite {invite_status} with its member {member_status} cannot be accepted",
+        raise InvalidState(lazy_gettext("an invite %(status)s with its member %(member_status)s cannot be accepted",
+                                        status=invite_status, member_status=member_status),
                            status=invite_status)
     sequence = (event_seq or 0) + 1
     return Acceptance(
@@ -67,8 +68,10 @@ def close(*, invite_status: str, to: InviteStatus, member_status: str, idp_user_
     if to not in (InviteStatus.REVOKED, InviteStatus.EXPIRED):
         raise ValueError(f"an invite is closed as REVOKED or EXPIRED, not {to}")
     if invite_status != InviteStatus.PENDING:
-        raise InvalidState(f"invite is {invite_status}; only a pending invite can be {to.lower()}",
-                           status=invite_status)
+        refusal = (lazy_gettext("invite is %(status)s; only a pending invite can be revoked", status=invite_status)
+                   if to == InviteStatus.REVOKED else
+                   lazy_gettext("invite is %(status)s; only a pending invite can be expired", status=invite_status))
+        raise InvalidState(refusal, status=invite_status)
     invite = _ended(to, now)
     member: dict[str, Any] = {}
     if member_status == MemberStatus.INVITED:
@@ -102,7 +105,7 @@ def remove(*, member_id: str, member_status: str, invite_status: str | None, idp
     Unlike close(), the member goes whatever its live status, and only an account already bound is deprovisioned.
     """
     if member_status == MemberStatus.DELETED:
-        raise InvalidState(f"member {member_id} was already removed", status=member_status)
+        raise InvalidState(lazy_gettext("member %(id)s was already removed", id=member_id), status=member_status)
     revoked = invite_status == InviteStatus.PENDING
     return Removal({"status": MemberStatus.DELETED.value, "deleted_at": now},
                    _ended(InviteStatus.REVOKED, now) if revoked else {},
@@ -122,7 +125,8 @@ def reopen(*, invite_id: str, invite_status: str, member_status: str, provisioni
            idp_user_id: str | None) -> Reopening:
     """The one owner of reopening an expired invite on resend; invite_status is the stored status."""
     if invite_status != InviteStatus.EXPIRED:
-        raise InvalidState(f"invite {invite_id} is {invite_status}; only an expired invite can be reopened",
+        raise InvalidState(lazy_gettext("invite %(id)s is %(status)s; only an expired invite can be reopened",
+                                        id=invite_id, status=invite_status),
                            status=invite_status)
     invite: dict[str, Any] = {"status": InviteStatus.PENDING.value}
     # Provisioning that left no account bound starts afresh; an account still bound is kept.
@@ -144,10 +148,12 @@ class ActiveChange:
 def set_active(*, member_id: str, member_status: str, active: bool, source: str) -> ActiveChange:
     """The one owner of deactivation and reactivation; `source` is who asked (`admin` or an IdP's source)."""
     wanted_from = MemberStatus.DEACTIVATED if active else MemberStatus.ACTIVE
-    required, action = ("a DEACTIVATED", "reactivated") if active else ("an ACTIVE", "deactivated")
+    action = "reactivated" if active else "deactivated"
     if member_status != wanted_from:
-        raise InvalidState(f"member {member_id} is {member_status}; only {required} member can be {action}",
-                           status=member_status)
+        raise InvalidState(lazy_gettext("member %(id)s is %(status)s; only a DEACTIVATED member can be reactivated",
+                                        id=member_id, status=member_status) if active else
+                           lazy_gettext("member %(id)s is %(status)s; only an ACTIVE member can be deactivated",
+                                        id=member_id, status=member_status), status=member_status)
     # Remembered so that an IdP re-enabling an account undoes only its own deactivation.
     return ActiveChange({"status": (MemberStatus.ACTIVE if active else MemberStatus.DEACTIVATED).value,
                          "deactivated_by": None if active else source}, action)
@@ -164,7 +170,7 @@ def directory_active(*, member_id: str, member_status: str, active: bool,
     the member back to what it was: ACTIVE once it has signed in, else INVITED (its invite still open).
     """
     if member_status == MemberStatus.DELETED:
-        raise InvalidState(f"member {member_id} was removed", status=member_status)
+        raise InvalidState(lazy_gettext("member %(id)s was removed", id=member_id), status=member_status)
     if active == (member_status != MemberStatus.DEACTIVATED):
         return None
     if member_status == MemberStatus.INVITED:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.audit import Actor
-from idp_bridge.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
+from idp_bridge.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed, lazy_gettext
 from idp_bridge.models import ApiKey, Organization, utcnow
 from idp_bridge.permissions import ALL_PERMISSIONS, ORGS_MANAGE
 from idp_bridge.security import API_KEY_PREFIX, new_api_key, same, token_hash
@@ -45,7 +45,8 @@ class Principal:
 def _check_permissions(permissions: list[str]) -> list[str]:
     unknown = sorted(set(permissions) - ALL_PERMISSIONS)
     if unknown:
-        raise ValidationFailed({"permissions": [f"unknown permission {p}" for p in unknown]})
+        raise ValidationFailed({"permissions": [lazy_gettext("unknown permission %(permission)s", permission=p)
+                                                 for p in unknown]})
     return sorted(set(permissions))
 
 
@@ -54,12 +55,13 @@ def create(session: Session, actor: Actor, *, org: Organization | None, permissi
     """Issue a key; returns the row and the only copy of the secret."""
     perms = _check_permissions(permissions)
     if org is not None and ORGS_MANAGE in perms and grantor is not None and not grantor.platform:
-        raise Forbidden("an org key cannot grant orgs:manage")
+        raise Forbidden(lazy_gettext("an org key cannot grant orgs:manage"))
     if grantor is not None and not grantor.platform:
         # A key can hand out at most what it holds itself.
         beyond = sorted(set(perms) - grantor.permissions)
         if beyond:
-            raise Forbidden(f"cannot grant permissions this key does not hold: {', '.join(beyond)}")
+            raise Forbidden(lazy_gettext("cannot grant permissions this key does not hold: %(permissions)s",
+                                           permissions=", ".join(beyond)))
     secret = new_api_key()
     key = ApiKey(org_id=org.id if org else None, name=name, prefix=secret[:12],
                  key_hash=token_hash(secret), permissions=perms, created_by=str(actor))
@@ -73,9 +75,9 @@ def create(session: Session, actor: Actor, *, org: Organization | None, permissi
 def _digest(presented: str | None) -> str:
     """The hash a presented key is stored under; Unauthenticated for what cannot be a key."""
     if not presented:
-        raise Unauthenticated("send an API key as 'Authorization: Bearer ibk_…'")
+        raise Unauthenticated(lazy_gettext("send an API key as 'Authorization: Bearer ibk_…'"))
     if not presented.startswith(API_KEY_PREFIX):
-        raise Unauthenticated("the API key is not valid")
+        raise Unauthenticated(lazy_gettext("the API key is not valid"))
     return token_hash(presented)
 
 
@@ -84,7 +86,7 @@ def authenticate(session: Session, presented: str | None) -> Principal:
     digest = _digest(presented)
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if key is None or not same(key.key_hash, digest) or key.revoked_at is not None:
-        raise Unauthenticated("the API key is not valid")
+        raise Unauthenticated(lazy_gettext("the API key is not valid"))
     return Principal(key_id=key.id, org_id=key.org_id, permissions=frozenset(key.permissions))
 
 
@@ -105,10 +107,10 @@ def authenticate_on(connection: Connection, presented: str | None, org_slug: str
     row = compiled(connection, "api_keys.authenticate_on", _authenticate_statement).first(
         connection, {"key_hash": digest, "slug": org_slug})
     if row is None:
-        raise Unauthenticated("the API key is not valid")
+        raise Unauthenticated(lazy_gettext("the API key is not valid"))
     key_id, org_id, key_hash, permissions, revoked_at, last_used_at, named_org_id = row
     if not same(key_hash, digest) or revoked_at is not None:
-        raise Unauthenticated("the API key is not valid")
+        raise Unauthenticated(lazy_gettext("the API key is not valid"))
     return Presented(Principal(key_id=key_id, org_id=org_id, permissions=frozenset(permissions)), last_used_at,
                      named_org_id)
 
@@ -153,7 +155,8 @@ def get(session: Session, org: Organization | None, key_id: str) -> ApiKey:
     """A live key of the org, or of the platform when org is None; NotFound otherwise."""
     key = session.get(ApiKey, key_id)
     if key is None or key.org_id != (org.id if org else None) or key.revoked_at is not None:
-        raise NotFound(f"API key {key_id} does not exist in {org.slug if org else 'the platform scope'}")
+        raise NotFound(lazy_gettext("API key %(id)s does not exist in %(org)s", id=key_id, org=org.slug)
+                       if org else lazy_gettext("API key %(id)s does not exist in the platform scope", id=key_id))
     return key
 
 
@@ -172,8 +175,11 @@ def _may_manage(caller: Principal | None, key: ApiKey, verb: str) -> None:
     # target: either would let a narrow key act beyond what it was given.
     lacking = sorted(set(key.permissions) - caller.permissions)
     if lacking:
-        raise Forbidden(f"cannot {verb} a key with permissions this key does not hold: {', '.join(lacking)}",
-                        missing_permissions=lacking)
+        text = (lazy_gettext("cannot rotate a key with permissions this key does not hold: %(permissions)s",
+                             permissions=", ".join(lacking)) if verb == "rotate" else
+                lazy_gettext("cannot delete a key with permissions this key does not hold: %(permissions)s",
+                             permissions=", ".join(lacking)))
+        raise Forbidden(text, missing_permissions=lacking)
 
 
 def rotate(session: Session, actor: Actor, org: Organization | None, key_id: str, *,

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp_bridge.errors import ValidationFailed
+from idp_bridge.errors import ValidationFailed, lazy_gettext
 from idp_bridge.models import ApiKey, AuditEvent, Organization
 from idp_bridge.pagination import Page, Sort, paginate
 
@@ -46,9 +46,9 @@ def _moment(since: str) -> datetime:
     try:
         moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationFailed({"since": ["must be an ISO 8601 date-time"]}) from None
+        raise ValidationFailed({"since": [lazy_gettext("must be an ISO 8601 date-time")]}) from None
     if moment.tzinfo is None:
-        raise ValidationFailed({"since": ["must include a time zone, e.g. 2026-01-01T00:00:00Z"]})
+        raise ValidationFailed({"since": [lazy_gettext("must include a time zone, e.g. 2026-01-01T00:00:00Z")]})
     return moment
 
 

@@ -17,7 +17,7 @@ from idp_bridge import csvio
 from idp_bridge.audit import Actor
 from idp_bridge.domain.events import event_row
 from idp_bridge.domain.invitation import new_invitation
-from idp_bridge.errors import PayloadTooLarge, ValidationFailed
+from idp_bridge.errors import PayloadTooLarge, ValidationFailed, joined, lazy_gettext
 from idp_bridge.inputs import BulkInviteBody, InviteDefaults, InviteInput, errors_from, looks_like_email
 from idp_bridge.jobs import job_row
 from idp_bridge.models import (
@@ -79,8 +79,8 @@ class RowResult:
 
     def reason(self) -> str:
         """The row's errors as one line: `column: message; column: message`."""
-        return "; ".join(f"{column}: {message}" for column, messages in (self.errors or {}).items()
-                         for message in messages)
+        return joined("; ", (lazy_gettext("%(field)s: %(problem)s", field=column, problem=message)
+                             for column, messages in (self.errors or {}).items() for message in messages))
 
 
 @dataclass
@@ -105,7 +105,7 @@ class BatchRejected(ValidationFailed):
     """An atomic batch with invalid rows: nothing was written."""
 
     code = "bulk_rejected"
-    title = "Invalid rows; nothing was written"
+    title = lazy_gettext("Invalid rows; nothing was written")
 
     def __init__(self, errors: dict[str, list[str]], detail: str, rows: list[RowResult]) -> None:
         super().__init__(errors, detail)
@@ -130,12 +130,13 @@ def json_rows(body: Any, role: str | None = None) -> tuple[dict[str, Any], list[
     if isinstance(body, list):
         body = {"invites": body}
     if not isinstance(body, dict):
-        raise ValidationFailed({"body": ["must be a JSON object with `invites`, or a JSON list"]})
+        raise ValidationFailed({"body": [lazy_gettext("must be a JSON object with `invites`, or a JSON list")]})
     rows = body.get("invites", [])
     if not isinstance(rows, list):
-        raise ValidationFailed({"invites": ["must be a list of invite objects or identifiers"]})
+        raise ValidationFailed({"invites": [lazy_gettext("must be a list of invite objects or identifiers")]})
     if len(rows) > MAX_ROWS:
-        raise PayloadTooLarge(f"{len(rows)} invites in one request; at most {MAX_ROWS}", max_rows=MAX_ROWS)
+        raise PayloadTooLarge(lazy_gettext("%(count)s invites in one request; at most %(most)s", count=len(rows),
+                                           most=MAX_ROWS), max_rows=MAX_ROWS)
     try:
         envelope = BulkInviteBody.model_validate({k: v for k, v in body.items() if k != "invites"})
     except ValidationError as exc:
@@ -224,7 +225,8 @@ def _run(session: Session, deps: WithProviders, actor: Actor, org: Organization,
     for chunk in _chunks(rows, CHUNK_ROWS):
         count += len(chunk)
         if count > MAX_ROWS:
-            raise PayloadTooLarge(f"more than {MAX_ROWS} rows in one import; split the file", max_rows=MAX_ROWS)
+            raise PayloadTooLarge(lazy_gettext("more than %(most)s rows in one import; split the file", most=MAX_ROWS),
+                                  max_rows=MAX_ROWS)
         fresh: list[_Valid] = []
         for raw in chunk:
             checked = _check(deps, org, raw, base, column_of)
@@ -234,7 +236,8 @@ def _run(session: Session, deps: WithProviders, actor: Actor, org: Organization,
             earlier = first_row.get(checked.prepared.key)
             if earlier is not None:
                 checked.result.status = DUPLICATE
-                checked.result.errors = {column_of("identifier"): [f"repeats row {earlier.row} of this batch"]}
+                checked.result.errors = {column_of("identifier"): [lazy_gettext("repeats row %(row)s of this batch",
+                                                                                   row=earlier.row)]}
                 repeats.append((checked.result, earlier))
                 continue
             first_row[checked.prepared.key] = checked
@@ -246,8 +249,8 @@ def _run(session: Session, deps: WithProviders, actor: Actor, org: Organization,
         failed = [r for r in results if r.status == INVALID]
         errors = {f"rows[{r.row}].{col}": msgs for r in failed for col, msgs in (r.errors or {}).items()}
         results.sort(key=lambda r: r.row)
-        raise BatchRejected(errors, f"{len(failed)} of {len(results)} rows are invalid; nothing was written",
-                            results)
+        raise BatchRejected(errors, lazy_gettext("%(failed)s of %(rows)s rows are invalid; nothing was written",
+                                                 failed=len(failed), rows=len(results)), results)
     invites.require_seats(session, org, len(valid), batch=True)
     if not dry_run:
         _write(session, deps, actor, org, valid, inviter or str(actor), progress)
@@ -267,7 +270,7 @@ def _check(deps: WithProviders, org: Organization, raw: RawRow, defaults: dict[s
         return RowResult(raw.row, INVALID, errors=raw.problems)
     data = _merge(defaults, raw.data)
     if not isinstance(data, dict):
-        return RowResult(raw.row, INVALID, errors={"row": ["must be an invite object or an identifier"]})
+        return RowResult(raw.row, INVALID, errors={"row": [lazy_gettext("must be an invite object or an identifier")]})
     try:
         prepared = invites.prepare(deps, org, InviteInput.model_validate(data))
     except ValidationError as exc:
@@ -305,10 +308,11 @@ def _drop_existing(session: Session, org: Organization, fresh: list[_Valid],
         v.result.status = DUPLICATE
         if status == MemberStatus.INVITED:
             v.result.existing_id = invite_id or member_id
-            v.result.errors = {column_of("identifier"): ["already has a pending invitation"]}
+            v.result.errors = {column_of("identifier"): [lazy_gettext("already has a pending invitation")]}
         else:
             v.result.existing_id = member_id
-            v.result.errors = {column_of("identifier"): [f"is already a member ({status})"]}
+            v.result.errors = {column_of("identifier"): [lazy_gettext("is already a member (%(status)s)",
+                                                                       status=status)]}
     return left
 
 

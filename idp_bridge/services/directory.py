@@ -36,7 +36,7 @@ from idp_bridge import audit
 from idp_bridge.audit import Actor
 from idp_bridge.domain import transitions
 from idp_bridge.domain.invitation import seats_missing
-from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
+from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed, lazy_gettext
 from idp_bridge.identifiers import identifier_key
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
 from idp_bridge.models import (
@@ -77,7 +77,7 @@ def get(session: Session, org: Organization, member_id: str) -> Member:
     """A live member of the org; a removed one is gone for the directory."""
     member = session.get(Member, member_id)
     if member is None or member.org_id != org.id or member.status == MemberStatus.DELETED:
-        raise NotFound(f"user {member_id} does not exist in {org.slug}")
+        raise NotFound(lazy_gettext("user %(id)s does not exist in %(org)s", id=member_id, org=org.slug))
     return member
 
 
@@ -215,7 +215,8 @@ def _rename(session: Session, org: Organization, member: Member, user_name: str)
     key = identifier_key(identifier)
     existing = invites.existing_for(session, org, key)
     if existing is not None and existing.id != member.id:
-        raise AlreadyExists(f"{identifier} is already a member of {org.slug}", existing_id=existing.id)
+        raise AlreadyExists(lazy_gettext("%(identifier)s is already a member of %(org)s", identifier=identifier,
+                                         org=org.slug), existing_id=existing.id)
     if member.email == member.identifier and looks_like_email(identifier):
         member.email = identifier
     member.identifier, member.identifier_key = identifier, key
@@ -332,14 +333,14 @@ def groups_served(settings: Settings) -> bool:
 
 def _require_groups(settings: Settings) -> None:
     if not groups_served(settings):
-        raise NotFound("Groups are not served: no [scim.group_roles] are configured")
+        raise NotFound(lazy_gettext("Groups are not served: no [scim.group_roles] are configured"))
 
 
 def get_group(session: Session, settings: Settings, org: Organization, group_id: str) -> DirectoryGroup:
     _require_groups(settings)
     group = session.get(DirectoryGroup, group_id)
     if group is None or group.org_id != org.id:
-        raise NotFound(f"group {group_id} does not exist in {org.slug}")
+        raise NotFound(lazy_gettext("group %(id)s does not exist in %(org)s", id=group_id, org=org.slug))
     return group
 
 
@@ -416,7 +417,8 @@ def _refuse_taken_name(session: Session, org: Organization, name: str, own_id: s
     taken = session.scalar(select(DirectoryGroup.id).where(DirectoryGroup.org_id == org.id,
                                                            DirectoryGroup.display_name == name))
     if taken is not None and taken != own_id:
-        raise AlreadyExists(f"a group named {name!r} already exists in {org.slug}", existing_id=taken)
+        raise AlreadyExists(lazy_gettext("a group named %(name)r already exists in %(org)s", name=name, org=org.slug),
+                            existing_id=taken)
 
 
 def _set_members(session: Session, settings: Settings, actor: Actor, org: Organization, group: DirectoryGroup,
@@ -426,7 +428,8 @@ def _set_members(session: Session, settings: Settings, actor: Actor, org: Organi
                                                         Member.status != MemberStatus.DELETED))) if wanted else set()
     unknown = [m for m in wanted if m not in found]
     if unknown:
-        raise ValidationFailed({"members": [f"no user {m} in {org.slug}" for m in unknown]})
+        raise ValidationFailed({"members": [lazy_gettext("no user %(id)s in %(org)s", id=m, org=org.slug)
+                                            for m in unknown]})
     rows = {row.member_id: row for row in session.scalars(
         select(DirectoryGroupMember).where(DirectoryGroupMember.group_id == group.id))}
     added, dropped = [m for m in wanted if m not in rows], [m for m in rows if m not in found]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from idp_bridge import audit
 from idp_bridge.audit import Actor
 from idp_bridge.domain.joining import DomainStatus, challenge_name
-from idp_bridge.errors import AlreadyExists, Conflict, DNSLookupFailed, NotFound, ValidationFailed
+from idp_bridge.errors import AlreadyExists, Conflict, DNSLookupFailed, NotFound, ValidationFailed, lazy_gettext
 from idp_bridge.identifiers import InvalidDomain, canonical_domain
 from idp_bridge.models import Organization, OrgDomain, utcnow
 from idp_bridge.services.ports import TXTLookup
@@ -26,28 +26,28 @@ SHOWN_CHARS = 120
 
 class NotVerified(Conflict):
     code = "domain_not_verified"
-    title = "Domain not verified"
+    title = lazy_gettext("Domain not verified")
 
 
 def normalize(domain: str) -> str:
     """A domain as stored: its IDNA A-label in lower case; ValidationFailed for anything that is not a domain."""
     text = domain.strip().removesuffix(".")
-    problem = None
+    problem: str | None = None
     try:
         ipaddress.ip_address(text.strip("[]"))
-        problem = "must be a domain name, not an IP address"
+        problem = lazy_gettext("must be a domain name, not an IP address")
     except ValueError:
         pass
     if problem is None:
         try:
             canonical = canonical_domain(text)
         except InvalidDomain as exc:
-            canonical, problem = "", str(exc)
+            canonical, problem = "", exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
         if not problem and ("." not in canonical or len(canonical) > 253
                             or any(not label or len(label) > 63 for label in canonical.split("."))):
-            problem = "must be a fully qualified domain name such as example.com"
+            problem = lazy_gettext("must be a fully qualified domain name such as example.com")
         if not problem and canonical.startswith(("*.", "_")):
-            problem = "must be a plain domain name (no wildcards or service labels)"
+            problem = lazy_gettext("must be a plain domain name (no wildcards or service labels)")
     if problem:
         raise ValidationFailed({"domain": [problem]})
     return canonical
@@ -61,7 +61,7 @@ def add(session: Session, actor: Actor, org: Organization, domain: str) -> OrgDo
     """Claim a domain for the org (pending until verified); the org may hold each domain once."""
     name = normalize(domain)
     if session.scalar(select(OrgDomain.id).where(OrgDomain.org_id == org.id, OrgDomain.domain == name)):
-        raise AlreadyExists(f"{org.slug} already has the domain {name}")
+        raise AlreadyExists(lazy_gettext("%(org)s already has the domain %(domain)s", org=org.slug, domain=name))
     row = OrgDomain(org_id=org.id, domain=name, status=DomainStatus.PENDING.value,
                     challenge=secrets.token_urlsafe(24))
     session.add(row)
@@ -69,7 +69,8 @@ def add(session: Session, actor: Actor, org: Organization, domain: str) -> OrgDo
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise AlreadyExists(f"{org.slug} already has the domain {name}") from None
+        raise AlreadyExists(lazy_gettext("%(org)s already has the domain %(domain)s", org=org.slug,
+                                         domain=name)) from None
     audit.record(session, actor, "domain.added", org_id=org.id, target_type="domain", target_id=row.id,
                  details={"domain": name})
     return row
@@ -89,7 +90,7 @@ def get(session: Session, org: Organization, domain_id: str) -> OrgDomain:
             name = ""
         row = session.scalar(select(OrgDomain).where(OrgDomain.org_id == org.id, OrgDomain.domain == name))
     if row is None:
-        raise NotFound(f"{org.slug} has no domain {domain_id}")
+        raise NotFound(lazy_gettext("%(org)s has no domain %(domain)s", org=org.slug, domain=domain_id))
     return row
 
 
@@ -105,10 +106,11 @@ def _held_elsewhere(session: Session, org: Organization, name: str) -> bool:
 
 def _shown(values: list[str]) -> str:
     if not values:
-        return "none"
-    quoted = [repr(v[:SHOWN_CHARS] + ("…" if len(v) > SHOWN_CHARS else "")) for v in values[:SHOWN_VALUES]]
-    more = f" and {len(values) - SHOWN_VALUES} more" if len(values) > SHOWN_VALUES else ""
-    return ", ".join(quoted) + more
+        return lazy_gettext("none")
+    quoted = ", ".join(repr(v[:SHOWN_CHARS] + ("…" if len(v) > SHOWN_CHARS else "")) for v in values[:SHOWN_VALUES])
+    if len(values) > SHOWN_VALUES:
+        return lazy_gettext("%(values)s and %(more)s more", values=quoted, more=len(values) - SHOWN_VALUES)
+    return quoted
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def challenge_for(session: Session, org: Organization, domain_id: str) -> Challe
     """The challenge of one of the org's domains (reads only); 409 when another org verified the domain."""
     row = get(session, org, domain_id)
     if row.status != DomainStatus.VERIFIED and _held_elsewhere(session, org, row.domain):
-        raise AlreadyExists(f"{row.domain} is verified by another organization")
+        raise AlreadyExists(lazy_gettext("%(domain)s is verified by another organization", domain=row.domain))
     return Challenge(row.id, row.domain, challenge_name(row.domain), challenge_value(row),
                      row.status == DomainStatus.VERIFIED)
 
@@ -155,17 +157,18 @@ def record(session: Session, actor: Actor, org: Organization, challenge: Challen
     row = session.scalar(select(OrgDomain).where(OrgDomain.org_id == org.id, OrgDomain.id == challenge.domain_id)
                          .with_for_update())
     if row is None:
-        raise NotFound(f"{org.slug} has no domain {challenge.domain}")
+        raise NotFound(lazy_gettext("%(org)s has no domain %(domain)s", org=org.slug, domain=challenge.domain))
     if row.status == DomainStatus.VERIFIED:
         return row
     if _held_elsewhere(session, org, row.domain):
-        raise AlreadyExists(f"{row.domain} is verified by another organization")
+        raise AlreadyExists(lazy_gettext("%(domain)s is verified by another organization", domain=row.domain))
     name, expected = challenge.record, challenge_value(row)
     if finding.failure is not None:
-        raise NotVerified(f"{finding.failure}; values found: none", domain=row.domain, record=name,
-                          expected=expected, found=[])
+        raise NotVerified(lazy_gettext("%(failure)s; values found: none", failure=finding.failure),
+                          domain=row.domain, record=name, expected=expected, found=[])
     if expected not in finding.found:
-        raise NotVerified(f"the TXT record {name} does not hold {expected!r}; values found: {_shown(finding.found)}",
+        raise NotVerified(lazy_gettext("the TXT record %(record)s does not hold %(expected)r; values found: %(found)s",
+                                       record=name, expected=expected, found=_shown(finding.found)),
                           domain=row.domain, record=name, expected=expected, found=finding.found[:SHOWN_VALUES])
     row.status = DomainStatus.VERIFIED.value
     row.verified_at = row.checked_at = utcnow()
@@ -174,7 +177,8 @@ def record(session: Session, actor: Actor, org: Organization, challenge: Challen
             session.flush()
     except IntegrityError:
         # Another org verified it between the check above and this write: the unique index decided.
-        raise AlreadyExists(f"{row.domain} is verified by another organization") from None
+        raise AlreadyExists(lazy_gettext("%(domain)s is verified by another organization",
+                                         domain=row.domain)) from None
     audit.record(session, actor, "domain.verified", org_id=org.id, target_type="domain", target_id=row.id,
                  details={"domain": row.domain})
     return row

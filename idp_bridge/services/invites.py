@@ -19,7 +19,7 @@ from idp_bridge.audit import Actor
 from idp_bridge.domain import transitions
 from idp_bridge.domain.invitation import new_invitation, seats_missing
 from idp_bridge.domain.providers import ANY, InviteTarget
-from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed
+from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed, lazy_gettext
 from idp_bridge.identifiers import identifier_key
 from idp_bridge.inputs import InviteInput, looks_like_email, normalize_email
 from idp_bridge.models import (
@@ -130,31 +130,35 @@ def prepare(deps: WithProviders, org: Organization, data: InviteInput) -> Prepar
         try:
             identifier = normalize_email(identifier)
         except ValueError as exc:
-            hint = "" if looks_like_email(identifier) else " (org match policy 'link' allows non-email identifiers)"
-            errors["identifier"] = [f"{exc}{hint}"]
+            problem = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            errors["identifier"] = [problem if looks_like_email(identifier) else lazy_gettext(
+                "%(problem)s (org match policy 'link' allows non-email identifiers)", problem=problem)]
     role = data.role or deps.settings.default_role()
     if role not in deps.settings.roles:
-        errors["role"] = [f"unknown role {role!r}; one of {', '.join(deps.settings.role_names())}"]
+        errors["role"] = [lazy_gettext("unknown role %(role)r; one of %(roles)s", role=role,
+                                       roles=", ".join(deps.settings.role_names()))]
     allowed = org.allowed_providers if org.allowed_providers is not None else list(deps.providers)
     extra = provider_options(data.keycloak_idp)
     if data.provider != ANY:
         provider = deps.provider(data.provider)
         if provider is None:
             configured = ", ".join(["any", *sorted(deps.providers)])
-            errors["provider"] = [f"unknown provider {data.provider!r}; one of {configured}"]
+            errors["provider"] = [lazy_gettext("unknown provider %(provider)r; one of %(providers)s",
+                                               provider=data.provider, providers=configured)]
         elif data.provider not in allowed:
-            errors["provider"] = [f"provider {data.provider!r} is not allowed in {org.slug}"]
+            errors["provider"] = [lazy_gettext("provider %(provider)r is not allowed in %(org)s",
+                                               provider=data.provider, org=org.slug)]
         else:
             for field, messages in provider.invite_errors(tenant_id=data.tenant_id, hosted_domain=data.hosted_domain,
                                                           extra=extra).items():
                 errors.setdefault(field, []).extend(messages)
     else:
         if data.tenant_id:
-            errors["tenant_id"] = ["needs an Entra provider; set provider to one"]
+            errors["tenant_id"] = [lazy_gettext("needs an Entra provider; set provider to one")]
         if data.hosted_domain:
-            errors["hosted_domain"] = ["needs a Google provider; set provider to one"]
+            errors["hosted_domain"] = [lazy_gettext("needs a Google provider; set provider to one")]
         for option in extra:
-            errors[option] = ["needs a provider that takes it; set provider to one"]
+            errors[option] = [lazy_gettext("needs a provider that takes it; set provider to one")]
     if errors:
         raise ValidationFailed(errors)
     return Prepared(data=data, identifier=identifier, key=identifier_key(identifier), role=role)
@@ -167,15 +171,22 @@ def redeem_warnings(deps: WithProviders, org: Organization, providers: Iterable[
     """
     allowed = org.allowed_providers if org.allowed_providers is not None else list(deps.providers)
     usable = [name for name in allowed if name in deps.providers]
-    warnings = []
+    warnings: list[str] = []
     for name in sorted(set(providers)):
         if name == ANY and not usable:
-            why = ("no identity provider is configured (add one under [providers.NAME])" if not deps.providers
-                   else f"none of the providers {org.slug} allows ({', '.join(allowed) or 'none'}) is configured")
-            warnings.append(f"{why}: nobody can sign in to redeem the invite until one is")
+            if not deps.providers:
+                warnings.append(lazy_gettext("no identity provider is configured (add one under [providers.NAME]): "
+                                             "nobody can sign in to redeem the invite until one is"))
+            elif allowed:
+                warnings.append(lazy_gettext("none of the providers %(org)s allows (%(allowed)s) is configured: nobody "
+                                             "can sign in to redeem the invite until one is", org=org.slug,
+                                             allowed=", ".join(allowed)))
+            else:
+                warnings.append(lazy_gettext("none of the providers %(org)s allows (none) is configured: nobody can "
+                                             "sign in to redeem the invite until one is", org=org.slug))
         elif name != ANY and name not in usable:
-            warnings.append(f"provider {name!r} is not configured or not allowed in {org.slug}: nobody can sign in "
-                            "to redeem the invite until it is")
+            warnings.append(lazy_gettext("provider %(provider)r is not configured or not allowed in %(org)s: nobody "
+                                         "can sign in to redeem the invite until it is", provider=name, org=org.slug))
     return warnings
 
 
@@ -225,10 +236,12 @@ def require_seats(session: Session, org: Organization, needed: int = 1, *, batch
     if not missing:
         return
     if not batch:
-        raise SeatLimitReached(f"{org.slug} has {used} of {org.member_limit} seats in use",
+        raise SeatLimitReached(lazy_gettext("%(org)s has %(used)s of %(limit)s seats in use", org=org.slug, used=used,
+                                            limit=org.member_limit),
                                member_limit=org.member_limit, seats_used=used, seats_missing=missing)
-    raise SeatLimitReached(f"{org.slug} has {max(0, org.member_limit - used)} free seats; this batch needs "
-                           f"{needed}, {missing} more than are free; nothing was written",
+    raise SeatLimitReached(lazy_gettext("%(org)s has %(free)s free seats; this batch needs %(needed)s, %(missing)s "
+                                        "more than are free; nothing was written", org=org.slug,
+                                        free=max(0, org.member_limit - used), needed=needed, missing=missing),
                            member_limit=org.member_limit, seats_used=used, seats_requested=needed,
                            seats_missing=missing)
 
@@ -256,10 +269,12 @@ def duplicate_error(session: Session, org: Organization, member: Member) -> Alre
     """A 409 pointing at what already holds the identifier."""
     if member.status == MemberStatus.INVITED:
         invite = pending_invite_of(session, member)
-        return AlreadyExists(f"{member.identifier} already has a pending invitation",
+        return AlreadyExists(lazy_gettext("%(identifier)s already has a pending invitation",
+                                          identifier=member.identifier),
                              existing_type="invite", existing_id=invite.id if invite else member.id,
                              member_id=member.id)
-    return AlreadyExists(f"{member.identifier} is already a member ({member.status})",
+    return AlreadyExists(lazy_gettext("%(identifier)s is already a member (%(status)s)", identifier=member.identifier,
+                                      status=member.status),
                          existing_type="member", existing_id=member.id, member_id=member.id)
 
 
@@ -328,7 +343,8 @@ def create(session: Session, deps: Inviting, actor: Actor, org: Organization, da
         session.flush()
     except IntegrityError as exc:
         # Another transaction took this identifier between our check and insert.
-        raise AlreadyExists(f"{prepared.identifier} already has a pending invitation or membership") from exc
+        raise AlreadyExists(lazy_gettext("%(identifier)s already has a pending invitation or membership",
+                                         identifier=prepared.identifier)) from exc
     return _warned(deps, org, issued)
 
 
@@ -388,7 +404,7 @@ def created_audit(actor: Actor, invite: Mapping[str, Any], *, id: str, at: datet
 def get(session: Session, org: Organization, invite_id: str) -> Invite:
     invite = session.get(Invite, invite_id)
     if invite is None or invite.org_id != org.id:
-        raise NotFound(f"invite {invite_id} does not exist in {org.slug}")
+        raise NotFound(lazy_gettext("invite %(id)s does not exist in %(org)s", id=invite_id, org=org.slug))
     return invite
 
 
@@ -409,7 +425,8 @@ def search(session: Session, org: Organization, *, status: str | None = None, pr
         wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
         bad = [s for s in wanted if s not in InviteStatus.__members__]
         if bad or not wanted:
-            raise ValidationFailed({"status": [f"must be among {', '.join(InviteStatus.__members__)}"]})
+            raise ValidationFailed({"status": [lazy_gettext("must be among %(choices)s",
+                                                            choices=", ".join(InviteStatus.__members__))]})
         clauses: list[ColumnElement[bool]] = []
         for s in wanted:
             if s == InviteStatus.PENDING:
@@ -435,7 +452,8 @@ def resend(session: Session, deps: Inviting, actor: Actor, org: Organization, in
     invite = get_for_update(session, org, invite_id)
     status = effective_status(invite)
     if status in (InviteStatus.ACCEPTED, InviteStatus.REVOKED):
-        raise InvalidState(f"invite {invite.id} is {status}; only a pending or expired invite can be resent",
+        raise InvalidState(lazy_gettext("invite %(id)s is %(status)s; only a pending or expired invite can be resent",
+                                        id=invite.id, status=status),
                            status=status)
     now = utcnow()
     if status == InviteStatus.EXPIRED:
@@ -478,7 +496,8 @@ def revoke(session: Session, actor: Actor, org: Organization, invite_id: str) ->
     invite = get_for_update(session, org, invite_id)
     status = effective_status(invite)
     if status != InviteStatus.PENDING:
-        raise InvalidState(f"invite {invite.id} is {status}; only a pending invite can be revoked", status=status)
+        raise InvalidState(lazy_gettext("invite %(id)s is %(status)s; only a pending invite can be revoked",
+                                        id=invite.id, status=status), status=status)
     _close(session, org, invite, InviteStatus.REVOKED, actor)
     session.flush()
     return invite
@@ -486,13 +505,14 @@ def revoke(session: Session, actor: Actor, org: Organization, invite_id: str) ->
 
 @dataclass(frozen=True)
 class LinkLookup:
-    """What a presented invite token resolves to; org_name is there for the pages of used and replaced links."""
+    """What a presented invite token resolves to; org_name and locale are there for the pages of dead links."""
 
     invite_id: str | None
     org_id: str | None = None
     status: str | None = None
     superseded: bool = False
     org_name: str = ""
+    locale: str | None = None
 
     @property
     def open(self) -> bool:
@@ -513,11 +533,12 @@ def by_token(session: Session, token: str) -> LinkLookup:
     """
     presented = token if 0 < len(token) <= 200 else _NO_TOKEN
     row = session.execute(_link_statement(), {"token_hash": token_hash(presented)}).one()
-    superseded_at, invite_id, org_id, status, expires_at, org_name = row
+    superseded_at, invite_id, org_id, status, expires_at, locale, org_name = row
     if invite_id is None:
         return LinkLookup(None)
     current = effective_status(cast(Invite, SimpleNamespace(status=status, expires_at=expires_at)))
-    return LinkLookup(invite_id, org_id, current, superseded=superseded_at is not None, org_name=org_name or "")
+    return LinkLookup(invite_id, org_id, current, superseded=superseded_at is not None, org_name=org_name or "",
+                      locale=locale)
 
 
 @functools.cache
@@ -526,7 +547,7 @@ def _link_statement() -> Select[Any]:
     link, invite, org = (table_of(model) for model in (InviteLink, Invite, Organization))
     probe = select(bindparam("token_hash", type_=String(64)).label("token_hash")).subquery("probe")
     return (select(link.c.superseded_at, invite.c.id, invite.c.org_id, invite.c.status, invite.c.expires_at,
-                   org.c.name)
+                   invite.c.locale, org.c.name)
             .select_from(probe)
             .outerjoin(link, link.c.token_hash == probe.c.token_hash)
             .outerjoin(invite, invite.c.id == link.c.invite_id)

@@ -20,7 +20,7 @@ from idp_bridge.domain.joining import JoinFacts, JoinRequestStatus, JoinVerdict
 from idp_bridge.domain.providers import IdentityCheck, InviteTarget, LoginFailed, LoginIdentity, Provider
 from idp_bridge.domain.redemption import Binding, provider_allowed
 from idp_bridge.domain.states import ANY_PROVIDER
-from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed
+from idp_bridge.errors import AlreadyExists, InvalidState, NotFound, SeatLimitReached, ValidationFailed, lazy_gettext
 from idp_bridge.identifiers import InvalidDomain, canonical_email
 from idp_bridge.models import (
     Identity,
@@ -241,7 +241,7 @@ def admit(session: Session, settings: Settings, actor: Actor, org: Organization,
           email: str, key: str, name: str, via: str) -> Member:
     """A new ACTIVE member with the default role and the identity bound, within the seat limit (org locked)."""
     if invites.existing_for(session, org, key) is not None:
-        raise AlreadyExists(f"{email} is already a member or invited")
+        raise AlreadyExists(lazy_gettext("%(email)s is already a member or invited", email=email))
     invites.require_seats(session, org)
     member = Member(org_id=org.id, identifier=email, identifier_key=key, email=email, name=name,
                     role=settings.default_role(), provider=identity.provider, attributes={})
@@ -262,7 +262,7 @@ def admit(session: Session, settings: Settings, actor: Actor, org: Organization,
                 bound.last_login_at = utcnow()
             session.flush()
     except IntegrityError:
-        raise AlreadyExists(f"{email} is already a member or invited") from None
+        raise AlreadyExists(lazy_gettext("%(email)s is already a member or invited", email=email)) from None
     audit.record(session, actor, "member.joined", org_id=org.id, target_type="member", target_id=member.id,
                  details={"via": via, "email": email, "provider": identity.provider, "subject": identity.subject,
                           "tenant_id": identity.tenant_id})
@@ -280,7 +280,8 @@ def search_requests(session: Session, org: Organization, *, status: str | None, 
     stmt = select(JoinRequest).where(JoinRequest.org_id == org.id)
     if status:
         if status not in set(JoinRequestStatus):
-            raise ValidationFailed({"status": [f"must be one of {', '.join(JoinRequestStatus)}"]})
+            raise ValidationFailed({"status": [lazy_gettext("must be one of %(choices)s",
+                                                            choices=", ".join(JoinRequestStatus))]})
         stmt = stmt.where(JoinRequest.status == status)
     return paginate(session, stmt, sort=NEWEST_FIRST, id_column=JoinRequest.id, limit=limit, cursor=cursor)
 
@@ -289,14 +290,15 @@ def get_request(session: Session, org: Organization, request_id: str) -> JoinReq
     """One of the org's join requests."""
     row = session.scalar(select(JoinRequest).where(JoinRequest.org_id == org.id, JoinRequest.id == request_id))
     if row is None:
-        raise NotFound(f"{org.slug} has no join request {request_id}")
+        raise NotFound(lazy_gettext("%(org)s has no join request %(id)s", org=org.slug, id=request_id))
     return row
 
 
 def _pending(session: Session, org: Organization, request_id: str) -> JoinRequest:
     row = get_request(session, org, request_id)
     if row.status != JoinRequestStatus.PENDING:
-        raise InvalidState(f"join request {request_id} is {row.status}; only a pending one can be decided",
+        raise InvalidState(lazy_gettext("join request %(id)s is %(status)s; only a pending one can be decided",
+                                        id=request_id, status=row.status),
                            status=row.status)
     return row
 
@@ -309,7 +311,8 @@ def approve(session: Session, settings: Settings, actor: Actor, org: Organizatio
                              email=row.email, email_verified=True, account=row.email)
     bound = redeem.bound_identity(session, org, identity)
     if bound is not None and redeem.is_live(session, bound.member_id):
-        raise AlreadyExists(f"the account of {row.email} already belongs to a member", member_id=bound.member_id)
+        raise AlreadyExists(lazy_gettext("the account of %(email)s already belongs to a member", email=row.email),
+                            member_id=bound.member_id)
     member = admit(session, settings, actor, org, identity, email=row.email, key=row.email_key, name=row.name,
                    via="join_request")
     _decide(session, actor, org, row, JoinRequestStatus.APPROVED, member_id=member.id)

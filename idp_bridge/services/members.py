@@ -15,7 +15,7 @@ from idp_bridge import audit, events, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.csvio import member_rows
 from idp_bridge.domain import transitions
-from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed
+from idp_bridge.errors import BridgeError, InvalidState, LastOwner, NotFound, ValidationFailed, lazy_gettext
 from idp_bridge.inputs import MemberBulk
 from idp_bridge.models import (
     AuditEvent,
@@ -56,7 +56,7 @@ ORGANIZATION_JOB_ATTEMPTS = 25
 def get(session: Session, org: Organization, member_id: str) -> Member:
     member = session.get(Member, member_id)
     if member is None or member.org_id != org.id:
-        raise NotFound(f"member {member_id} does not exist in {org.slug}")
+        raise NotFound(lazy_gettext("member %(id)s does not exist in %(org)s", id=member_id, org=org.slug))
     return member
 
 
@@ -68,7 +68,8 @@ def filtered(org: Organization, *, status: str | None = None, role: str | None =
         wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
         bad = [s for s in wanted if s not in MemberStatus.__members__]
         if bad or not wanted:
-            raise ValidationFailed({"status": [f"must be among {', '.join(MemberStatus.__members__)}"]})
+            raise ValidationFailed({"status": [lazy_gettext("must be among %(choices)s",
+                                                              choices=", ".join(MemberStatus.__members__))]})
         stmt = stmt.where(Member.status.in_(wanted))
     else:
         stmt = stmt.where(Member.status != MemberStatus.DELETED)
@@ -140,18 +141,19 @@ def _guard_last_owner(session: Session, settings: Settings, org: Organization, m
         Member.org_id == org.id, Member.role.in_(owners), Member.status == MemberStatus.ACTIVE,
         Member.id != member.id)) or 0
     if others == 0:
-        raise LastOwner(f"{member.identifier} is the last active owner of {org.slug}; make another member "
-                        "an owner first")
+        raise LastOwner(lazy_gettext("%(identifier)s is the last active owner of %(org)s; make another member "
+                                     "an owner first", identifier=member.identifier, org=org.slug))
 
 
 def change_role(session: Session, settings: Settings, actor: Actor, org: Organization, member_id: str,
                 role: str) -> Member:
     if role not in settings.roles:
-        raise ValidationFailed({"role": [f"unknown role {role!r}; one of {', '.join(settings.roles)}"]})
+        raise ValidationFailed({"role": [lazy_gettext("unknown role %(role)r; one of %(roles)s", role=role,
+                                                       roles=", ".join(settings.roles))]})
     orgs.lock(session, org)
     member = get(session, org, member_id)
     if member.status == MemberStatus.DELETED:
-        raise InvalidState(f"member {member.id} was removed", status=member.status)
+        raise InvalidState(lazy_gettext("member %(id)s was removed", id=member.id), status=member.status)
     if member.role == role:
         return member
     if role not in _owner_roles(settings):
@@ -360,7 +362,7 @@ class BulkResult:
 def bulk(session: Session, settings: Settings, actor: Actor, org: Organization, data: MemberBulk) -> list[BulkResult]:
     """Apply one action to many members; each id succeeds or fails on its own (savepoint per id)."""
     if data.action == "change_role" and not data.role:
-        raise ValidationFailed({"role": ["is required for change_role"]})
+        raise ValidationFailed({"role": [lazy_gettext("is required for change_role")]})
     results: list[BulkResult] = []
     for member_id in dict.fromkeys(data.ids):
         try:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from idp_bridge import audit
 from idp_bridge.audit import Actor
-from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed
+from idp_bridge.errors import AlreadyExists, NotFound, ValidationFailed, lazy_gettext
 from idp_bridge.inputs import OrgCreate, OrgUpdate
 from idp_bridge.models import Organization
 from idp_bridge.services.ports import WithProviders
@@ -25,7 +25,7 @@ def get(session: Session, slug: str) -> Organization:
     """The organization with this slug, or NotFound."""
     org = session.scalar(select(Organization).where(Organization.slug == slug))
     if org is None:
-        raise NotFound(f"organization {slug!r} does not exist")
+        raise NotFound(lazy_gettext("organization %(slug)r does not exist", slug=slug))
     return org
 
 
@@ -64,14 +64,16 @@ def _check_settings(deps: WithProviders, values: dict[str, Any]) -> None:
         unknown = [p for p in providers if p not in deps.providers]
         if unknown:
             configured = ", ".join(sorted(deps.providers)) or "none"
-            errors["allowed_providers"] = [f"unknown provider {', '.join(unknown)} (configured: {configured})"]
+            errors["allowed_providers"] = [lazy_gettext("unknown provider %(unknown)s (configured: %(configured)s)",
+                                                        unknown=", ".join(unknown), configured=configured)]
     url = values.get("redirect_url")
     if url and not redirect_allowed(deps.settings, url):
-        errors["redirect_url"] = ["is not on the configured redirect allowlist (redirect_allowlist)"]
+        errors["redirect_url"] = [lazy_gettext("is not on the configured redirect allowlist (redirect_allowlist)")]
     if values.get("keycloak_organization") and not any(
             p.organizations() is not None for p in deps.providers.values()):
-        errors["keycloak_organization"] = ["no configured provider has Keycloak Organizations turned on "
-                                           "(organizations = true under [providers.NAME] of type keycloak)"]
+        errors["keycloak_organization"] = [lazy_gettext("no configured provider has Keycloak Organizations turned "
+                                                        "on (organizations = true under [providers.NAME] of type "
+                                                        "keycloak)")]
     if errors:
         raise ValidationFailed(errors)
 
@@ -81,13 +83,13 @@ def create(session: Session, deps: WithProviders, actor: Actor, data: OrgCreate)
     values = data.model_dump()
     _check_settings(deps, values)
     if session.scalar(select(Organization.id).where(Organization.slug == data.slug)):
-        raise AlreadyExists(f"organization {data.slug!r} already exists")
+        raise AlreadyExists(lazy_gettext("organization %(slug)r already exists", slug=data.slug))
     org = Organization(**values)
     session.add(org)
     try:
         session.flush()
     except IntegrityError as exc:
-        raise AlreadyExists(f"organization {data.slug!r} already exists") from exc
+        raise AlreadyExists(lazy_gettext("organization %(slug)r already exists", slug=data.slug)) from exc
     audit.record(session, actor, "org.created", org_id=org.id, target_type="org", target_id=org.slug,
                  details={"name": org.name, "member_limit": org.member_limit})
     return org

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from idp_bridge import audit, jobs
 from idp_bridge.audit import Actor
 from idp_bridge.destinations import ADDRESS_NOT_ALLOWED, NAME_NOT_RESOLVED, Destinations, Refused
-from idp_bridge.errors import InvalidState, NotFound, ValidationFailed
+from idp_bridge.errors import InvalidState, NotFound, ValidationFailed, lazy_gettext
 from idp_bridge.events import EVENT_TYPES
 from idp_bridge.models import Event, Job, Organization, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from idp_bridge.pagination import Page, Sort, paginate
@@ -67,7 +67,8 @@ def shown_reason(error: str | None) -> str | None:
 def _check_event_types(event_types: list[str], errors: dict[str, list[str]]) -> None:
     unknown = [t for t in event_types if t not in EVENT_TYPES]
     if unknown:
-        errors["event_types"] = [f"unknown event types {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"]
+        errors["event_types"] = [lazy_gettext("unknown event types %(unknown)s; known: %(known)s",
+                                              unknown=", ".join(unknown), known=", ".join(EVENT_TYPES))]
 
 
 def _check_url(url: str, destinations: Destinations, errors: dict[str, list[str]]) -> None:
@@ -104,7 +105,8 @@ def create(session: Session, actor: Actor, org: Organization, data: EndpointInpu
 def get(session: Session, org: Organization, endpoint_id: str) -> WebhookEndpoint:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.org_id != org.id:
-        raise NotFound(f"webhook endpoint {endpoint_id} does not exist in {org.slug}")
+        raise NotFound(lazy_gettext("webhook endpoint %(id)s does not exist in %(org)s", id=endpoint_id,
+                                    org=org.slug))
     return endpoint
 
 
@@ -230,9 +232,11 @@ def redeliver(session: Session, actor: Actor, org: Organization, endpoint_id: st
     endpoint = get(session, org, endpoint_id)
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.endpoint_id != endpoint.id:
-        raise NotFound(f"webhook delivery {delivery_id} does not exist in {org.slug}")
+        raise NotFound(lazy_gettext("webhook delivery %(id)s does not exist in %(org)s", id=delivery_id,
+                                    org=org.slug))
     if not endpoint.enabled:
-        raise InvalidState("the endpoint is disabled; enable it before redelivering", status="disabled")
+        raise InvalidState(lazy_gettext("the endpoint is disabled; enable it before redelivering"),
+                           status="disabled")
     delivery.status = PENDING
     delivery.next_attempt_at = utcnow()
     schedule(session, delivery, org_id=org.id, manual=True)

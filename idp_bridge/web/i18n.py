@@ -1,8 +1,10 @@
 """Languages and time zones of the HTML faces: Flask-Babel with a per-request language and the reader's zone.
 
 The language is the invite's `locale` on a page about an invite (`speak`), else the best of `Accept-Language`
-among the shipped languages, else English. The zone is the `tz` cookie our own script (static/timezone.js) sets
-from the browser, when it names a real IANA zone; otherwise UTC. Without JavaScript the pages show UTC.
+among the shipped languages, else English. A refusal's text (an `errors.Message`) shows in that language wherever
+a template prints it; `said` gives it in that language for the JSON API. The zone is the `tz` cookie our own
+script (static/timezone.js) sets from the browser, when it names a real IANA zone; otherwise UTC. Without
+JavaScript the pages show UTC.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale, get_timezone, refresh
 
 from idp_bridge import locales
+from idp_bridge.errors import Message
 
 TZ_COOKIE = "tz"
 # Served by the console's static route (web/console/static), for the invitee pages too: one origin, no inline code.
@@ -25,6 +28,8 @@ def install(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(locales.TRANSLATIONS_DIR)
     app.config["BABEL_DEFAULT_LOCALE"] = locales.DEFAULT
     Babel(app, locale_selector=_language, timezone_selector=_zone)
+    # Set before any template compiles: every `{{ … }}` that prints a Message prints it in the reader's language.
+    app.jinja_env.finalize = _shown
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["long_when"] = long_when
     app.jinja_env.globals["page_language"] = language
@@ -55,6 +60,15 @@ def language() -> str:
     """The language this request renders in (`en`, `de`): the pages' `<html lang>`."""
     found = get_locale()
     return found.language if found is not None else locales.DEFAULT
+
+
+def said(text: str) -> str:
+    """Text of ours in the language of this request (English outside one); other text as it is."""
+    return locales.in_language(text, language() if has_request_context() else locales.DEFAULT)
+
+
+def _shown(value: Any) -> Any:
+    return said(value) if isinstance(value, Message) else value
 
 
 def _reader_zone() -> tzinfo:

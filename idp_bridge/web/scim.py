@@ -57,6 +57,7 @@ from idp_bridge.errors import (
     SeatLimitReached,
     Unauthenticated,
     ValidationFailed,
+    lazy_gettext,
 )
 from idp_bridge.models import DirectoryGroup, Member, MemberStatus, Organization
 from idp_bridge.permissions import SCIM_PROVISION
@@ -238,17 +239,19 @@ def _authorize_on(connection: Any, org_slug: str) -> key_service.Presented:
 
 def _permitted(principal: Principal) -> None:
     if principal.platform:
-        raise _Denied(Forbidden("SCIM needs an API key of the organization"), "needs an org key", principal)
+        raise _Denied(Forbidden(lazy_gettext("SCIM needs an API key of the organization")), "needs an org key",
+                      principal)
     if not principal.may(SCIM_PROVISION):
-        raise _Denied(Forbidden(f"this API key lacks the permission {SCIM_PROVISION}"),
+        raise _Denied(Forbidden(lazy_gettext("this API key lacks the permission %(permission)s",
+                                             permission=SCIM_PROVISION)),
                       f"missing permission {SCIM_PROVISION}", principal)
 
 
 def _reaches(principal: Principal, org_id: str | None) -> None:
     if org_id is None or principal.org_id != org_id:
         # The same answer for another org's slug and for no org at all.
-        raise _Denied(Forbidden("this API key belongs to another organization"), "key of another organization",
-                      principal)
+        raise _Denied(Forbidden(lazy_gettext("this API key belongs to another organization")),
+                      "key of another organization", principal)
 
 
 class _Denied(Exception):
@@ -341,7 +344,7 @@ def _body() -> Any:
     if not isinstance(data, dict):
         raise InvalidSyntaxException(detail="the body must be a JSON object")
     if (where := _nul_at(data, "")) is not None:
-        raise ValidationFailed({where or "body": ["must not contain NUL (\\u0000) characters"]})
+        raise ValidationFailed({where or "body": [lazy_gettext("must not contain NUL (\\u0000) characters")]})
     return data
 
 
@@ -388,7 +391,7 @@ def directory_user(user: Any, dumped: dict[str, Any] | None = None) -> directory
     """What a member takes from a SCIM User (`dumped`: its _dump(), when the caller has it)."""
     kept = {k: v for k, v in (dumped if dumped is not None else _dump(user)).items() if k not in NOT_KEPT}
     if not user.user_name:
-        raise ValidationFailed({"userName": ["is required"]})
+        raise ValidationFailed({"userName": [lazy_gettext("is required")]})
     emails = user.emails or []
     chosen = (next((e for e in emails if str(e.type or "") == "work"), None)
               or next((e for e in emails if e.primary), None) or (emails[0] if emails else None))
@@ -444,7 +447,7 @@ def resource_type(call: ScimCall, name: str) -> Answer:
     for body in _resource_types(call):
         if body["id"] == name:
             return Answer(body)
-    raise NotFound(f"no resource type {name}")
+    raise NotFound(lazy_gettext("no resource type %(name)s", name=name))
 
 
 @scim_operation("GET", "/Schemas", summary="The schemas served")
@@ -457,7 +460,7 @@ def schema(call: ScimCall, schema_id: str) -> Answer:
     for body in _schemas(call):
         if body["id"] == schema_id:
             return Answer(body)
-    raise NotFound(f"no schema {schema_id}")
+    raise NotFound(lazy_gettext("no schema %(id)s", id=schema_id))
 
 
 @scim_operation("GET", "/Users", summary="Users, filtered and paged")
@@ -598,12 +601,12 @@ def group_resource(call: ScimCall, group: DirectoryGroup) -> Any:
 
 def group_input(group: Any) -> directory.DirectoryGroupInput:
     if not group.display_name:
-        raise ValidationFailed({"displayName": ["is required"]})
+        raise ValidationFailed({"displayName": [lazy_gettext("is required")]})
     members = [m for m in group.members or [] if m.value]
     too_long = [m.value for m in members if m.display is not None and len(m.display) > MAX_MEMBER_DISPLAY]
     if too_long:
-        raise ValidationFailed({"members": [f"the display of {v} is longer than {MAX_MEMBER_DISPLAY} characters"
-                                            for v in too_long]})
+        raise ValidationFailed({"members": [lazy_gettext("the display of %(id)s is longer than %(most)s characters",
+                                                         id=v, most=MAX_MEMBER_DISPLAY) for v in too_long]})
     return directory.DirectoryGroupInput(display_name=group.display_name, external_id=group.external_id,
                                          member_ids=[m.value for m in members],
                                          displays={m.value: m.display for m in members if m.display is not None})

@@ -15,6 +15,7 @@ from idp_bridge.store.db import transaction
 from tests.helpers import Api
 from tests.pages.conftest import OPs, token_of
 from tests.pages.test_invite_pages import code_org, csrf_of
+from tests.pages.test_redeem_rules import ALICE, login
 
 GERMAN_HEADING = "Sie sind eingeladen, Acme beizutreten"
 ENGLISH_HEADING = "You're invited to join Acme"
@@ -63,6 +64,53 @@ def test_a_dead_link_page_speaks_the_browsers_language(api: Api, client: FlaskCl
     resp = client.get("/invite/" + "x" * 43, headers={"Accept-Language": "de"})
     assert resp.status_code == 404
     assert "Dieser Einladungslink ist ungültig" in resp.get_data(as_text=True)
+
+
+ENGLISH_BROWSER = {"Accept-Language": "en-US,en;q=0.9"}
+
+
+def dead_page(client: FlaskClient, link: object, status: int) -> str:
+    resp = client.get(f"/invite/{token_of(str(link))}", headers=ENGLISH_BROWSER)
+    assert resp.status_code == status
+    return resp.get_data(as_text=True)
+
+
+def test_a_used_link_of_a_german_invite_answers_in_german_to_an_english_browser(
+        api: Api, ops: OPs, client: FlaskClient) -> None:
+    invite = api.invite("alice@example.com", provider="oidc", locale="de")
+    assert login(client, ops.oidc, str(invite["link"]), "oidc", ALICE).status_code == 303
+
+    html = dead_page(client, invite["link"], 410)
+
+    assert '<html lang="de">' in html and "Diese Einladung wurde bereits verwendet" in html
+    assert "already used" not in html
+
+
+def test_a_replaced_link_of_a_german_invite_answers_in_german_to_an_english_browser(
+        api: Api, client: FlaskClient) -> None:
+    invite = api.invite("ada@example.com", locale="de")
+    assert api.post(f"/invites/{invite['id']}/resend").status_code in (200, 201)
+
+    html = dead_page(client, invite["link"], 410)
+
+    assert '<html lang="de">' in html and "Eine neuere Einladung wurde gesendet" in html
+
+
+def test_expired_and_revoked_links_of_a_german_invite_answer_in_german_to_an_english_browser(
+        api: Api, bridge: Bridge, client: FlaskClient) -> None:
+    expired = api.invite("e@example.com", locale="de-AT")
+    revoked = api.invite("r@example.com", locale="de")
+    english = api.invite("en@example.com")
+    set_expiry(bridge, str(expired["id"]), datetime(2020, 1, 1, tzinfo=UTC))
+    for invite in (revoked, english):
+        assert api.post(f"/invites/{invite['id']}/revoke").status_code == 200
+
+    for invite in (expired, revoked):
+        html = dead_page(client, invite["link"], 404)
+        assert '<html lang="de">' in html and "Dieser Einladungslink ist ungültig" in html
+    # An invite without a locale, and a link naming no invite, follow the browser as before.
+    assert "This invitation link is not valid" in dead_page(client, english["link"], 404)
+    assert "This invitation link is not valid" in dead_page(client, "/invite/" + "x" * 43, 404)
 
 
 def test_the_wrong_code_message_is_in_the_invites_language(ops: OPs, bridge: Bridge, client: FlaskClient) -> None:

@@ -36,6 +36,7 @@ from idp_bridge.errors import (
     Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
+    lazy_gettext,
 )
 from idp_bridge.models import Organization
 
@@ -44,6 +45,7 @@ from idp_bridge.services import api_keys as key_service
 from idp_bridge.services import orgs as org_service
 from idp_bridge.services.api_keys import Principal
 from idp_bridge.store.db import reset_write_intent, set_write_intent, transaction, writing
+from idp_bridge.web.i18n import said
 from idp_bridge.web.requestid import request_id_of
 
 PROBLEM_JSON = "application/problem+json"
@@ -90,12 +92,14 @@ def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> Re
 
 
 def problem_from(error: BridgeError) -> Response:
+    """The problem for a refusal: `detail` and the field messages in the request's Accept-Language (English by
+    default), `type` and `title` always as they are."""
     # RFC 9457 reserves type/title/status/detail; a domain detail of the same name (an invite's
     # current `status`) is published as current_<name> instead of clashing with them.
     extra = {(f"current_{k}" if k in RESERVED_PROBLEM_KEYS else k): v for k, v in error.extra.items()}
     if isinstance(error, ValidationFailed):
-        extra["errors"] = error.errors
-    return problem(status_for(error), error.title, error.detail, error.code, **extra)
+        extra["errors"] = {field: [said(m) for m in messages] for field, messages in error.errors.items()}
+    return problem(status_for(error), str(error.title), said(error.detail), error.code, **extra)
 
 
 @dataclass(frozen=True)
@@ -207,22 +211,23 @@ def _read_body(op: Operation) -> Any:
     raw = request.get_data(cache=True)
     if not raw:
         if op.body_required and op.body is not None:
-            raise ValidationFailed({"body": ["a JSON body is required"]})
+            raise ValidationFailed({"body": [lazy_gettext("a JSON body is required")]})
         return {}
     mimetype = request.mimetype
     if op.request_content and mimetype in op.request_content and mimetype != "application/json":
         return raw
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         accepted = ", ".join(op.request_content or {"application/json": None})
-        raise UnsupportedMediaType(f"send the body as {accepted}")
+        raise UnsupportedMediaType(lazy_gettext("send the body as %(accepted)s", accepted=accepted))
     try:
         data = jsontext.loads(raw)
     except jsontext.TooDeep as exc:
-        raise BadRequest(f"the body is {exc}; at most {exc.max_depth} levels are accepted") from None
+        raise BadRequest(lazy_gettext("the body is %(problem)s; at most %(most)s levels are accepted", problem=str(exc),
+                                      most=exc.max_depth)) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+        raise BadRequest(lazy_gettext("the body is not valid JSON: %(problem)s", problem=str(exc))) from exc
     if (where := _nul_at(data, "")) is not None:
-        raise ValidationFailed({where or "body": ["must not contain NUL (\\u0000) characters"]})
+        raise ValidationFailed({where or "body": [lazy_gettext("must not contain NUL (\\u0000) characters")]})
     return data
 
 
@@ -248,8 +253,8 @@ def _nul_at(value: Any, path: str) -> str | None:
 def _refuse_nul_in_url(op: Operation, path: dict[str, Any]) -> None:
     """NUL in a path segment names nothing; in a documented query parameter it is invalid input."""
     if any("\x00" in str(v) for v in path.values()):
-        raise NotFound("no such resource")
-    bad = {q.name: ["must not contain NUL characters"] for q in op.query
+        raise NotFound(lazy_gettext("no such resource"))
+    bad: dict[str, list[str]] = {q.name: [lazy_gettext("must not contain NUL characters")] for q in op.query
            if "\x00" in "".join(request.args.getlist(q.name))}
     if bad:
         raise ValidationFailed(bad)
@@ -326,10 +331,11 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                         raise
                     if platform_only and not principal.platform:
                         denied = ("needs a platform-wide key", principal)
-                        raise Forbidden("this operation needs a platform-wide API key")
+                        raise Forbidden(lazy_gettext("this operation needs a platform-wide API key"))
                     if permission and not principal.may(permission):
                         denied = (f"missing permission {permission}", principal)
-                        raise Forbidden(f"this API key lacks the permission {permission}",
+                        raise Forbidden(lazy_gettext("this API key lacks the permission %(permission)s",
+                                                     permission=permission),
                                         missing_permission=permission)
                     _refuse_nul_in_url(op, path)
                     org = None
@@ -340,11 +346,11 @@ def operation(method: str, rule: str, *, summary: str, tag: str, permission: str
                             if not principal.platform:
                                 # An org key learns nothing about other organizations.
                                 denied = ("key of another organization", principal)
-                                raise Forbidden("this API key belongs to another organization") from None
+                                raise Forbidden(lazy_gettext("this API key belongs to another organization")) from None
                             raise
                         if not principal.can_reach(org):
                             denied = ("key of another organization", principal)
-                            raise Forbidden("this API key belongs to another organization")
+                            raise Forbidden(lazy_gettext("this API key belongs to another organization"))
                         # For the rest of this request's log lines (its context is the request's own).
                         logs.bind(org=org.id)
                     call = Call(session, b, principal, org, _read_body(op))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from idp_bridge.errors import ValidationFailed
+from idp_bridge.errors import ValidationFailed, lazy_gettext
 from idp_bridge.inputs import BulkInviteBody
 from idp_bridge.permissions import USERS_INVITE
 from idp_bridge.schemas import BulkInviteResult, BulkInviteRow, BulkInviteSummary
@@ -26,7 +26,7 @@ CSV_BODY = {"schema": {"type": "string",
 def _flag(name: str) -> bool:
     raw = request.args.get(name, "false").strip().lower()
     if raw not in ("true", "1", "yes", "false", "0", "no", ""):
-        raise ValidationFailed({name: ["must be true or false"]})
+        raise ValidationFailed({name: [lazy_gettext("must be true or false")]})
     return raw in ("true", "1", "yes")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, request, stream_with_context
 
-from idp_bridge.errors import BridgeError, Forbidden
+from idp_bridge.errors import BridgeError, Forbidden, lazy_gettext
 from idp_bridge.inputs import MemberBulk, MemberUpdate, parse
 from idp_bridge.models import Member, MemberStatus, Organization
 from idp_bridge.permissions import USERS_DELETE, USERS_EDIT, USERS_READ
@@ -92,7 +92,8 @@ def delete_member(call: Call, member_id: str) -> MemberOut:
 def bulk_members(call: Call) -> BulkMemberResult:
     data = parse(MemberBulk, call.body)
     if data.action == "remove" and not call.principal.may(USERS_DELETE):
-        raise Forbidden("this API key lacks the permission users:delete", missing_permission=USERS_DELETE)
+        raise Forbidden(lazy_gettext("this API key lacks the permission %(permission)s", permission=USERS_DELETE),
+                        missing_permission=USERS_DELETE)
     results = members.bulk(call.session, call.bridge.settings, call.actor, call.must_org(), data)
     rows = []
     for r in results:

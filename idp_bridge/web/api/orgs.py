@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from idp_bridge.errors import Forbidden
+from idp_bridge.errors import Forbidden, lazy_gettext
 from idp_bridge.inputs import ApiKeyCreate, OrgCreate, OrgUpdate, parse
 from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE
 from idp_bridge.schemas import (
@@ -48,7 +48,7 @@ def update_org(call: Call) -> OrgOut:
 def create_api_key(call: Call) -> IssuedApiKeyOut:
     data = parse(ApiKeyCreate, call.body)
     if data.platform and not call.principal.platform:
-        raise Forbidden("only a platform-wide key can create platform-wide keys")
+        raise Forbidden(lazy_gettext("only a platform-wide key can create platform-wide keys"))
     org = None if data.platform else call.must_org()
     key, secret = api_keys.create(call.session, call.actor, org=org, permissions=data.permissions, name=data.name,
                                   grantor=call.principal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, request
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.permissions import ORGS_MANAGE, USERS_INVITE, USERS_READ
@@ -13,6 +13,7 @@ from idp_bridge.services import domains, joining
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, org_page, see_other
 from idp_bridge.web.console.pages import PAGE_SIZE, _query, settings_view
+from idp_bridge.web.i18n import said
 
 REQUEST_STATUSES = {"PENDING": lazy_gettext("Pending"), "APPROVED": lazy_gettext("Approved"),
                     "DECLINED": lazy_gettext("Declined")}
@@ -106,4 +107,4 @@ def domain_remove(page: Page, domain_id: str) -> Response:
 def _first_problem(error: BridgeError) -> str:
     problems: dict[str, Any] = error.errors if isinstance(error, ValidationFailed) else {}
     found = problems.get("domain")
-    return f"The domain {found[0]}." if found else error.detail
+    return gettext("The domain %(problem)s.", problem=said(found[0])) if found else error.detail

@@ -15,12 +15,13 @@ from idp_bridge import csvio, provisioning
 from idp_bridge.domain.joining import challenge_name
 from idp_bridge.errors import BridgeError, ValidationFailed
 from idp_bridge.events import EVENT_TYPES
-from idp_bridge.inputs import Branding, InviteInput, Inviter, MemberBulk, OrgUpdate
+from idp_bridge.inputs import Branding, InviteInput, Inviter, MemberBulk, OrgUpdate, message_of
 from idp_bridge.models import Invite, Member
 from idp_bridge.permissions import AUDIT_READ, ORGS_MANAGE, USERS_DELETE, USERS_EDIT, USERS_INVITE, WEBHOOKS_MANAGE
 from idp_bridge.services import api_keys, audit_trail, bulk, domains, invites, members, orgs, webhooks
 from idp_bridge.web.api import status_for
 from idp_bridge.web.console import Page, field_errors, forbidden, org_page, see_other, stream_csv
+from idp_bridge.web.i18n import said
 
 PAGE_SIZE = 25
 # The Invite form's "Language" choices, each named in its own language ("Default": the invitee's browser decides).
@@ -228,7 +229,7 @@ def _invite_input(identifier: str, form: Any, inviter: Inviter) -> InviteInput:
         for item in exc.errors():
             field = str(item["loc"][0]) if item["loc"] else "identifiers"
             errors.setdefault("identifiers" if field == "identifier" else field, []).append(
-                f"{identifier}: {item['msg']}")
+                gettext("%(field)s: %(problem)s", field=identifier, problem=said(message_of(item))))
         raise ValidationFailed(errors) from None
 
 
@@ -356,7 +357,7 @@ def settings_page(page: Page) -> Response:
                          allowed_providers=form.getlist("allowed_providers") or None, branding=branding,
                          domain_join=form.get("domain_join") or None)  # type: ignore[arg-type]
     except ValidationError as exc:
-        return settings_view(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
+        return settings_view(page, 422, errors={str(e["loc"][0]): [message_of(e)] for e in exc.errors() if e["loc"]})
     _, error = page.attempt(lambda: orgs.update(page.session, page.bridge, page.actor, org, data))
     if error is not None:
         return settings_view(page, status_for(error), errors=field_errors(error), error=error.detail)
@@ -422,7 +423,7 @@ def webhooks_page(page: Page) -> Response:
         data = webhooks.EndpointInput(url=form.get("url", ""), description=form.get("description", ""),
                                       event_types=form.getlist("event_types"))
     except ValidationError as exc:
-        return _webhooks(page, 422, errors={str(e["loc"][0]): [e["msg"]] for e in exc.errors() if e["loc"]})
+        return _webhooks(page, 422, errors={str(e["loc"][0]): [message_of(e)] for e in exc.errors() if e["loc"]})
     created, error = page.attempt(lambda: webhooks.create(page.session, page.actor, page.org, data,
                                                           page.bridge.settings.secret_key, page.bridge.destinations))
     if error is not None:

@@ -181,8 +181,10 @@ def landing(b: Bridge, session: Session, token: str) -> Response:
 def _dead_link_page(found: invites.LinkLookup) -> Response:
     """The page for a link that cannot be used now.
 
-    Decided from the lookup alone, with no further reads: a dead link costs the same whatever killed it.
+    Decided from the lookup alone, with no further reads: a dead link costs the same whatever killed it. A link
+    that names an invite is answered in the invite's language, as its live page was.
     """
+    i18n.speak(found.locale)
     named = {"name": found.org_name}
     if found.superseded and found.status == InviteStatus.PENDING:
         return page("superseded.html", 410, org=named)
