@@ -186,8 +186,9 @@ def test_metrics_add_up_every_web_worker_and_the_job_worker(env: dict[str, str |
                             env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def get(path: str) -> str:
-        # A new connection each time: the kernel spreads them over both workers' sockets (SO_REUSEPORT).
-        with urllib.request.urlopen(f"{base}{path}", timeout=5) as resp:
+        # A new connection each time: the kernel spreads them over both workers' sockets (SO_REUSEPORT). The
+        # timeout is generous: a request the server counted must not be given up on by the client.
+        with urllib.request.urlopen(f"{base}{path}", timeout=30) as resp:
             return resp.read().decode()
 
     def sample(text: str, name: str, **labels: str) -> float:
@@ -195,15 +196,18 @@ def test_metrics_add_up_every_web_worker_and_the_job_worker(env: dict[str, str |
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
     try:
-        healthz = 0
+        up = False
         deadline = time.monotonic() + 60
-        while not healthz and time.monotonic() < deadline and proc.poll() is None:
+        while not up and time.monotonic() < deadline and proc.poll() is None:
             try:
                 get("/healthz")
-                healthz += 1
+                up = True
             except OSError:
                 time.sleep(0.2)
-        assert healthz, "serve did not come up"
+        assert up, "serve did not come up"
+        # Counted from here on: what the probing above cost is whatever /metrics says it was.
+        healthz = sample(get("/metrics"), "idp_bridge_http_requests_total", handler="ops.healthz")
+        assert healthz >= 1
         for _ in range(30):
             get("/healthz")
             healthz += 1
