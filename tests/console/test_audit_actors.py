@@ -29,7 +29,7 @@ def test_console_and_api_key_actions_show_the_member_and_the_key_by_name(owner: 
 
     html = get(owner, "/console/acme/audit?action=invite.created").get_data(as_text=True)
     by_key = _cells(html)[0]
-    assert re.fullmatch(r"ci \(ibk_\w+…\) API key", by_key), by_key
+    assert re.fullmatch(r"ci \(ibk_[\w-]+…\) API key", by_key), by_key
     assert "api_key:" not in by_key
 
     created_key = get(owner, "/console/acme/audit?action=api_key.created").get_data(as_text=True)
