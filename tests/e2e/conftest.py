@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -39,7 +41,14 @@ def chromium() -> Iterator[Browser]:
 @pytest.fixture
 def new_page(chromium: Browser) -> Iterator[Page]:
     """Yield a page in a fresh browser context, so no cookies leak between tests."""
-    context = chromium.new_context()
+    with fresh_page(chromium) as page:
+        yield page
+
+
+@contextmanager
+def fresh_page(chromium: Browser, **options: Any) -> Iterator[Page]:
+    """A page in a browser context of its own (made with `options`), closed afterwards."""
+    context = chromium.new_context(**options)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     try:

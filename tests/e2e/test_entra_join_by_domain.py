@@ -12,17 +12,14 @@ import pytest
 from playwright.sync_api import Browser, Page
 from sqlalchemy import func, select
 
-from idp_bridge.bootstrap import build
 from idp_bridge.models import AuditEvent, Identity, JoinRequest, Member
-from idp_bridge.settings import load_settings
 from idp_bridge.store.db import transaction
 from tests.dnsserver import LoopbackDNS
 from tests.e2e.browser import sign_in
-from tests.e2e.conftest import PAGE_TIMEOUT_MS
+from tests.e2e.conftest import fresh_page
 from tests.e2e.oidc_op import ORGANIZATIONS, EntraOP, OPAccount, OPClient, free_loopback_port
 from tests.e2e.test_console_flow import capture
-from tests.e2e.test_join_by_domain import ADMIN, Live, serve
-from tests.helpers import make_key, make_org
+from tests.e2e.test_join_by_domain import Live, verified_org
 
 pytestmark = pytest.mark.e2e
 
@@ -65,32 +62,17 @@ def entra_live(settings_overrides: dict[str, Any], mail: Any, dns_server: Loopba
             public_url=public, redirect_allowlist=[f"{public}/healthz"],
             providers={"entra": {"type": "entra", "tenant": tenant, "authority": op.authority,
                                  "ca_file": op.ca_file, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}})
-        bridge = build(load_settings(overrides=settings_overrides, environ={}), mail=mail)
-        stop = serve(bridge, port)
-        try:
-            make_org(bridge, "acme", redirect_url=f"{public}/healthz")
-            found = Live(public, bridge, make_key(bridge, "acme", ADMIN))
-            domain = found.api("POST", "/domains", {"domain": "contoso.test"}).json()
-            dns_server.txt[domain["challenge"]["name"]] = [domain["challenge"]["value"]]
-            assert found.api("POST", f"/domains/{domain['id']}/verify").status_code == 200
+        with verified_org(settings_overrides, mail, dns_server, port) as found:
             assert found.api("PATCH", "", {"domain_join": "auto"}).status_code == 200
             yield found
-        finally:
-            stop()
-            bridge.close()
 
 
 @pytest.fixture
 def entra_page(chromium: Browser) -> Iterator[Page]:
     """A page in a fresh context that accepts the stand-in's certificate: the browser only carries the redirects;
     the relying party's own calls (discovery, token, keys) verify it against `ca_file`."""
-    context = chromium.new_context(ignore_https_errors=True)
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    page = context.new_page()
-    try:
+    with fresh_page(chromium, ignore_https_errors=True) as page:
         yield page
-    finally:
-        context.close()
 
 
 def stored(live: Live) -> dict[str, int]:

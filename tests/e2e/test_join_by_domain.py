@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,19 +82,28 @@ def live(settings_overrides: dict[str, Any], mail: Any, dns_server: LoopbackDNS)
             public_url=public, redirect_allowlist=[f"{public}/healthz"],
             providers={"oidc": {"type": "oidc", "issuer": op.issuer, "client_id": CLIENT_ID,
                                 "client_secret": CLIENT_SECRET, "label": "Test OP"}})
-        bridge = build(load_settings(overrides=settings_overrides, environ={}), mail=mail)
-        stop = serve(bridge, port)
-        try:
-            make_org(bridge, "acme", redirect_url=f"{public}/healthz")
-            found = Live(public, bridge, make_key(bridge, "acme", ADMIN))
-            # The org proves contoso.test through the DNS challenge, answered by the loopback DNS server.
-            domain = found.api("POST", "/domains", {"domain": "contoso.test"}).json()
-            dns_server.txt[domain["challenge"]["name"]] = [domain["challenge"]["value"]]
-            assert found.api("POST", f"/domains/{domain['id']}/verify").status_code == 200
+        with verified_org(settings_overrides, mail, dns_server, port) as found:
             yield found
-        finally:
-            stop()
-            bridge.close()
+
+
+@contextmanager
+def verified_org(settings_overrides: dict[str, Any], mail: Any, dns_server: LoopbackDNS,
+                 port: int) -> Iterator[Live]:
+    """idp-bridge built from the settings and serving on `port`, with an org "acme" that verified contoso.test."""
+    public = f"http://127.0.0.1:{port}"
+    bridge = build(load_settings(overrides=settings_overrides, environ={}), mail=mail)
+    stop = serve(bridge, port)
+    try:
+        make_org(bridge, "acme", redirect_url=f"{public}/healthz")
+        found = Live(public, bridge, make_key(bridge, "acme", ADMIN))
+        # The org proves contoso.test through the DNS challenge, answered by the loopback DNS server.
+        domain = found.api("POST", "/domains", {"domain": "contoso.test"}).json()
+        dns_server.txt[domain["challenge"]["name"]] = [domain["challenge"]["value"]]
+        assert found.api("POST", f"/domains/{domain['id']}/verify").status_code == 200
+        yield found
+    finally:
+        stop()
+        bridge.close()
 
 
 def test_a_verified_address_on_the_verified_domain_joins_from_the_join_page(live: Live, new_page: Page) -> None:
