@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.metrics import HANDLER_KEY
-from idp_bridge.web import api, console, headers, i18n, ops, pages, redact, scim
+from idp_bridge.web import api, console, headers, i18n, ops, pages, redact, scim, scim_direct
 
 # Largest request body any face accepts (bulk CSV imports are the big ones).
 MAX_CONTENT_LENGTH = 32 * 1024 * 1024
@@ -37,9 +37,6 @@ def assemble(bridge: Bridge, *, job_kinds: list[str]) -> Flask:
     app.extensions["idp_bridge"] = bridge
     app.extensions["idp_bridge_job_kinds"] = job_kinds
     app.session_interface = NoCookieSession()
-    if bridge.settings.trust_proxy_headers:
-        n = bridge.settings.trust_proxy_headers
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     redact.register_converter(app)
     api.install(app)
     scim.install(app)
@@ -55,4 +52,9 @@ def assemble(bridge: Bridge, *, job_kinds: list[str]) -> Flask:
         # Runs first for every routed request, before any before_request hook can answer it (rate limits).
         request.environ[HANDLER_KEY] = endpoint or "unmatched"
 
+    scim_direct.mount(app, bridge)
+    if bridge.settings.trust_proxy_headers:
+        # Outermost of the app's own layers: the client's address is the proxy's view of it for all of them.
+        n = bridge.settings.trust_proxy_headers
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     return app

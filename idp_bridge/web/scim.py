@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 from pydantic import TypeAdapter, ValidationError
@@ -42,7 +41,6 @@ from scim2_models import (
     Sort,
     User,
 )
-from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from idp_bridge import audit, jsontext
@@ -215,7 +213,7 @@ def _authorize(session: Any, org_slug: str) -> tuple[Principal, Organization]:
     try:
         principal = key_service.authenticate(session, _presented_key())
     except Unauthenticated as exc:
-        raise _Denied(exc, "invalid or missing API key", None) from None
+        raise Denied(exc, "invalid or missing API key", None) from None
     _permitted(principal)
     try:
         org = org_service.get(session, org_slug)
@@ -226,12 +224,13 @@ def _authorize(session: Any, org_slug: str) -> tuple[Principal, Organization]:
     return principal, org
 
 
-def _authorize_on(connection: Any, org_slug: str) -> key_service.Presented:
-    """_authorize() with one compiled statement on the caller's connection: the key and the named org's id."""
+def authorize_on(connection: Any, org_slug: str, key: str | None) -> key_service.Presented:
+    """_authorize() of the presented `key` with one compiled statement on the caller's connection: the key and
+    the named org's id."""
     try:
-        presented = key_service.authenticate_on(connection, _presented_key(), org_slug)
+        presented = key_service.authenticate_on(connection, key, org_slug)
     except Unauthenticated as exc:
-        raise _Denied(exc, "invalid or missing API key", None) from None
+        raise Denied(exc, "invalid or missing API key", None) from None
     _permitted(presented.principal)
     _reaches(presented.principal, presented.named_org_id)
     return presented
@@ -239,10 +238,10 @@ def _authorize_on(connection: Any, org_slug: str) -> key_service.Presented:
 
 def _permitted(principal: Principal) -> None:
     if principal.platform:
-        raise _Denied(Forbidden(lazy_gettext("SCIM needs an API key of the organization")), "needs an org key",
+        raise Denied(Forbidden(lazy_gettext("SCIM needs an API key of the organization")), "needs an org key",
                       principal)
     if not principal.may(SCIM_PROVISION):
-        raise _Denied(Forbidden(lazy_gettext("this API key lacks the permission %(permission)s",
+        raise Denied(Forbidden(lazy_gettext("this API key lacks the permission %(permission)s",
                                              permission=SCIM_PROVISION)),
                       f"missing permission {SCIM_PROVISION}", principal)
 
@@ -250,11 +249,11 @@ def _permitted(principal: Principal) -> None:
 def _reaches(principal: Principal, org_id: str | None) -> None:
     if org_id is None or principal.org_id != org_id:
         # The same answer for another org's slug and for no org at all.
-        raise _Denied(Forbidden(lazy_gettext("this API key belongs to another organization")),
+        raise Denied(Forbidden(lazy_gettext("this API key belongs to another organization")),
                       "key of another organization", principal)
 
 
-class _Denied(Exception):
+class Denied(Exception):
     def __init__(self, error: BridgeError, reason: str, principal: Principal | None) -> None:
         super().__init__(reason)
         self.error, self.reason, self.principal = error, reason, principal
@@ -266,17 +265,13 @@ def _presented_key() -> str | None:
 
 
 Handler = Callable[..., Answer]
-# Answers the common case of an operation without a unit of work, or None (having written nothing) for the
-# operation's handler to answer.
-Direct = Callable[..., Answer | None]
 
 
-def scim_operation(method: str, rule: str, *, summary: str,
-                   direct: Direct | None = None) -> Callable[[Handler], Handler]:
+def scim_operation(method: str, rule: str, *, summary: str) -> Callable[[Handler], Handler]:
     """Register a SCIM endpoint: authenticate, authorize, run in one transaction, answer SCIM.
 
-    `direct` is tried first with the org's slug and the path's values: it authenticates and authorizes with
-    _authorize_on() and answers the common case itself; when it returns None, the handler runs as always.
+    The common case of POST /Users is answered before the request gets here (web/scim_direct.py); whatever that
+    does not finish arrives here as any request does.
     """
 
     def decorate(fn: Handler) -> Handler:
@@ -288,10 +283,8 @@ def scim_operation(method: str, rule: str, *, summary: str,
                 return refused
             token = set_write_intent(method not in ("GET", "HEAD"))
             try:
-                answer = direct(org, **path) if direct is not None else None
-                if answer is None:
-                    answer = _handled(fn, method, org, path)
-            except _Denied as denied:
+                answer = _handled(fn, method, org, path)
+            except Denied as denied:
                 if denied.principal is None:
                     _count_auth_failure()
                 _audit_denied(op, denied.reason, denied.principal)
@@ -494,45 +487,17 @@ def search_everything(call: ScimCall) -> Answer:
     raise NotImplementedException(detail="search Users at /Users/.search")
 
 
-class _Unusual(Exception):
-    """The direct create handed the request to the handler: roll back what its transaction did."""
-
-
-def _create_directly(org: str) -> Answer | None:
-    """POST /Users in the common case (directory.create_directly): one transaction of compiled statements, the
-    body validated once, and the answer built from its dump."""
-    b = bridge()
-    try:
-        with b.engine.begin() as connection:
-            presented = _authorize_on(connection, org)
-            actor = presented.principal.actor(request.remote_addr)
-            user = _parse_user(Context.RESOURCE_CREATION_REQUEST)
-            dumped = _dump(user)
-            member = directory.create_directly(connection, b, actor, presented.principal.org_id or "",
-                                               directory_user(user, dumped))
-            if member is None:
-                raise _Unusual
-            parameters = _parameters()
-            key_service.touch_on(connection, presented)
-    except (_Unusual, IntegrityError):
-        # IntegrityError: another writer took the identifier meanwhile; the handler answers that too.
-        return None
-    call = ScimCall(None, actor, cast(Organization, SimpleNamespace(slug=org)))
-    body = created_body(call, member, dumped) if parameters is None else _dump(resource(call, member), parameters)
-    return Answer(body, 201, f"{call.base}/Users/{member.id}")
-
-
-def created_body(call: ScimCall, member: Any, dumped: dict[str, Any]) -> dict[str, Any]:
-    """_dump(resource(call, member)) of a member just created, INVITED, from the user whose _dump() is `dumped`,
-    without validating the resource again: its attributes in their order, with the ones the service provider
-    sets (id, meta, userName) in theirs. tests/test_scim.py holds the two equal."""
+def created_body(location: str, member: Any, dumped: dict[str, Any]) -> dict[str, Any]:
+    """_dump(resource(call, member)) of a member just created, INVITED, at `location`, from the user whose _dump()
+    is `dumped`, without validating the resource again: its attributes in their order, with the ones the service
+    provider sets (id, meta, userName) in theirs. tests/test_scim.py holds the two equal."""
     body: dict[str, Any] = {"schemas": dumped["schemas"], "id": member.id}
     if member.external_id is not None:
         body["externalId"] = member.external_id
     # As the dump of the validated meta writes them (JSON mode: pydantic's own form of a time).
     body["meta"] = {"resourceType": "User", "created": _TIME.dump_python(member.created_at, mode="json"),
                     "lastModified": _TIME.dump_python(member.updated_at, mode="json"),
-                    "location": f"{call.base}/Users/{member.id}"}
+                    "location": location}
     body["userName"] = member.identifier
     body.update((k, v) for k, v in dumped.items() if k not in NOT_KEPT)
     return body
@@ -542,8 +507,7 @@ _TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
 
-@scim_operation("POST", "/Users", summary="Create a user: an INVITED member with its invitation",
-                direct=_create_directly)
+@scim_operation("POST", "/Users", summary="Create a user: an INVITED member with its invitation")
 def create_user(call: ScimCall) -> Answer:
     user = _parse_user(Context.RESOURCE_CREATION_REQUEST)
     member = directory.create(call.session, bridge(), call.actor, call.org, directory_user(user))
