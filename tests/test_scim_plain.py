@@ -77,7 +77,8 @@ addresses = st.one_of(
                      "a@@example.com", "a@example.com\n", "mailto:a@example.com", ""]))
 email_types = st.sampled_from(["work", "work", "Work", "WORK", "home", "Other", "custom", "", "wor\u212a", "work "])
 odd_keys = st.sampled_from(["UserName", "displayname", "user_name", "DISPLAYNAME", "Active", "Emails", "nickname",
-                            "unknownAttribute", "id", "phoneNumbers", "profileUrl", ENTERPRISE.lower()])
+                            "unknownAttribute", "id", "phoneNumbers", "profileUrl", ENTERPRISE.lower(), "password",
+                            "groups", "roles", "meta", "Password", "META"])
 odd_values = st.one_of(not_strings, st.sampled_from([
     "a\x00b", "true", "True", [{"value": "g"}], {"resourceType": "User"}, {"resourceType": "Group"},
     {"resourceType": "User", "location": "x"}, [[{"value": "a@example.com"}]], {"manager": {"value": "m"}},

@@ -14,6 +14,11 @@ What is mirrored from scim2-models for this subset:
 - at most one email may be primary;
 - empty lists and complex attributes without a value are left out; `password` is never returned, and the
   read-only `meta` and `groups` are dropped from a creation request.
+
+Plain is: the keys in their canonical spelling; `schemas` listing the core schema and perhaps the enterprise one;
+a non-empty userName; strings for the single-valued attributes, `name` and the enterprise extension (without its
+manager); a bool for `active`; emails of value, display, type and primary; and, as Okta and Entra document their
+creates, a string password, empty groups and roles, and a meta of `{"resourceType": "User"}`. No string holds NUL.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from scim2_models import EnterpriseUser, User
 CORE_SCHEMA = str(User.__schema__)
 ENTERPRISE_SCHEMA = str(EnterpriseUser.__schema__)
 
-# The User's single-valued string attributes that precede `active`, in the order the model declares them.
+# The User's string attributes, in the order the models declare them: two before `name`, the others after it.
 LEADING = ("externalId", "userName")
 STRINGS = ("displayName", "nickName", "title", "userType", "preferredLanguage", "locale", "timezone")
 NAME = ("formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix")
