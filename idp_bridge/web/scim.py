@@ -11,7 +11,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -382,18 +382,37 @@ def _dump(user: Any, parameters: ResponseParameters[Any] | None = None) -> dict[
 
 def directory_user(user: Any, dumped: dict[str, Any] | None = None) -> directory.DirectoryUser:
     """What a member takes from a SCIM User (`dumped`: its _dump(), when the caller has it)."""
-    kept = {k: v for k, v in (dumped if dumped is not None else _dump(user)).items() if k not in NOT_KEPT}
-    if not user.user_name:
-        raise ValidationFailed({"userName": [lazy_gettext("is required")]})
+    found = directory_user_from_dump(dumped if dumped is not None else _dump(user))
     emails = user.emails or []
-    chosen = (next((e for e in emails if str(e.type or "") == "work"), None)
-              or next((e for e in emails if e.primary), None) or (emails[0] if emails else None))
-    name = user.display_name or ""
-    if not name and user.name is not None:
-        name = user.name.formatted or " ".join(p for p in (user.name.given_name, user.name.family_name) if p)
-    return directory.DirectoryUser(user_name=user.user_name, external_id=user.external_id, name=name[:200],
-                                   email=chosen.value if chosen is not None else None,
-                                   active=True if user.active is None else bool(user.active), attributes=kept)
+    if (found.email is not None and emails and _holds_nothing(emails[0])
+            and not any(str(e.type or "") == "work" or e.primary for e in emails)):
+        # The dump leaves out an entry holding nothing, which the model offers as the first one when no entry is
+        # the work or the primary one: it names no address.
+        found = replace(found, email=None)
+    return found
+
+
+def directory_user_from_dump(dumped: dict[str, Any]) -> directory.DirectoryUser:
+    """What a member takes from the _dump() of a SCIM User: the work email, else the primary one, else the first;
+    the display name, else the formatted name, else the given and family names."""
+    kept = {k: v for k, v in dumped.items() if k not in NOT_KEPT}
+    user_name = dumped.get("userName")
+    if not user_name:
+        raise ValidationFailed({"userName": [lazy_gettext("is required")]})
+    emails: list[dict[str, Any]] = dumped.get("emails", [])
+    chosen = (next((e for e in emails if e.get("type") == "work"), None)
+              or next((e for e in emails if e.get("primary")), None) or (emails[0] if emails else None))
+    name = dumped.get("displayName") or ""
+    if not name and (parts := dumped.get("name")) is not None:
+        name = parts.get("formatted") or " ".join(p for p in (parts.get("givenName"), parts.get("familyName")) if p)
+    active = dumped.get("active")
+    return directory.DirectoryUser(user_name=user_name, external_id=dumped.get("externalId"), name=name[:200],
+                                   email=chosen.get("value") if chosen is not None else None,
+                                   active=True if active is None else bool(active), attributes=kept)
+
+
+def _holds_nothing(entry: Any) -> bool:
+    return all(getattr(entry, field) is None for field in type(entry).model_fields)
 
 
 def _parse_user(ctx: Context) -> Any:
