@@ -6,12 +6,12 @@ contexts, routing, the page limiter's hooks, the response object) costs about as
 the common case needs none of it: an active user, in a plain JSON body, created with a key that may provision the
 org it names, from a client within its failed-authentication budget, with a free identifier and a free seat.
 
-This endpoint answers exactly that case: it reads the environ directly, validates the body once, writes the rows
-in one transaction of compiled statements (services.directory.create_directly) and answers 201. Every other
-request, and every request it cannot finish (an error, a refusal, a conflict, a full org, a query string), goes
-on to the Flask app unchanged, body included, having written nothing: the SCIM blueprint then answers it as it
-answers every request, with its errors, audit of refusals and failure counting. So there is one place that
-refuses, and this one only ever succeeds.
+This endpoint answers exactly that case: it reads the environ directly, validates the body once (the plain shape
+directories send through web/scim_plain.py, any other through scim2-models), writes the rows in one transaction of
+compiled statements (services.directory.create_directly) and answers 201. Every other request, and every request
+it cannot finish (an error, a refusal, a conflict, a full org, a query string), goes on to the Flask app unchanged,
+body included, having written nothing: the SCIM blueprint then answers it as it answers every request, with its
+errors, audit of refusals and failure counting. So there is one place that refuses, and this one only succeeds.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from idp_bridge.services import directory
 from idp_bridge.store.db import reset_write_intent, set_write_intent
 from idp_bridge.web import headers, scim
 from idp_bridge.web.api import AUTH_FAILURE_LIMIT, AUTH_FAILURE_SCOPE, _nul_at
+from idp_bridge.web.scim_plain import plain_dump
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,14 @@ class DirectCreate:
             return None
         token = set_write_intent(True)
         try:
-            validated = scim.USER.model_validate(data, scim_ctx=Context.RESOURCE_CREATION_REQUEST,
-                                                 scim_policy=scim.POLICY)
-            dumped = scim._dump(validated)
-            user = scim.directory_user(validated, dumped)
+            dumped = plain_dump(data)
+            if dumped is not None:
+                user = scim.directory_user_from_dump(dumped)
+            else:
+                validated = scim.USER.model_validate(data, scim_ctx=Context.RESOURCE_CREATION_REQUEST,
+                                                     scim_policy=scim.POLICY)
+                dumped = scim._dump(validated)
+                user = scim.directory_user(validated, dumped)
             with self.bridge.engine.begin() as connection:
                 presented = scim.authorize_on(connection, org, key)
                 actor = presented.principal.actor(ip)
