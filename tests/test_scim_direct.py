@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from werkzeug.test import EnvironBuilder
 
 from idp_bridge.bridge import Bridge
 from idp_bridge.models import Invite, Member, utcnow
+from idp_bridge.services import directory
 from idp_bridge.store.db import transaction
 from idp_bridge.web.api import AUTH_FAILURE_LIMIT, AUTH_FAILURE_SCOPE
 from idp_bridge.web.scim_direct import DirectCreate
@@ -170,3 +172,23 @@ def test_the_direct_answer_carries_the_headers_the_flask_app_would(app: Flask, b
     created, read = direct.get_json(), client.get(f"/scim/v2/acme/Users/{direct.get_json()['id']}",
                                                    headers=headers).get_json()
     assert created == read
+
+
+def test_why_nobody_can_redeem_is_logged_once_for_a_directorys_run_of_creates(
+        bridge: Bridge, setup: tuple[DirectCreate, Downstream, str], caplog: pytest.LogCaptureFixture) -> None:
+    endpoint, downstream, key = setup
+    assert not downstream.seen
+    directory._warned_at.clear()
+    with caplog.at_level(logging.WARNING, logger="idp_bridge.services.directory"):
+        for i in range(2):
+            status, _, _ = call(endpoint, json.dumps(okta_user(f"u{i}@acme.com")).encode(), key=key)
+            assert status == "201 CREATED"
+    said = [r.getMessage() for r in caplog.records if r.name == "idp_bridge.services.directory"]
+    assert len(said) == 1 and "no identity provider is configured" in said[0] and " in acme: " in said[0]
+    # Once the interval has passed, it is said again.
+    directory._warned_at.update({k: v - directory.WARN_EVERY_SECONDS for k, v in directory._warned_at.items()})
+    with caplog.at_level(logging.WARNING, logger="idp_bridge.services.directory"):
+        caplog.clear()
+        status, _, _ = call(endpoint, json.dumps(okta_user("u9@acme.com")).encode(), key=key)
+    assert status == "201 CREATED"
+    assert len([r for r in caplog.records if r.name == "idp_bridge.services.directory"]) == 1

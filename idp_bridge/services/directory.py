@@ -8,6 +8,8 @@ columns (userName, externalId, the work email, id); any other filter is evaluate
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -59,6 +61,7 @@ from idp_bridge.store.compiled import compiled
 from idp_bridge.store.sql import Flavor, flavor, table_of
 
 SOURCE = "scim"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,29 @@ def create_directly(connection: Connection, deps: WithProviders, actor: Actor, o
     if user.email:
         member["email"] = user.email
     batch.write(connection)
-    invites.warn_unredeemable(deps, org, invite["id"], invite["provider"])
+    _warn_unredeemable(deps, org, invite["id"], invite["provider"])
     return SimpleNamespace(**member)
+
+
+# A directory creates its users one request each, thousands in a row: why nobody can redeem their invites yet (no
+# provider configured, say) is logged once per org and reason every WARN_EVERY_SECONDS in each process, as a bulk
+# import logs it once, not once per user.
+WARN_EVERY_SECONDS = 600.0
+_warned_at: dict[tuple[str, str], float] = {}
+
+
+def _warn_unredeemable(deps: WithProviders, org: Organization, invite_id: str, provider: str) -> None:
+    warnings = invites.redeem_warnings(deps, org, [provider])
+    if not warnings:
+        return
+    reasons = "; ".join(warnings)
+    now = time.monotonic()
+    last = _warned_at.get((org.id, reasons))
+    if last is not None and now - last < WARN_EVERY_SECONDS:
+        return
+    _warned_at[(org.id, reasons)] = now
+    log.warning("invite %s in %s: %s (said once every %d minutes for the directory's new users)", invite_id,
+                org.slug, reasons, WARN_EVERY_SECONDS // 60)
 
 
 _ORG_COLUMNS = ("id", "slug", "member_limit", "invite_ttl_hours", "require_invite_code", "allowed_providers",
