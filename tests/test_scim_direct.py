@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from werkzeug.test import EnvironBuilder
 
 from idp_bridge.bridge import Bridge
-from idp_bridge.models import Invite, Member, utcnow
+from idp_bridge.models import AuditEvent, Invite, Member, utcnow
 from idp_bridge.services import directory
 from idp_bridge.store.db import transaction
 from idp_bridge.web.api import AUTH_FAILURE_LIMIT, AUTH_FAILURE_SCOPE
@@ -192,3 +192,23 @@ def test_why_nobody_can_redeem_is_logged_once_for_a_directorys_run_of_creates(
         status, _, _ = call(endpoint, json.dumps(okta_user("u9@acme.com")).encode(), key=key)
     assert status == "201 CREATED"
     assert len([r for r in caplog.records if r.name == "idp_bridge.services.directory"]) == 1
+
+
+def test_behind_a_proxy_the_direct_create_audits_the_forwarded_client(settings_overrides: dict[str, Any]) -> None:
+    from idp_bridge.bootstrap import build, create_app
+    from idp_bridge.settings import load_settings
+
+    settings_overrides["trust_proxy_headers"] = 1
+    bridge = build(load_settings(overrides=settings_overrides, environ={}))
+    try:
+        make_org(bridge)
+        key = make_key(bridge, "acme", ["scim:provision"])
+        client = create_app(bridge=bridge).test_client()
+        resp = client.post("/scim/v2/acme/Users", data=json.dumps(okta_user()), content_type="application/scim+json",
+                           headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": "203.0.113.9"})
+        assert resp.status_code == 201
+        with transaction(bridge.sessions) as session:
+            audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "invite.created")).all()
+            assert [event.ip for event in audited] == ["203.0.113.9"]
+    finally:
+        bridge.close()
