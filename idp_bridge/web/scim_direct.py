@@ -35,6 +35,7 @@ from idp_bridge.metrics import HANDLER_KEY
 from idp_bridge.services import api_keys as key_service
 from idp_bridge.services import directory
 from idp_bridge.store.db import reset_write_intent, set_write_intent
+from idp_bridge.store.group_commit import describe
 from idp_bridge.web import headers, scim
 from idp_bridge.web.api import AUTH_FAILURE_LIMIT, AUTH_FAILURE_SCOPE, _nul_at
 from idp_bridge.web.scim_plain import plain_dump
@@ -125,9 +126,13 @@ class DirectCreate:
                 key_service.touch_on(connection, presented)
         except (_NotCommon, scim.Denied, BridgeError, ValidationError, SCIMException):
             return None
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             # Rolled back (an identifier taken meanwhile, a busy database): the general path decides, and says why.
-            log.debug("direct SCIM create handed on", exc_info=True)
+            log.debug("direct SCIM create handed on: %s", describe(exc))
+            return None
+        except Exception:
+            # A fault of this path, before anything was committed: logged, and the general path answers.
+            log.exception("direct SCIM create failed; handed on")
             return None
         finally:
             reset_write_intent(token)
